@@ -1,0 +1,114 @@
+"""A loader that keeps a small dataset on the device as uint8 and augments it there.
+
+All randomness (the epoch permutation, crop offsets, flips, cutout centres) comes from one
+seeded CPU `torch.Generator`, so the batches are identical on CPU and GPU for a seed; only the
+pixel arithmetic runs on the device (DESIGN.md, "Speed"). Augmentation follows the reference
+recipe: zero-pad and random crop, horizontal flip, normalise, then cutout (reference §1.8).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class Augment:
+    pad: int = 0
+    flip: bool = False
+    cutout: int = 0
+
+
+class DeviceLoader:
+    """Batches of normalised float images from uint8 (N, H, W, C) arrays held on `device`."""
+
+    def __init__(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        batch_size: int,
+        mean: list[float],
+        std: list[float],
+        device: torch.device,
+        augment: Augment | None = None,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        seed: int = 0,
+    ) -> None:
+        if len(x) == 0:
+            raise ValueError("empty dataset split")
+        self.x = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).contiguous()
+        self.x = self.x.to(device)
+        self.y = torch.from_numpy(np.asarray(y, dtype=np.int64)).to(device)
+        self.batch_size = min(batch_size, len(x)) if drop_last else batch_size
+        self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1) * 255.0
+        self.std = torch.tensor(std, device=device).view(1, -1, 1, 1) * 255.0
+        self.device = device
+        self.augment = augment or Augment()
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        n = len(self.y)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    @property
+    def num_examples(self) -> int:
+        return len(self.y)
+
+    def state(self) -> torch.Tensor:
+        return self.generator.get_state()
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.y)
+        if self.shuffle:
+            order = torch.randperm(n, generator=self.generator)
+        else:
+            order = torch.arange(n)
+        for b in range(len(self)):
+            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            yield self._batch(idx)
+
+    def _batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        dev_idx = idx.to(self.device)
+        x = self.x[dev_idx]
+        aug = self.augment
+        if aug.pad:
+            x = random_crop(x, aug.pad, self.generator)
+        if aug.flip:
+            flips = (torch.rand(len(idx), generator=self.generator) < 0.5).to(self.device)
+            x = torch.where(flips.view(-1, 1, 1, 1), x.flip(3), x)
+        x = (x.float() - self.mean) / self.std
+        if aug.cutout:
+            x = cutout(x, aug.cutout, self.generator)
+        return x, self.y[dev_idx]
+
+
+def random_crop(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
+    """Zero-pad by `pad` and crop back to the original size at a random offset per image."""
+    n, _, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)
+    rows = (dy.view(n, 1) + torch.arange(h, device=x.device)).view(n, 1, h, 1)
+    cols = (dx.view(n, 1) + torch.arange(w, device=x.device)).view(n, 1, 1, w)
+    batch = torch.arange(n, device=x.device).view(n, 1, 1, 1)
+    chan = torch.arange(x.shape[1], device=x.device).view(1, -1, 1, 1)
+    return padded[batch, chan, rows, cols]
+
+
+def cutout(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """Zero a `size` x `size` square (clipped at the border) at a random centre per image."""
+    n, _, h, w = x.shape
+    cy = torch.randint(0, h, (n,), generator=generator).to(x.device)
+    cx = torch.randint(0, w, (n,), generator=generator).to(x.device)
+    ys = torch.arange(h, device=x.device).view(1, h, 1)
+    xs = torch.arange(w, device=x.device).view(1, 1, w)
+    half = size // 2
+    inside_y = (ys >= (cy - half).view(n, 1, 1)) & (ys < (cy - half + size).view(n, 1, 1))
+    inside_x = (xs >= (cx - half).view(n, 1, 1)) & (xs < (cx - half + size).view(n, 1, 1))
+    return x * (~(inside_y & inside_x)).unsqueeze(1).to(x.dtype)

@@ -1,0 +1,142 @@
+"""The prepared-data format every dataset is turned into, and its reader.
+
+`data/prepared/<name>/` holds uint8 images (N, H, W, C) and int64 labels as `.npy` files
+(never pickles) for the train and test sets, and `card.json` with the counts, per-class
+counts, normalisation constants, augmentation defaults, split indices and SHA-256 checksums.
+Search and training read only this format, so a new dataset needs only a preparer.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dnas.errors import UserError
+from dnas.io import dumps_json, sha256_file
+
+ARRAYS = ("train_x", "train_y", "test_x", "test_y")
+
+
+@dataclass
+class Prepared:
+    """A prepared image dataset held in memory."""
+
+    name: str
+    train_x: np.ndarray  # uint8 (N, H, W, C)
+    train_y: np.ndarray  # int64 (N,)
+    test_x: np.ndarray
+    test_y: np.ndarray
+    card: dict
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.card["num_classes"])
+
+    @property
+    def channels(self) -> int:
+        return int(self.train_x.shape[-1])
+
+    def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Images and labels of a named split: train, test, search_train or search_valid."""
+        if name in ("train", "test"):
+            return getattr(self, f"{name}_x"), getattr(self, f"{name}_y")
+        idx = np.asarray(self.card["splits"][name], dtype=np.int64)
+        return self.train_x[idx], self.train_y[idx]
+
+
+def channel_stats(x: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of uint8 images, in [0, 1] units."""
+    xf = x.reshape(-1, x.shape[-1]).astype(np.float64) / 255.0
+    return xf.mean(0).tolist(), xf.std(0).tolist()
+
+
+def write_prepared(
+    out_dir: str | Path,
+    name: str,
+    arrays: dict[str, np.ndarray],
+    card: dict,
+) -> None:
+    """Write arrays and card to `out_dir` atomically: built in a sibling temp dir, then swapped in.
+
+    If anything fails, an earlier `out_dir` is left as it was.
+    """
+    out_dir = Path(out_dir)
+    for key in ARRAYS:
+        if key not in arrays:
+            raise ValueError(f"missing array {key}")
+    for part in ("train", "test"):
+        x, y = arrays[f"{part}_x"], arrays[f"{part}_y"]
+        if x.dtype != np.uint8 or x.ndim != 4:
+            raise ValueError(f"{part}_x must be uint8 (N, H, W, C), got {x.dtype} {x.shape}")
+        if len(x) != len(y):
+            raise ValueError(f"{part}: {len(x)} images but {len(y)} labels")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    tmp.chmod(0o755)
+    try:
+        checksums = {}
+        for key in ARRAYS:
+            arr = arrays[key].astype(np.uint8 if key.endswith("_x") else np.int64)
+            np.save(tmp / f"{key}.npy", np.ascontiguousarray(arr), allow_pickle=False)
+            checksums[f"{key}.npy"] = sha256_file(tmp / f"{key}.npy")
+        num_classes = int(card["num_classes"])
+        full = {
+            **card,
+            "name": name,
+            "shape": list(arrays["train_x"].shape[1:]),
+            "counts": {
+                "train": len(arrays["train_y"]),
+                "test": len(arrays["test_y"]),
+                **{k: len(v) for k, v in card["splits"].items()},
+            },
+            "class_counts": {
+                part: np.bincount(arrays[f"{part}_y"], minlength=num_classes).tolist()
+                for part in ("train", "test")
+            },
+            "sha256": checksums,
+        }
+        (tmp / "card.json").write_text(dumps_json(full))
+        backup = None
+        if out_dir.exists():
+            backup = out_dir.with_name(f".{out_dir.name}.old")
+            if backup.exists():
+                shutil.rmtree(backup)
+            out_dir.rename(backup)
+        tmp.rename(out_dir)
+        if backup is not None:
+            shutil.rmtree(backup)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def load_prepared(path: str | Path, verify: bool = True) -> Prepared:
+    """Read a prepared dataset, checking that it exists and matches its card's checksums."""
+    path = Path(path)
+    card_path = path / "card.json"
+    if not card_path.is_file():
+        raise UserError(
+            f"{path}: no prepared dataset here (card.json missing); run `dvc repro` to prepare it"
+        )
+    import json
+
+    card = json.loads(card_path.read_text())
+    arrays = {}
+    for key in ARRAYS:
+        file = path / f"{key}.npy"
+        if not file.is_file():
+            raise UserError(f"{file}: missing; rerun the prepare stage (`dvc repro -f prepare`)")
+        if verify and sha256_file(file) != card["sha256"][f"{key}.npy"]:
+            raise UserError(
+                f"{file}: checksum differs from card.json; the file is corrupt, "
+                "rerun the prepare stage (`dvc repro -f prepare`)"
+            )
+        try:
+            arrays[key] = np.load(file, allow_pickle=False)
+        except ValueError as exc:
+            raise UserError(f"{file}: unreadable ({exc}); rerun the prepare stage") from None
+    return Prepared(name=card["name"], card=card, **arrays)

@@ -1,0 +1,50 @@
+"""Evaluation: accuracy on the test set, parameter count and multiply-adds.
+
+Parameters exclude the auxiliary head (reference §5 item 12, DARTS `count_parameters_in_MB`).
+Multiply-adds count convolutions and linear layers only, for one image at the dataset's
+resolution, as GDAS's counter does (reference §1.10); they are measured with forward hooks in
+eval mode, so the auxiliary head and drop-path never run.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(
+        p.numel() for name, p in model.named_parameters() if not name.startswith("auxiliary.")
+    )
+
+
+@torch.no_grad()
+def count_macs(model: nn.Module, input_shape: tuple[int, int, int]) -> int:
+    """Multiply-adds of conv and linear layers for one image of shape (C, H, W)."""
+    total = 0
+
+    def conv_hook(mod: nn.Conv2d, _inp, out):
+        nonlocal total
+        kh, kw = mod.kernel_size
+        total += out.numel() // out.shape[0] * (mod.in_channels // mod.groups) * kh * kw
+
+    def linear_hook(mod: nn.Linear, _inp, out):
+        nonlocal total
+        total += out.numel() // out.shape[0] * mod.in_features
+
+    hooks = []
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            hooks.append(m.register_forward_hook(conv_hook))
+        elif isinstance(m, nn.Linear):
+            hooks.append(m.register_forward_hook(linear_hook))
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        model(torch.zeros(1, *input_shape, device=device))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return total

@@ -1,0 +1,60 @@
+"""Discrete networks built from a genotype, and the file format they are saved in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from dnas.errors import UserError
+from dnas.io import atomic_path
+from dnas.models.cell_net import CellNetwork
+from dnas.models.nb201_net import Nb201Network
+from dnas.spaces.genotype import Genotype
+
+
+def build_network(
+    genotype: Genotype, in_channels: int, num_classes: int, channels: int, layers: int,
+    auxiliary: bool = False,
+) -> nn.Module:
+    """The network a genotype describes, at width `channels` and depth `layers`.
+
+    DARTS space: `layers` cells with two reductions (reference §1.8). NAS-Bench-201: `layers`
+    cells per stage (N in reference §1.3).
+    """
+    if genotype.space == "darts":
+        return CellNetwork(genotype, in_channels, num_classes, channels, layers, auxiliary)
+    if genotype.space == "nb201":
+        return Nb201Network(genotype.cells["cell"], in_channels, num_classes, channels, layers)
+    raise ValueError(f"unknown space {genotype.space!r}")
+
+
+def save_model(path: str | Path, model: nn.Module, genotype: Genotype, config: dict) -> None:
+    """Save weights with everything needed to rebuild the network (no pickled objects)."""
+    state = {
+        "genotype": genotype.to_json(),
+        "config": dict(config),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild a saved network; `torch.load(weights_only=True)` never runs pickled code."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: model file not found; run the train stage (`dvc repro`)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        genotype = Genotype.from_json(state["genotype"])
+        cfg = state["config"]
+        model = build_network(
+            genotype, cfg["in_channels"], cfg["num_classes"], cfg["channels"], cfg["layers"],
+            cfg.get("auxiliary", False),
+        )
+        model.load_state_dict(state["state_dict"])
+    except (RuntimeError, KeyError, ValueError, TypeError, EOFError) as exc:
+        raise UserError(f"{path}: not a valid dnas model ({exc}); rerun the train stage") from None
+    return model.to(device), {"genotype": genotype, **cfg}

@@ -1,0 +1,1 @@
+"""Architecture search: samplers, supernets, and the bilevel search loop."""

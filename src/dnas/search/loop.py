@@ -1,0 +1,148 @@
+"""The GDAS search loop: alternating weight and architecture steps (reference §1.4).
+
+Weights: SGD with momentum, weight decay and cosine annealing per epoch, gradient norm
+clipped (weights only, as the CVPR code), on search-train batches. Architecture: Adam
+(lr 3e-4, betas (0.5, 0.999), weight decay 1e-3 by default) on search-valid batches. Each step
+draws its own architecture sample. tau decays linearly from tau_max to tau_min, reaching it at
+the last epoch. The reported search-valid accuracy is that of the sampled architectures on the
+architecture-step batches, as AutoDL reports it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from dvclive import Live
+
+from dnas.config import Params, Search
+from dnas.data import Prepared
+from dnas.data.loader import Augment, DeviceLoader
+from dnas.runtime import cycle, epochs, log_epoch, seed_everything
+from dnas.search.gdas import tau_at
+from dnas.search.supernet import Supernet, build_supernet
+from dnas.spaces.genotype import Genotype
+
+
+@dataclass
+class SearchResult:
+    genotype: Genotype
+    metrics: dict
+
+
+def make_supernet(s: Search, data: Prepared) -> Supernet:
+    net = build_supernet(s.space, data.channels, data.num_classes, s.channels, s.layers)
+    net.sample_per = s.sample_per
+    net.unselected_grad = (s.space == "nb201") if s.unselected_grad == "auto" else s.unselected_grad
+    return net
+
+
+def search_loaders(s: Search, data: Prepared, device, seed: int):
+    aug = data.card["augment"]
+    augment = Augment(pad=aug["pad"], flip=aug["flip"]) if s.augment else None
+    common = dict(
+        batch_size=s.batch_size, mean=data.card["mean"], std=data.card["std"], device=device,
+        augment=augment, shuffle=True,
+    )
+    train = DeviceLoader(*data.split("search_train"), seed=seed, **common)
+    valid = DeviceLoader(*data.split("search_valid"), seed=seed + 1, **common)
+    return train, valid
+
+
+def run_search(p: Params, data: Prepared, device: torch.device, live_dir: str | Path) -> SearchResult:
+    s = p.search
+    seed_everything(p.common.seed)
+    net = make_supernet(s, data).to(device)
+    net.generator = torch.Generator(device=device).manual_seed(p.common.seed + 2)
+    train_loader, valid_loader = search_loaders(s, data, device, p.common.seed)
+
+    w_opt = torch.optim.SGD(
+        net.weight_parameters(), lr=s.lr, momentum=s.momentum, nesterov=s.nesterov,
+        weight_decay=s.weight_decay,
+    )
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, T_max=s.epochs, eta_min=s.lr_min)
+    a_opt = torch.optim.Adam(
+        net.arch_parameters(), lr=s.arch_lr, betas=tuple(s.arch_betas),
+        weight_decay=s.arch_weight_decay,
+    )
+    weights = net.weight_parameters()
+
+    def weight_step(x, y):
+        w_opt.zero_grad(set_to_none=True)
+        logits = net(x, detach_alpha=True)
+        loss = F.cross_entropy(logits, y)
+        loss.backward()
+        if s.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(weights, s.grad_clip)
+        w_opt.step()
+        return loss.detach(), (logits.argmax(1) == y).sum()
+
+    def arch_step(x, y):
+        a_opt.zero_grad(set_to_none=True)
+        logits = net(x)
+        loss = F.cross_entropy(logits, y)
+        loss.backward()
+        a_opt.step()
+        return loss.detach(), (logits.argmax(1) == y).sum()
+
+    prob_rows: list[dict] = []
+    summary: dict = {}
+    with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None) as live:
+        for epoch in epochs(s.epochs, "search"):
+            net.tau = tau_at(epoch, s.epochs, s.tau_max, s.tau_min)
+            lr = w_opt.param_groups[0]["lr"]
+            net.train()
+            sums = torch.zeros(4, device=device, dtype=torch.float64)  # loss*n, correct (t, v)
+            n_train = n_valid = 0
+            valid_batches = cycle(valid_loader)
+            for xt, yt in train_loader:
+                xv, yv = next(valid_batches)
+                if s.step_order == "weights_first":
+                    lt, ct = weight_step(xt, yt)
+                    lv, cv = arch_step(xv, yv)
+                else:
+                    lv, cv = arch_step(xv, yv)
+                    lt, ct = weight_step(xt, yt)
+                sums += torch.stack([lt * len(yt), ct, lv * len(yv), cv]).double()
+                n_train += len(yt)
+                n_valid += len(yv)
+            scheduler.step()
+            loss_t, correct_t, loss_v, correct_v = sums.tolist()
+            values = {
+                "tau": net.tau,
+                "lr": lr,
+                "loss/train": loss_t / n_train,
+                "acc/train": 100.0 * correct_t / n_train,
+                "loss/valid": loss_v / n_valid,
+                "acc/valid": 100.0 * correct_v / n_valid,
+            }
+            for name, value in values.items():
+                live.log_metric(name, round(value, 6))
+            prob_rows.extend(_prob_rows(epoch, net))
+            live.log_plot("arch_probs", prob_rows, x="epoch", y="prob", template="linear")
+            log_epoch("search", epoch, s.epochs, values)
+            live.next_step()
+            summary = values
+    genotype = net.derive()
+    metrics = {
+        "valid_acc": summary["acc/valid"],
+        "valid_loss": summary["loss/valid"],
+        "train_acc": summary["acc/train"],
+        "train_loss": summary["loss/train"],
+        "final_tau": summary["tau"],
+        "epochs": s.epochs,
+    }
+    return SearchResult(genotype=genotype, metrics=metrics)
+
+
+def _prob_rows(epoch: int, net: Supernet) -> list[dict]:
+    rows = []
+    for cell, edges in net.derive().probs.items():
+        for edge, ops in edges.items():
+            for op, prob in ops.items():
+                rows.append(
+                    {"epoch": epoch, "cell": cell, "edge": edge, "op": op, "prob": round(prob, 6)}
+                )
+    return rows

@@ -1,0 +1,113 @@
+"""Genotypes: the discrete architecture a search produces, and its JSON form.
+
+A cell has `inputs` input nodes (0 .. inputs-1); `nodes[i]` is node `inputs + i` and lists its
+incoming edges as (op, input node). The cell output concatenates (DARTS) or is (NB201) the
+nodes in `concat`. `genotype.json` holds the space, the op set, the cells, the final op
+probabilities per edge, and for NAS-Bench-201 the standard architecture string.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dnas.errors import UserError
+from dnas.io import write_json
+from dnas.spaces.ops import DARTS_OPS, NB201_OPS
+
+SPACE_OPS = {"darts": DARTS_OPS, "nb201": NB201_OPS}
+SPACE_CELLS = {"darts": ("normal", "reduce"), "nb201": ("cell",)}
+
+Edge = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    inputs: int
+    nodes: tuple[tuple[Edge, ...], ...]
+    concat: tuple[int, ...]
+
+    def to_json(self) -> dict:
+        return {
+            "inputs": self.inputs,
+            "nodes": [[[op, j] for op, j in node] for node in self.nodes],
+            "concat": list(self.concat),
+        }
+
+    @classmethod
+    def from_json(cls, d: dict) -> CellSpec:
+        nodes = tuple(tuple((str(op), int(j)) for op, j in node) for node in d["nodes"])
+        return cls(inputs=int(d["inputs"]), nodes=nodes, concat=tuple(int(c) for c in d["concat"]))
+
+
+@dataclass(frozen=True)
+class Genotype:
+    space: str
+    cells: dict[str, CellSpec]
+    probs: dict = field(default_factory=dict, compare=False)
+    arch: str | None = None
+
+    @property
+    def ops(self) -> tuple[str, ...]:
+        return SPACE_OPS[self.space]
+
+    def to_json(self) -> dict:
+        return {
+            "space": self.space,
+            "ops": list(self.ops),
+            "cells": {name: cell.to_json() for name, cell in self.cells.items()},
+            "probs": self.probs,
+            "arch": self.arch,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict) -> Genotype:
+        g = cls(
+            space=d["space"],
+            cells={name: CellSpec.from_json(c) for name, c in d["cells"].items()},
+            probs=d.get("probs") or {},
+            arch=d.get("arch"),
+        )
+        g.validate()
+        return g
+
+    def validate(self) -> None:
+        """Raise ValueError if the genotype is not a well-formed architecture of its space."""
+        if self.space not in SPACE_OPS:
+            raise ValueError(f"unknown space {self.space!r}; known: {', '.join(SPACE_OPS)}")
+        if set(self.cells) != set(SPACE_CELLS[self.space]):
+            raise ValueError(
+                f"a {self.space} genotype has cells {list(SPACE_CELLS[self.space])}, "
+                f"got {sorted(self.cells)}"
+            )
+        for name, cell in self.cells.items():
+            if not cell.nodes:
+                raise ValueError(f"cell {name!r} has no nodes")
+            for i, node in enumerate(cell.nodes):
+                node_id = cell.inputs + i
+                if not node:
+                    raise ValueError(f"cell {name!r} node {node_id} has no inputs")
+                for op, j in node:
+                    if op not in self.ops:
+                        raise ValueError(f"cell {name!r} node {node_id}: unknown op {op!r}")
+                    if not 0 <= j < node_id:
+                        raise ValueError(f"cell {name!r} node {node_id}: bad input node {j}")
+            last = cell.inputs + len(cell.nodes)
+            if not cell.concat or any(not 0 <= c < last for c in cell.concat):
+                raise ValueError(f"cell {name!r}: bad concat {list(cell.concat)}")
+
+
+def save_genotype(path: str | Path, genotype: Genotype) -> None:
+    write_json(path, genotype.to_json())
+
+
+def load_genotype(path: str | Path) -> Genotype:
+    """Read and validate a genotype file; a missing or malformed one is a `UserError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: genotype file not found; run the search stage (`dvc repro`)")
+    try:
+        return Genotype.from_json(json.loads(path.read_text()))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{path}: not a valid genotype ({exc}); rerun the search stage") from None

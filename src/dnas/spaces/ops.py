@@ -1,0 +1,167 @@
+"""Candidate operations of the DARTS CNN space and the NAS-Bench-201 space (reference §1.1, §1.3).
+
+`affine` is False inside search supernets (BN without learned scale/shift) and True in the
+retrained networks. Every pooling op of the DARTS space carries a BatchNorm2d(affine=False), in
+search and in retraining, as the GDAS code does (reference §1.1); DARTS adds it in search only.
+It has no parameters, so parameter counts are unaffected.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+DARTS_OPS = (
+    "none",
+    "max_pool_3x3",
+    "avg_pool_3x3",
+    "skip_connect",
+    "sep_conv_3x3",
+    "sep_conv_5x5",
+    "dil_conv_3x3",
+    "dil_conv_5x5",
+)
+
+NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+
+
+class Zero(nn.Module):
+    """The 'none' op: zeros, subsampled when the edge reduces."""
+
+    def __init__(self, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == 1:
+            return x.mul(0.0)
+        return x[:, :, :: self.stride, :: self.stride].mul(0.0)
+
+
+class ReLUConvBN(nn.Sequential):
+    def __init__(
+        self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, affine: bool,
+        bias: bool = False,
+    ) -> None:
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=bias),
+            nn.BatchNorm2d(c_out, affine=affine),
+        )
+
+
+class DilConv(nn.Sequential):
+    """ReLU, depthwise k x k conv with dilation, 1x1 conv, BN."""
+
+    def __init__(
+        self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, dilation: int,
+        affine: bool,
+    ) -> None:
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(c_in, c_in, kernel, stride, padding, dilation=dilation, groups=c_in,
+                      bias=False),
+            nn.Conv2d(c_in, c_out, 1, bias=False),
+            nn.BatchNorm2d(c_out, affine=affine),
+        )
+
+
+class SepConv(nn.Sequential):
+    """Two DilConv blocks with dilation 1; only the first one strides."""
+
+    def __init__(
+        self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, affine: bool
+    ) -> None:
+        super().__init__(
+            DilConv(c_in, c_in, kernel, stride, padding, 1, affine),
+            DilConv(c_in, c_out, kernel, 1, padding, 1, affine),
+        )
+
+
+class FactorizedReduce(nn.Module):
+    """Halve the resolution with two 1x1 stride-2 convs, the second on a one-pixel shift.
+
+    The input is zero-padded on the right and bottom before the shift, as in GDAS, so odd sizes
+    work; for even sizes this equals the DARTS version (reference §1.1).
+    """
+
+    def __init__(self, c_in: int, c_out: int, affine: bool) -> None:
+        super().__init__()
+        if c_out % 2:
+            raise ValueError(f"FactorizedReduce needs an even channel count, got {c_out}")
+        self.relu = nn.ReLU(inplace=False)
+        self.conv1 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
+        self.conv2 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
+        self.bn = nn.BatchNorm2d(c_out, affine=affine)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(x)
+        shifted = nn.functional.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:]
+        return self.bn(torch.cat([self.conv1(x), self.conv2(shifted)], dim=1))
+
+
+class PoolBN(nn.Sequential):
+    def __init__(self, kind: str, c: int, stride: int) -> None:
+        pool = (
+            nn.MaxPool2d(3, stride=stride, padding=1)
+            if kind == "max"
+            else nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False)
+        )
+        super().__init__(pool, nn.BatchNorm2d(c, affine=False))
+
+
+def darts_op(name: str, c: int, stride: int, affine: bool) -> nn.Module:
+    """One op of the DARTS space with `c` channels in and out."""
+    if name == "none":
+        return Zero(stride)
+    if name == "max_pool_3x3":
+        return PoolBN("max", c, stride)
+    if name == "avg_pool_3x3":
+        return PoolBN("avg", c, stride)
+    if name == "skip_connect":
+        return nn.Identity() if stride == 1 else FactorizedReduce(c, c, affine)
+    if name in ("sep_conv_3x3", "sep_conv_5x5"):
+        k = int(name[-1])
+        return SepConv(c, c, k, stride, k // 2, affine)
+    if name in ("dil_conv_3x3", "dil_conv_5x5"):
+        k = int(name[-1])
+        return DilConv(c, c, k, stride, 2 * (k // 2), 2, affine)
+    raise ValueError(f"unknown DARTS op {name!r}; known: {', '.join(DARTS_OPS)}")
+
+
+def nb201_op(name: str, c: int, affine: bool) -> nn.Module:
+    """One op of the NAS-Bench-201 space (stride 1, `c` channels in and out).
+
+    Convs carry a bias when BN is not affine, as AutoDL does (reference §1.3).
+    """
+    if name == "none":
+        return Zero(1)
+    if name == "skip_connect":
+        return nn.Identity()
+    if name == "nor_conv_1x1":
+        return ReLUConvBN(c, c, 1, 1, 0, affine, bias=not affine)
+    if name == "nor_conv_3x3":
+        return ReLUConvBN(c, c, 3, 1, 1, affine, bias=not affine)
+    if name == "avg_pool_3x3":
+        return nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
+    raise ValueError(f"unknown NAS-Bench-201 op {name!r}; known: {', '.join(NB201_OPS)}")
+
+
+class ResNetBasicBlock(nn.Module):
+    """The NAS-Bench-201 reduction block between stages (reference §1.3)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv_a = ReLUConvBN(c_in, c_out, 3, stride, 1, affine=True)
+        self.conv_b = ReLUConvBN(c_out, c_out, 3, 1, 1, affine=True)
+        if stride == 2:
+            self.shortcut = nn.Sequential(
+                nn.AvgPool2d(2, stride=2), nn.Conv2d(c_in, c_out, 1, bias=False)
+            )
+        elif c_in != c_out:
+            self.shortcut = ReLUConvBN(c_in, c_out, 1, 1, 0, affine=True)
+        else:
+            self.shortcut = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shortcut(x) + self.conv_b(self.conv_a(x))

@@ -1,0 +1,1 @@
+"""Retraining the discrete network found by the search."""

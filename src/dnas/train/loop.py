@@ -1,0 +1,127 @@
+"""Retraining loop (reference §1.8, §2.2): SGD with momentum and weight decay, cosine
+annealing per epoch from `lr` to `lr_min`, gradient norm clipping, an auxiliary loss weighted
+by `auxiliary_weight`, drop-path ramped linearly as drop_path * epoch / epochs, cutout, and
+optional label smoothing. The test set is evaluated after every epoch for the curves; the
+reported result is the final model (DARTS; `best` reporting is a later option, §5 item 11).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from dvclive import Live
+from torch import nn
+
+from dnas.config import Params
+from dnas.data import Prepared
+from dnas.data.loader import Augment, DeviceLoader
+from dnas.models import build_network
+from dnas.runtime import epochs, log_epoch, seed_everything
+from dnas.spaces.genotype import Genotype
+
+
+def train_loader(p: Params, data: Prepared, device: torch.device) -> DeviceLoader:
+    t = p.train
+    aug = data.card["augment"]
+    augment = Augment(pad=aug["pad"], flip=aug["flip"], cutout=t.cutout) if t.augment else None
+    return DeviceLoader(
+        *data.split("train"), batch_size=t.batch_size, mean=data.card["mean"],
+        std=data.card["std"], device=device, augment=augment, shuffle=True, seed=p.common.seed,
+    )
+
+
+def eval_loader(data: Prepared, device: torch.device, batch_size: int) -> DeviceLoader:
+    return DeviceLoader(
+        *data.split("test"), batch_size=batch_size, mean=data.card["mean"],
+        std=data.card["std"], device=device,
+    )
+
+
+@torch.no_grad()
+def evaluate_loader(model: nn.Module, loader: DeviceLoader) -> dict[str, float]:
+    """Mean cross-entropy, top-1 and top-5 accuracy (percent) over a loader."""
+    model.eval()
+    sums = torch.zeros(3, dtype=torch.float64, device=loader.device)
+    for x, y in loader:
+        logits = model(x)
+        k = min(5, logits.shape[1])
+        topk = logits.topk(k, dim=1).indices
+        hits = topk == y.unsqueeze(1)
+        sums += torch.stack([
+            F.cross_entropy(logits, y, reduction="sum"),
+            hits[:, 0].sum(),
+            hits.any(dim=1).sum(),
+        ]).double()
+    loss, top1, top5 = sums.tolist()
+    n = loader.num_examples
+    return {"loss": loss / n, "top1": 100.0 * top1 / n, "top5": 100.0 * top5 / n}
+
+
+def run_train(
+    p: Params, genotype: Genotype, data: Prepared, device: torch.device, live_dir: str | Path
+) -> tuple[nn.Module, dict, dict]:
+    """Train the network of `genotype`; return (model, its build config, final metrics)."""
+    t = p.train
+    seed_everything(p.common.seed)
+    config = {
+        "in_channels": data.channels,
+        "num_classes": data.num_classes,
+        "channels": t.channels,
+        "layers": t.layers,
+        "auxiliary": t.auxiliary_weight > 0 and genotype.space == "darts",
+    }
+    model = build_network(genotype, **config).to(device)
+    loader = train_loader(p, data, device)
+    test = eval_loader(data, device, p.evaluate.batch_size)
+    opt = torch.optim.SGD(
+        model.parameters(), lr=t.lr, momentum=t.momentum, nesterov=t.nesterov,
+        weight_decay=t.weight_decay,
+    )
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=t.epochs, eta_min=t.lr_min)
+    final: dict = {}
+    with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None) as live:
+        for epoch in epochs(t.epochs, "train"):
+            if hasattr(model, "set_drop_prob"):
+                model.set_drop_prob(t.drop_path * epoch / t.epochs)
+            lr = opt.param_groups[0]["lr"]
+            model.train()
+            sums = torch.zeros(2, dtype=torch.float64, device=device)
+            for x, y in loader:
+                opt.zero_grad(set_to_none=True)
+                out = model(x)
+                logits, aux = out if isinstance(out, tuple) else (out, None)
+                loss = F.cross_entropy(logits, y, label_smoothing=t.label_smoothing)
+                if aux is not None:
+                    loss = loss + t.auxiliary_weight * F.cross_entropy(
+                        aux, y, label_smoothing=t.label_smoothing
+                    )
+                loss.backward()
+                if t.grad_clip > 0:
+                    nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+                opt.step()
+                sums += torch.stack([loss.detach() * len(y), (logits.argmax(1) == y).sum()]).double()
+            scheduler.step()
+            loss_sum, correct = sums.tolist()
+            n = loader.num_examples
+            result = evaluate_loader(model, test)
+            values = {
+                "lr": lr,
+                "loss/train": loss_sum / n,
+                "acc/train": 100.0 * correct / n,
+                "loss/test": result["loss"],
+                "acc/test": result["top1"],
+            }
+            for name, value in values.items():
+                live.log_metric(name, round(value, 6))
+            log_epoch("train", epoch, t.epochs, values)
+            live.next_step()
+            final = values
+    metrics = {
+        "train_loss": final["loss/train"],
+        "train_acc": final["acc/train"],
+        "test_acc": final["acc/test"],
+        "epochs": t.epochs,
+    }
+    return model, config, metrics
