@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from dnas.errors import UserError
-from dnas.io import dumps_json, sha256_file
+from dnas.io import umask, dumps_json, sha256_file
 
 ARRAYS = ("train_x", "train_y", "test_x", "test_y")
 
@@ -76,7 +76,7 @@ def write_prepared(
             raise ValueError(f"{part}: {len(x)} images but {len(y)} labels")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    tmp.chmod(0o755)
+    tmp.chmod(0o777 & ~umask())  # mkdtemp makes 0700
     try:
         checksums = {}
         for key in ARRAYS:

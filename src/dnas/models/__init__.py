@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
@@ -55,6 +56,6 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn
             cfg.get("auxiliary", False),
         )
         model.load_state_dict(state["state_dict"])
-    except (RuntimeError, KeyError, ValueError, TypeError, EOFError) as exc:
+    except (RuntimeError, KeyError, ValueError, TypeError, EOFError, pickle.UnpicklingError) as exc:
         raise UserError(f"{path}: not a valid dnas model ({exc}); rerun the train stage") from None
     return model.to(device), {"genotype": genotype, **cfg}

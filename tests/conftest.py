@@ -1,0 +1,16 @@
+import os
+
+import pytest
+
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+
+@pytest.fixture(scope="session")
+def digits_prepared(tmp_path_factory):
+    """The embedded digits dataset prepared once for the whole session."""
+    from dnas.config import Prepare
+    from dnas.data import load_prepared, prepare_dataset
+
+    root = tmp_path_factory.mktemp("prepared")
+    prepare_dataset("digits", Prepare(), root)
+    return load_prepared(root / "digits")

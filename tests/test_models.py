@@ -1,0 +1,102 @@
+"""Discrete networks against published parameter and multiply-add counts, and their file."""
+
+import math
+
+import pytest
+import torch
+
+from dnas.errors import UserError
+from dnas.evaluate import count_macs, count_parameters
+from dnas.models import build_network, load_model, save_model
+from dnas.spaces import nb201
+from dnas.spaces.genotype import CellSpec, Genotype
+
+
+def _cell(flat):
+    return CellSpec(2, tuple(tuple(flat[2 * i : 2 * i + 2]) for i in range(4)), (2, 3, 4, 5))
+
+
+# quark0/darts cnn/genotypes.py and NAS-Projects lib/nas/genotypes.py (reference §1.10).
+DARTS_V2 = Genotype("darts", {
+    "normal": _cell([("sep_conv_3x3", 0), ("sep_conv_3x3", 1), ("sep_conv_3x3", 0),
+                     ("sep_conv_3x3", 1), ("sep_conv_3x3", 1), ("skip_connect", 0),
+                     ("skip_connect", 0), ("dil_conv_3x3", 2)]),
+    "reduce": _cell([("max_pool_3x3", 0), ("max_pool_3x3", 1), ("skip_connect", 2),
+                     ("max_pool_3x3", 1), ("max_pool_3x3", 0), ("skip_connect", 2),
+                     ("skip_connect", 2), ("max_pool_3x3", 1)]),
+})
+GDAS_V1 = Genotype("darts", {
+    "normal": _cell([("skip_connect", 0), ("skip_connect", 1), ("skip_connect", 0),
+                     ("sep_conv_5x5", 2), ("sep_conv_3x3", 3), ("skip_connect", 0),
+                     ("sep_conv_5x5", 4), ("sep_conv_3x3", 3)]),
+    "reduce": _cell([("sep_conv_5x5", 0), ("sep_conv_3x3", 1), ("sep_conv_5x5", 2),
+                     ("sep_conv_5x5", 1), ("dil_conv_5x5", 2), ("sep_conv_3x3", 1),
+                     ("sep_conv_5x5", 0), ("sep_conv_5x5", 1)]),
+})
+
+
+@pytest.mark.parametrize(
+    "genotype, params_m, macs_m",
+    [(DARTS_V2, 3.349, 528), (GDAS_V1, 3.369, 519)],
+)
+def test_cifar_network_matches_published_counts(genotype, params_m, macs_m):
+    """C=36, 20 cells, CIFAR-10: parameters without the auxiliary head and conv+linear
+    multiply-adds as the reference lists them (§1.10)."""
+    net = build_network(genotype, 3, 10, channels=36, layers=20, auxiliary=True)
+    assert round(count_parameters(net) / 1e6, 3) == params_m
+    assert count_parameters(net) < sum(p.numel() for p in net.parameters())  # head excluded
+    assert round(count_macs(net, (3, 32, 32)) / 1e6) == macs_m
+
+
+@pytest.mark.parametrize(
+    "arch, params, mflops",
+    [
+        # The NAS-Bench-201 paper's range over the 15,625 cells: 0.073M-1.531M parameters,
+        # 7.78-220.11 MFLOPs on CIFAR-10 (figures truncated, not rounded).
+        ("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", 0.073, 7.78),
+        ("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+"
+         "|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|", 1.531, 220.11),
+    ],
+)
+def test_nb201_network_spans_the_published_range(arch, params, mflops):
+    g = Genotype("nb201", {"cell": nb201.from_string(arch)}, arch=arch)
+    net = build_network(g, 3, 10, channels=16, layers=5)
+    assert math.floor(count_parameters(net) / 1e3) / 1e3 == params
+    assert math.floor(count_macs(net, (3, 32, 32)) / 1e4) / 1e2 == mflops
+
+
+def test_auxiliary_head_and_drop_path_in_training_only():
+    torch.manual_seed(0)
+    net = build_network(DARTS_V2, 1, 10, channels=8, layers=5, auxiliary=True)
+    x = torch.randn(4, 1, 8, 8)
+    logits, aux = net.train()(x)
+    assert logits.shape == aux.shape == (4, 10)
+    net.eval()
+    assert net(x).shape == (4, 10)
+    net.set_drop_prob(0.5)
+    torch.testing.assert_close(net(x), net(x))  # no drop-path in eval mode
+    net.train()
+    torch.manual_seed(1)
+    a, _ = net(x)
+    torch.manual_seed(2)
+    b, _ = net(x)
+    assert not torch.allclose(a, b)
+
+
+def test_model_file_round_trip(tmp_path):
+    torch.manual_seed(0)
+    net = build_network(GDAS_V1, 1, 10, channels=4, layers=3).eval()
+    cfg = {"in_channels": 1, "num_classes": 10, "channels": 4, "layers": 3, "auxiliary": False}
+    save_model(tmp_path / "model.pt", net, GDAS_V1, cfg)
+    loaded, info = load_model(tmp_path / "model.pt")
+    x = torch.randn(3, 1, 8, 8)
+    torch.testing.assert_close(loaded.eval()(x), net(x))
+    assert info["genotype"] == GDAS_V1 and info["channels"] == 4
+
+
+def test_broken_model_file_is_a_clear_error(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        load_model(tmp_path / "missing.pt")
+    (tmp_path / "bad.pt").write_bytes(b"not a zip file")
+    with pytest.raises(UserError, match="not a valid dnas model"):
+        load_model(tmp_path / "bad.pt")
