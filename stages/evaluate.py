@@ -7,7 +7,7 @@ from dnas.evaluate import count_macs, count_parameters
 from dnas.io import write_json
 from dnas.models import load_model
 from dnas.runtime import pick_device
-from dnas.train.loop import evaluate_loader, eval_loader
+from dnas.train.loop import eval_loader, evaluate_loader
 
 
 def main() -> None:

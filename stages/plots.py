@@ -10,7 +10,10 @@ from dnas.plots import make_plots
 def main() -> None:
     p = load_params()
     written = make_plots(
-        Path("genotype.json"), Path("dvclive/search"), Path("dvclive/train"), Path("plots"),
+        Path("genotype.json"),
+        Path("dvclive/search"),
+        Path("dvclive/train"),
+        Path("plots"),
         dpi=p.plots.dpi,
     )
     for path in written:

@@ -53,7 +53,7 @@ def test_sample_frequencies_follow_softmax_alpha(tau):
 
 def test_noise_stays_finite_at_the_extremes(monkeypatch):
     for value in (0.0, 1.0):
-        monkeypatch.setattr(gdas.torch, "rand", lambda shape, **kw: torch.full(shape, value))
+        monkeypatch.setattr(gdas.torch, "rand", lambda shape, v=value, **kw: torch.full(shape, v))
         g = gumbel_noise(torch.Size([3, 4]), None, "cpu")
         assert torch.isfinite(g).all()
         weights, _ = hard_gumbel_softmax(torch.zeros(3, 4), 0.1)

@@ -17,22 +17,64 @@ def _cell(flat):
 
 
 # quark0/darts cnn/genotypes.py and NAS-Projects lib/nas/genotypes.py (reference §1.10).
-DARTS_V2 = Genotype("darts", {
-    "normal": _cell([("sep_conv_3x3", 0), ("sep_conv_3x3", 1), ("sep_conv_3x3", 0),
-                     ("sep_conv_3x3", 1), ("sep_conv_3x3", 1), ("skip_connect", 0),
-                     ("skip_connect", 0), ("dil_conv_3x3", 2)]),
-    "reduce": _cell([("max_pool_3x3", 0), ("max_pool_3x3", 1), ("skip_connect", 2),
-                     ("max_pool_3x3", 1), ("max_pool_3x3", 0), ("skip_connect", 2),
-                     ("skip_connect", 2), ("max_pool_3x3", 1)]),
-})
-GDAS_V1 = Genotype("darts", {
-    "normal": _cell([("skip_connect", 0), ("skip_connect", 1), ("skip_connect", 0),
-                     ("sep_conv_5x5", 2), ("sep_conv_3x3", 3), ("skip_connect", 0),
-                     ("sep_conv_5x5", 4), ("sep_conv_3x3", 3)]),
-    "reduce": _cell([("sep_conv_5x5", 0), ("sep_conv_3x3", 1), ("sep_conv_5x5", 2),
-                     ("sep_conv_5x5", 1), ("dil_conv_5x5", 2), ("sep_conv_3x3", 1),
-                     ("sep_conv_5x5", 0), ("sep_conv_5x5", 1)]),
-})
+DARTS_V2 = Genotype(
+    "darts",
+    {
+        "normal": _cell(
+            [
+                ("sep_conv_3x3", 0),
+                ("sep_conv_3x3", 1),
+                ("sep_conv_3x3", 0),
+                ("sep_conv_3x3", 1),
+                ("sep_conv_3x3", 1),
+                ("skip_connect", 0),
+                ("skip_connect", 0),
+                ("dil_conv_3x3", 2),
+            ]
+        ),
+        "reduce": _cell(
+            [
+                ("max_pool_3x3", 0),
+                ("max_pool_3x3", 1),
+                ("skip_connect", 2),
+                ("max_pool_3x3", 1),
+                ("max_pool_3x3", 0),
+                ("skip_connect", 2),
+                ("skip_connect", 2),
+                ("max_pool_3x3", 1),
+            ]
+        ),
+    },
+)
+GDAS_V1 = Genotype(
+    "darts",
+    {
+        "normal": _cell(
+            [
+                ("skip_connect", 0),
+                ("skip_connect", 1),
+                ("skip_connect", 0),
+                ("sep_conv_5x5", 2),
+                ("sep_conv_3x3", 3),
+                ("skip_connect", 0),
+                ("sep_conv_5x5", 4),
+                ("sep_conv_3x3", 3),
+            ]
+        ),
+        "reduce": _cell(
+            [
+                ("sep_conv_5x5", 0),
+                ("sep_conv_3x3", 1),
+                ("sep_conv_5x5", 2),
+                ("sep_conv_5x5", 1),
+                ("dil_conv_5x5", 2),
+                ("sep_conv_3x3", 1),
+                ("sep_conv_5x5", 0),
+                ("sep_conv_5x5", 1),
+            ]
+        ),
+    },
+)
 
 
 @pytest.mark.parametrize(
@@ -54,8 +96,12 @@ def test_cifar_network_matches_published_counts(genotype, params_m, macs_m):
         # The NAS-Bench-201 paper's range over the 15,625 cells: 0.073M-1.531M parameters,
         # 7.78-220.11 MFLOPs on CIFAR-10 (figures truncated, not rounded).
         ("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", 0.073, 7.78),
-        ("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+"
-         "|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|", 1.531, 220.11),
+        (
+            "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+"
+            "|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|",
+            1.531,
+            220.11,
+        ),
     ],
 )
 def test_nb201_network_spans_the_published_range(arch, params, mflops):

@@ -66,7 +66,10 @@ def test_nb201_rule_is_per_edge_argmax_including_none():
     )
 
 
-EXAMPLE = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+EXAMPLE = (
+    "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+"
+    "|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+)
 
 
 def test_nb201_string_round_trip():

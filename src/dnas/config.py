@@ -75,7 +75,7 @@ class Search(Optim):
     space: Literal["darts", "nb201"] = "darts"
     algorithm: Literal["gdas"] = "gdas"
     arch_lr: PositiveFloat = 3.0e-4
-    arch_betas: tuple[Fraction, Fraction] = (0.5, 0.999)
+    arch_betas: Annotated[list[Fraction], Field(min_length=2, max_length=2)] = [0.5, 0.999]
     arch_weight_decay: NonNegFloat = 1.0e-3
     tau_max: PositiveFloat = 10.0
     tau_min: PositiveFloat = 0.1

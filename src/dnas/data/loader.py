@@ -60,9 +60,6 @@ class DeviceLoader:
     def num_examples(self) -> int:
         return len(self.y)
 
-    def state(self) -> torch.Tensor:
-        return self.generator.get_state()
-
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.y)
         if self.shuffle:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from dnas.errors import UserError
-from dnas.io import umask, dumps_json, sha256_file
+from dnas.io import dumps_json, sha256_file, umask
 
 ARRAYS = ("train_x", "train_y", "test_x", "test_y")
 

@@ -9,7 +9,7 @@ from sklearn.model_selection import train_test_split
 def stratified_split(
     labels: np.ndarray, fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded, class-balanced split; returns sorted (first, second) indices, `fraction` in second."""
+    """Seeded, class-balanced split: sorted (first, second) indices, `fraction` in second."""
     idx = np.arange(len(labels))
     first, second = train_test_split(
         idx, test_size=fraction, stratify=labels, random_state=seed, shuffle=True

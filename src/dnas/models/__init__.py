@@ -16,7 +16,11 @@ from dnas.spaces.genotype import Genotype
 
 
 def build_network(
-    genotype: Genotype, in_channels: int, num_classes: int, channels: int, layers: int,
+    genotype: Genotype,
+    in_channels: int,
+    num_classes: int,
+    channels: int,
+    layers: int,
     auxiliary: bool = False,
 ) -> nn.Module:
     """The network a genotype describes, at width `channels` and depth `layers`.
@@ -52,7 +56,11 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn
         genotype = Genotype.from_json(state["genotype"])
         cfg = state["config"]
         model = build_network(
-            genotype, cfg["in_channels"], cfg["num_classes"], cfg["channels"], cfg["layers"],
+            genotype,
+            cfg["in_channels"],
+            cfg["num_classes"],
+            cfg["channels"],
+            cfg["layers"],
             cfg.get("auxiliary", False),
         )
         model.load_state_dict(state["state_dict"])

@@ -89,8 +89,14 @@ class AuxiliaryHead(nn.Module):
 
 class CellNetwork(nn.Module):
     def __init__(
-        self, genotype: Genotype, in_channels: int, num_classes: int, channels: int, layers: int,
-        auxiliary: bool = False, stem_multiplier: int = 3,
+        self,
+        genotype: Genotype,
+        in_channels: int,
+        num_classes: int,
+        channels: int,
+        layers: int,
+        auxiliary: bool = False,
+        stem_multiplier: int = 3,
     ) -> None:
         super().__init__()
         c_curr = stem_multiplier * channels

@@ -36,7 +36,11 @@ class Nb201Cell(nn.Module):
 
 class Nb201Network(nn.Module):
     def __init__(
-        self, spec: CellSpec, in_channels: int, num_classes: int, channels: int = 16,
+        self,
+        spec: CellSpec,
+        in_channels: int,
+        num_classes: int,
+        channels: int = 16,
         layers: int = 5,
     ) -> None:
         super().__init__()

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from dvclive import Live
 
 from dnas.config import Params, Search
 from dnas.data import Prepared
@@ -24,6 +23,7 @@ from dnas.runtime import cycle, epochs, log_epoch, seed_everything
 from dnas.search.gdas import tau_at
 from dnas.search.supernet import Supernet, build_supernet
 from dnas.spaces.genotype import Genotype
+from dvclive import Live
 
 
 @dataclass
@@ -43,15 +43,21 @@ def search_loaders(s: Search, data: Prepared, device, seed: int):
     aug = data.card["augment"]
     augment = Augment(pad=aug["pad"], flip=aug["flip"]) if s.augment else None
     common = dict(
-        batch_size=s.batch_size, mean=data.card["mean"], std=data.card["std"], device=device,
-        augment=augment, shuffle=True,
+        batch_size=s.batch_size,
+        mean=data.card["mean"],
+        std=data.card["std"],
+        device=device,
+        augment=augment,
+        shuffle=True,
     )
     train = DeviceLoader(*data.split("search_train"), seed=seed, **common)
     valid = DeviceLoader(*data.split("search_valid"), seed=seed + 1, **common)
     return train, valid
 
 
-def run_search(p: Params, data: Prepared, device: torch.device, live_dir: str | Path) -> SearchResult:
+def run_search(
+    p: Params, data: Prepared, device: torch.device, live_dir: str | Path
+) -> SearchResult:
     s = p.search
     seed_everything(p.common.seed)
     net = make_supernet(s, data).to(device)
@@ -59,12 +65,17 @@ def run_search(p: Params, data: Prepared, device: torch.device, live_dir: str | 
     train_loader, valid_loader = search_loaders(s, data, device, p.common.seed)
 
     w_opt = torch.optim.SGD(
-        net.weight_parameters(), lr=s.lr, momentum=s.momentum, nesterov=s.nesterov,
+        net.weight_parameters(),
+        lr=s.lr,
+        momentum=s.momentum,
+        nesterov=s.nesterov,
         weight_decay=s.weight_decay,
     )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, T_max=s.epochs, eta_min=s.lr_min)
     a_opt = torch.optim.Adam(
-        net.arch_parameters(), lr=s.arch_lr, betas=tuple(s.arch_betas),
+        net.arch_parameters(),
+        lr=s.arch_lr,
+        betas=tuple(s.arch_betas),
         weight_decay=s.arch_weight_decay,
     )
     weights = net.weight_parameters()

@@ -140,7 +140,9 @@ class Supernet(nn.Module):
             flat = host[start : start + index.numel()]
             start += index.numel()
             n_edges = index.shape[-1]
-            rows[t] = [(weights[k], flat[k * n_edges : (k + 1) * n_edges]) for k in range(len(weights))]
+            rows[t] = [
+                (weights[k], flat[k * n_edges : (k + 1) * n_edges]) for k in range(len(weights))
+            ]
         seen = dict.fromkeys(self.cell_types, 0)
         per_cell = []
         for t in self.cell_sequence:
@@ -160,8 +162,13 @@ class DartsSupernet(Supernet):
     cell_types = ("normal", "reduce")
 
     def __init__(
-        self, in_channels: int, num_classes: int, channels: int = 16, layers: int = 8,
-        steps: int = darts.STEPS, stem_multiplier: int = 3,
+        self,
+        in_channels: int,
+        num_classes: int,
+        channels: int = 16,
+        layers: int = 8,
+        steps: int = darts.STEPS,
+        stem_multiplier: int = 3,
     ) -> None:
         super().__init__()
         self.steps = steps
@@ -196,8 +203,10 @@ class DartsSupernet(Supernet):
         labels = darts.edge_labels(self.steps)
         return Genotype(
             space="darts",
-            cells={t: darts.derive_cell(probs[t].numpy(), DARTS_OPS, self.steps)
-                   for t in self.cell_types},
+            cells={
+                t: darts.derive_cell(probs[t].numpy(), DARTS_OPS, self.steps)
+                for t in self.cell_types
+            },
             probs=_probs_json(probs, labels, DARTS_OPS),
         )
 
@@ -270,5 +279,3 @@ def build_supernet(
     if space == "nb201":
         return Nb201Supernet(in_channels, num_classes, channels, layers)
     raise ValueError(f"unknown space {space!r}")
-
-

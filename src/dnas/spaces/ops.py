@@ -40,7 +40,13 @@ class Zero(nn.Module):
 
 class ReLUConvBN(nn.Sequential):
     def __init__(
-        self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, affine: bool,
+        self,
+        c_in: int,
+        c_out: int,
+        kernel: int,
+        stride: int,
+        padding: int,
+        affine: bool,
         bias: bool = False,
     ) -> None:
         super().__init__(
@@ -54,13 +60,20 @@ class DilConv(nn.Sequential):
     """ReLU, depthwise k x k conv with dilation, 1x1 conv, BN."""
 
     def __init__(
-        self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, dilation: int,
+        self,
+        c_in: int,
+        c_out: int,
+        kernel: int,
+        stride: int,
+        padding: int,
+        dilation: int,
         affine: bool,
     ) -> None:
         super().__init__(
             nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_in, kernel, stride, padding, dilation=dilation, groups=c_in,
-                      bias=False),
+            nn.Conv2d(
+                c_in, c_in, kernel, stride, padding, dilation=dilation, groups=c_in, bias=False
+            ),
             nn.Conv2d(c_in, c_out, 1, bias=False),
             nn.BatchNorm2d(c_out, affine=affine),
         )

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from dvclive import Live
 from torch import nn
 
 from dnas.config import Params
@@ -20,6 +19,7 @@ from dnas.data.loader import Augment, DeviceLoader
 from dnas.models import build_network
 from dnas.runtime import epochs, log_epoch, seed_everything
 from dnas.spaces.genotype import Genotype
+from dvclive import Live
 
 
 def train_loader(p: Params, data: Prepared, device: torch.device) -> DeviceLoader:
@@ -27,15 +27,24 @@ def train_loader(p: Params, data: Prepared, device: torch.device) -> DeviceLoade
     aug = data.card["augment"]
     augment = Augment(pad=aug["pad"], flip=aug["flip"], cutout=t.cutout) if t.augment else None
     return DeviceLoader(
-        *data.split("train"), batch_size=t.batch_size, mean=data.card["mean"],
-        std=data.card["std"], device=device, augment=augment, shuffle=True, seed=p.common.seed,
+        *data.split("train"),
+        batch_size=t.batch_size,
+        mean=data.card["mean"],
+        std=data.card["std"],
+        device=device,
+        augment=augment,
+        shuffle=True,
+        seed=p.common.seed,
     )
 
 
 def eval_loader(data: Prepared, device: torch.device, batch_size: int) -> DeviceLoader:
     return DeviceLoader(
-        *data.split("test"), batch_size=batch_size, mean=data.card["mean"],
-        std=data.card["std"], device=device,
+        *data.split("test"),
+        batch_size=batch_size,
+        mean=data.card["mean"],
+        std=data.card["std"],
+        device=device,
     )
 
 
@@ -49,11 +58,13 @@ def evaluate_loader(model: nn.Module, loader: DeviceLoader) -> dict[str, float]:
         k = min(5, logits.shape[1])
         topk = logits.topk(k, dim=1).indices
         hits = topk == y.unsqueeze(1)
-        sums += torch.stack([
-            F.cross_entropy(logits, y, reduction="sum"),
-            hits[:, 0].sum(),
-            hits.any(dim=1).sum(),
-        ]).double()
+        sums += torch.stack(
+            [
+                F.cross_entropy(logits, y, reduction="sum"),
+                hits[:, 0].sum(),
+                hits.any(dim=1).sum(),
+            ]
+        ).double()
     loss, top1, top5 = sums.tolist()
     n = loader.num_examples
     return {"loss": loss / n, "top1": 100.0 * top1 / n, "top5": 100.0 * top5 / n}
@@ -76,7 +87,10 @@ def run_train(
     loader = train_loader(p, data, device)
     test = eval_loader(data, device, p.evaluate.batch_size)
     opt = torch.optim.SGD(
-        model.parameters(), lr=t.lr, momentum=t.momentum, nesterov=t.nesterov,
+        model.parameters(),
+        lr=t.lr,
+        momentum=t.momentum,
+        nesterov=t.nesterov,
         weight_decay=t.weight_decay,
     )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=t.epochs, eta_min=t.lr_min)
@@ -101,7 +115,9 @@ def run_train(
                 if t.grad_clip > 0:
                     nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
                 opt.step()
-                sums += torch.stack([loss.detach() * len(y), (logits.argmax(1) == y).sum()]).double()
+                sums += torch.stack(
+                    [loss.detach() * len(y), (logits.argmax(1) == y).sum()]
+                ).double()
             scheduler.step()
             loss_sum, correct = sums.tolist()
             n = loader.num_examples

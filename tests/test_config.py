@@ -1,0 +1,91 @@
+"""Params validation: each bad value stops with one message that names the key."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dnas.config import load_params, parse_params
+from dnas.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_shipped_params_file_is_valid():
+    p = load_params(ROOT / "params.yaml")
+    assert p.search.dataset in p.prepare.datasets
+
+
+@pytest.mark.parametrize(
+    "raw, key, hint",
+    [
+        ({"search": {"tau_max": "abc"}}, "search.tau_max", "valid number"),
+        ({"train": {"epochs": -1}}, "train.epochs", "greater than or equal to 1"),
+        ({"train": {"epochs": 2.5}}, "train.epochs", "integer"),
+        ({"search": {"tau_mx": 3.0}}, "search.tau_mx", "did you mean 'search.tau_max'"),
+        ({"serch": {}}, "serch", "did you mean 'search'"),
+        ({"search": {"space": "resnet"}}, "search.space", "'darts' or 'nb201'"),
+        ({"search": {"algorithm": "enas"}}, "search.algorithm", "'gdas'"),
+        ({"search": {"tau_min": 20.0}}, "search", "tau_min (20.0) must be smaller than tau_max"),
+        ({"search": {"lr": 0.01, "lr_min": 0.1}}, "search", "lr_min (0.1) must not exceed lr"),
+        ({"search": {"dataset": "cifar10"}}, "search.dataset", "add it there"),
+        ({"prepare": {"datasets": ["mnist"]}}, "prepare.datasets.0", "'digits' or 'cifar10'"),
+        ({"prepare": {"datasets": []}}, "prepare.datasets", "at least 1"),
+        ({"train": {"drop_path": 1.5}}, "train.drop_path", "less than 1"),
+        ({"common": {"device": "tpu"}}, "common.device", "'auto', 'cpu' or 'cuda'"),
+        ({"search": {"arch_betas": [0.5]}}, "search.arch_betas", "2 items"),
+        ({"plots": {"dpi": 5}}, "plots.dpi", "greater than or equal to 30"),
+    ],
+)
+def test_bad_params_name_the_key(raw, key, hint):
+    with pytest.raises(UserError) as err:
+        parse_params(raw)
+    message = str(err.value)
+    assert key in message and hint in message, message
+
+
+def test_numbers_are_cast_whatever_yaml_made_of_them():
+    p = parse_params({"search": {"tau_max": 10, "arch_lr": "3e-4"}})
+    assert p.search.tau_max == 10.0 and isinstance(p.search.tau_max, float)
+    assert p.search.arch_lr == 3e-4
+
+
+def test_several_problems_are_listed_in_one_message():
+    with pytest.raises(UserError) as err:
+        parse_params({"search": {"tau_max": "x", "epochs": 0}})
+    assert "2 problems" in str(err.value)
+
+
+def test_a_stage_with_bad_params_prints_one_line_and_exits_2(tmp_path):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["search"]["tau_max"] = "abc"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    proc = subprocess.run(
+        [sys.executable, "-m", "stages.search"],
+        cwd=tmp_path,
+        env={"PYTHONPATH": f"{ROOT / 'src'}:{ROOT}", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "error: params.yaml: search.tau_max = 'abc': Input should be a valid number, "
+        "unable to parse string as a number"
+    ]
+    assert not (tmp_path / "genotype.json").exists()
+
+
+def test_cli_params_check(tmp_path, capsys):
+    from dnas.cli import main
+
+    main(["params", "check", str(ROOT / "params.yaml")])
+    assert "ok" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("search:\n  epochs: zero\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["params", "check", str(bad)])
+    assert exit_info.value.code == 2
+    assert "search.epochs = 'zero'" in capsys.readouterr().err

@@ -1,0 +1,181 @@
+"""End to end: the DVC pipeline in a temporary git repository, on tiny params.
+
+Runs what a user runs: `dvc repro` (all stages), a second `dvc repro` (nothing to do),
+`dvc exp run -S ...` (search reruns), `dvc metrics diff`, `dvc exp show`, the NB201 space,
+and a bad `-S` value. Also checks that identical seeds give byte-identical outputs.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {
+    "search": {"epochs": 2, "channels": 4, "layers": 3, "batch_size": 128},
+    "train": {"epochs": 1, "channels": 4, "layers": 3, "batch_size": 128},
+}
+
+pytestmark = pytest.mark.e2e
+
+
+def _tiny_params(base: dict) -> dict:
+    params = json.loads(json.dumps(base))
+    for section, values in TINY.items():
+        params[section].update(values)
+    return params
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    path = tmp_path_factory.mktemp("pipeline")
+    home = tmp_path_factory.mktemp("home")
+    for item in ("src", "stages", "dvc.yaml", ".dvc/config", ".dvcignore", ".gitignore"):
+        src = ROOT / item
+        dst = path / item
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, dst)
+    params = _tiny_params(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "DVC_NO_ANALYTICS": "1",
+        "DVC_SITE_CACHE_DIR": str(home / "site"),
+        "DVC_GLOBAL_CONFIG_DIR": str(home / "global"),
+        "DVC_SYSTEM_CONFIG_DIR": str(home / "system"),
+        "GIT_CONFIG_GLOBAL": "/dev/null",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.invalid",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.invalid",
+    }
+    env.pop("PYTHONPATH", None)
+
+    def run(*cmd, check=True):
+        proc = subprocess.run(cmd, cwd=path, env=env, capture_output=True, text=True)
+        out = proc.stdout + proc.stderr
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{out}")
+        return proc.returncode, out
+
+    run("git", "init", "-q", "-b", "main")
+    (path / ".dvc").mkdir(exist_ok=True)
+    (path / ".dvc" / ".gitignore").write_text("/config.local\n/tmp\n/cache\n")
+    run("git", "add", "-A")
+    run("git", "commit", "-qm", "pipeline")
+    return path, run
+
+
+def test_repro_runs_every_stage_then_nothing(repo):
+    path, run = repo
+    _, out = run("dvc", "repro")
+    for stage in ("prepare@digits", "search", "train", "evaluate", "plots"):
+        assert f"Running stage '{stage}'" in out
+    genotype = json.loads((path / "genotype.json").read_text())
+    assert genotype["space"] == "darts" and set(genotype["cells"]) == {"normal", "reduce"}
+    metrics = json.loads((path / "metrics/eval.json").read_text())
+    assert set(metrics) == {"test", "test_size", "params", "macs"}
+    assert metrics["test_size"] == 360 and 0 <= metrics["test"]["top1"] <= 100
+    for png in ("cells", "arch_probs", "search_curves", "train_curves"):
+        assert (path / "plots" / f"{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    _, out = run("dvc", "repro")
+    assert "Running stage" not in out and "up to date" in out
+    run("git", "add", "-A")
+    run("git", "commit", "-qm", "results")
+
+
+def test_train_reruns_only_when_the_cells_change(repo):
+    path, run = repo
+    genotype_file = path / "genotype.json"
+    original = genotype_file.read_text()
+    g = json.loads(original)
+    edge = next(iter(g["probs"]["normal"]))
+    g["probs"]["normal"][edge]["none"] = 0.5
+    genotype_file.write_text(json.dumps(g))
+    _, out = run("dvc", "repro", "--single-item", "train")
+    assert "Running stage 'train'" not in out
+    g["cells"]["normal"]["nodes"][0][0] = ["avg_pool_3x3", 0]
+    genotype_file.write_text(json.dumps(g))
+    _, out = run("dvc", "status", "train")
+    assert "genotype.json" in out and "modified" in out
+    genotype_file.write_text(original)
+    _, out = run("dvc", "status")
+    assert "up to date" in out
+
+
+def test_experiment_reruns_search_and_shows_in_metrics(repo):
+    path, run = repo
+    before = json.loads((path / "genotype.json").read_text())["cells"]
+    _, out = run("dvc", "exp", "run", "-S", "search.tau_max=7", "-n", "tau7")
+    assert "Running stage 'search'" in out
+    assert "Running stage 'prepare@digits'" not in out
+    after = json.loads((path / "genotype.json").read_text())["cells"]
+    assert ("Running stage 'train'" in out) == (after != before)
+    _, diff = run("dvc", "metrics", "diff", "main", "tau7", "--all", "--json")
+    search = json.loads(diff)["metrics/search.json"]
+    assert (
+        search["valid_acc"]["new"]
+        == json.loads((path / "metrics/search.json").read_text())["valid_acc"]
+    )
+    _, show = run("dvc", "exp", "show", "--json")
+    assert "tau7" in show
+    run("git", "checkout", "-q", ".")
+    run("dvc", "checkout", "-q")
+
+
+def test_nb201_space_runs_end_to_end(repo):
+    path, run = repo
+    run("dvc", "exp", "run", "-S", "search.space=nb201", "-n", "nb201")
+    genotype = json.loads((path / "genotype.json").read_text())
+    assert genotype["space"] == "nb201" and genotype["arch"].count("+") == 2
+    assert json.loads((path / "metrics/eval.json").read_text())["params"] > 0
+    run("git", "checkout", "-q", ".")
+    run("dvc", "checkout", "-q")
+
+
+def test_bad_value_stops_with_one_message(repo):
+    path, run = repo
+    code, out = run("dvc", "exp", "run", "-S", "search.tau_max=abc", check=False)
+    assert code != 0
+    assert "search.tau_max = 'abc'" in out and "Traceback" not in out
+    run("git", "checkout", "-q", ".")
+    run("dvc", "checkout", "-q", check=False)
+
+
+def test_same_seed_same_bytes(tmp_path, digits_prepared):
+    """Two searches and two retrainings with one seed write byte-identical files."""
+    import torch
+
+    from dnas.config import parse_params
+    from dnas.io import dumps_json
+    from dnas.search.loop import run_search
+    from dnas.train.loop import run_train
+
+    params = parse_params(_tiny_params(yaml.safe_load((ROOT / "params.yaml").read_text())))
+    outputs = []
+    for i in range(2):
+        result = run_search(params, digits_prepared, torch.device("cpu"), tmp_path / f"s{i}")
+        model, _, metrics = run_train(
+            params, result.genotype, digits_prepared, torch.device("cpu"), tmp_path / f"t{i}"
+        )
+        weights = b"".join(v.numpy().tobytes() for v in model.state_dict().values())
+        outputs.append(
+            (
+                dumps_json(result.genotype.to_json()),
+                dumps_json(result.metrics),
+                dumps_json(metrics),
+                weights,
+                (tmp_path / f"s{i}/metrics.json").read_bytes(),
+            )
+        )
+    assert outputs[0] == outputs[1]
