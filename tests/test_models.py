@@ -134,6 +134,8 @@ def test_model_file_round_trip(tmp_path):
     net = build_network(GDAS_V1, 1, 10, channels=4, layers=3).eval()
     cfg = {"in_channels": 1, "num_classes": 10, "channels": 4, "layers": 3, "auxiliary": False}
     save_model(tmp_path / "model.pt", net, GDAS_V1, cfg)
+    save_model(tmp_path / "again.pt", net, GDAS_V1, cfg)
+    assert (tmp_path / "model.pt").read_bytes() == (tmp_path / "again.pt").read_bytes()
     loaded, info = load_model(tmp_path / "model.pt")
     x = torch.randn(3, 1, 8, 8)
     torch.testing.assert_close(loaded.eval()(x), net(x))

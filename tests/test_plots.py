@@ -14,20 +14,12 @@ import pytest
 
 from dnas.errors import UserError
 from dnas.plots import make_plots, op_family
+from dnas.spaces import ops
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 NAMES = ["cells.png", "arch_probs.png", "search_curves.png", "train_curves.png"]
 
-DARTS_OPS = [
-    "none",
-    "max_pool_3x3",
-    "avg_pool_3x3",
-    "skip_connect",
-    "sep_conv_3x3",
-    "sep_conv_5x5",
-    "dil_conv_3x3",
-    "dil_conv_5x5",
-]
+DARTS_OPS = list(ops.DARTS_OPS)
 NB201_OPS = ["none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"]
 NB201_ARCH = (
     "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|none~2|"

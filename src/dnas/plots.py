@@ -40,6 +40,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from dnas.errors import UserError  # noqa: E402
 from dnas.io import atomic_path  # noqa: E402
+from dnas.spaces.genotype import load_genotype  # noqa: E402
 
 __all__ = ["make_plots", "op_family"]
 
@@ -103,7 +104,7 @@ def make_plots(
 ) -> list[Path]:
     """Draw the four figures of the pipeline into `out_dir`; return the paths written.
 
-    `genotype` is the `genotype.json` of the derive stage, `search_dir` and `train_dir` the
+    `genotype` is the `genotype.json` of the search stage, `search_dir` and `train_dir` the
     dvclive directories of the search and the retraining (`dvclive/search`, `dvclive/train`).
     A missing input file or directory raises `UserError`; a metric that was never logged (a
     TSV that is absent) is simply left out of its figure.
@@ -141,34 +142,8 @@ def make_plots(
 
 
 def _load_genotype(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise UserError(
-            f"{path} not found: it is written by the `derive` stage; "
-            "run `dvc repro derive` (or `dvc repro`) first"
-        )
-    try:
-        geno = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path} is not valid JSON ({exc}); rerun `dvc repro derive`") from None
-    cells = geno.get("cells") if isinstance(geno, dict) else None
-    if not isinstance(cells, dict) or not cells:
-        raise UserError(f'{path} has no "cells"; is it a genotype.json from `dvc repro derive`?')
-    for name, cell in cells.items():
-        try:
-            n_in = int(cell["inputs"])
-            for k, node in enumerate(cell["nodes"]):
-                for op, src in node:
-                    if not (isinstance(op, str) and 0 <= int(src) < n_in + k):
-                        raise ValueError(f"bad edge {[op, src]} into node {n_in + k}")
-            n_all = n_in + len(cell["nodes"])
-            if not all(0 <= int(c) < n_all for c in cell.get("concat", [])):
-                raise ValueError("concat names a node that does not exist")
-        except (KeyError, TypeError, ValueError):
-            raise UserError(
-                f'{path}: cell {name!r} is malformed (expected "inputs", "nodes" as lists of '
-                '[op, input] pairs and "concat"); rerun `dvc repro derive`'
-            ) from None
-    return geno
+    """The genotype as JSON, validated by the library's loader (UserError if missing/bad)."""
+    return load_genotype(path).to_json()
 
 
 def _load_arch_probs(path: Path, geno: dict[str, Any]) -> list[dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import torch
 from torch import nn
 
 from dnas.errors import UserError
-from dnas.io import atomic_path
+from dnas.io import write_bytes
 from dnas.models.cell_net import CellNetwork
 from dnas.models.nb201_net import Nb201Network
 from dnas.spaces.genotype import Genotype
@@ -42,8 +43,11 @@ def save_model(path: str | Path, model: nn.Module, genotype: Genotype, config: d
         "config": dict(config),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    # Serialise in memory: torch.save names the archive after the file, and the temporary
+    # file's random name would make identical weights give different bytes.
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_bytes(path, buffer.getvalue())
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:

@@ -13,7 +13,7 @@ from torch import nn
 
 from dnas.spaces import darts
 from dnas.spaces.genotype import CellSpec, Genotype
-from dnas.spaces.ops import FactorizedReduce, ReLUConvBN, darts_op
+from dnas.spaces.ops import cell_preprocess, darts_op
 
 
 def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
@@ -29,12 +29,7 @@ class Cell(nn.Module):
     ) -> None:
         super().__init__()
         self.reduction = reduction
-        self.pre0 = (
-            FactorizedReduce(c_pp, c, affine=True)
-            if reduction_prev
-            else ReLUConvBN(c_pp, c, 1, 1, 0, affine=True)
-        )
-        self.pre1 = ReLUConvBN(c_p, c, 1, 1, 0, affine=True)
+        self.pre0, self.pre1 = cell_preprocess(c_pp, c_p, c, reduction_prev, affine=True)
         self.inputs = [[j for _, j in node] for node in spec.nodes]
         self.ops = nn.ModuleList(
             nn.ModuleList(

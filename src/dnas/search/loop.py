@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from dnas.config import Params, Search
 from dnas.data import Prepared
 from dnas.data.loader import Augment, DeviceLoader
+from dnas.optim import sgd_cosine
 from dnas.runtime import cycle, epochs, log_epoch, seed_everything
 from dnas.search.gdas import tau_at
 from dnas.search.supernet import Supernet, build_supernet
@@ -64,14 +65,7 @@ def run_search(
     net.generator = torch.Generator(device=device).manual_seed(p.common.seed + 2)
     train_loader, valid_loader = search_loaders(s, data, device, p.common.seed)
 
-    w_opt = torch.optim.SGD(
-        net.weight_parameters(),
-        lr=s.lr,
-        momentum=s.momentum,
-        nesterov=s.nesterov,
-        weight_decay=s.weight_decay,
-    )
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, T_max=s.epochs, eta_min=s.lr_min)
+    w_opt, scheduler = sgd_cosine(net.weight_parameters(), s)
     a_opt = torch.optim.Adam(
         net.arch_parameters(),
         lr=s.arch_lr,

@@ -22,9 +22,8 @@ from dnas.spaces.genotype import Genotype
 from dnas.spaces.ops import (
     DARTS_OPS,
     NB201_OPS,
-    FactorizedReduce,
-    ReLUConvBN,
     ResNetBasicBlock,
+    cell_preprocess,
     darts_op,
     nb201_op,
 )
@@ -54,12 +53,7 @@ class DartsSearchCell(nn.Module):
         super().__init__()
         self.reduction = reduction
         self.steps = steps
-        self.pre0 = (
-            FactorizedReduce(c_pp, c, affine=False)
-            if reduction_prev
-            else ReLUConvBN(c_pp, c, 1, 1, 0, affine=False)
-        )
-        self.pre1 = ReLUConvBN(c_p, c, 1, 1, 0, affine=False)
+        self.pre0, self.pre1 = cell_preprocess(c_pp, c_p, c, reduction_prev, affine=False)
         self.edges = nn.ModuleList(
             MixedEdge([darts_op(op, c, 2 if reduction and j < 2 else 1, False) for op in DARTS_OPS])
             for _, j in darts.edges(steps)

@@ -123,6 +123,19 @@ class PoolBN(nn.Sequential):
         super().__init__(pool, nn.BatchNorm2d(c, affine=False))
 
 
+def cell_preprocess(
+    c_pp: int, c_p: int, c: int, reduction_prev: bool, affine: bool
+) -> tuple[nn.Module, nn.Module]:
+    """The two input adapters of a DARTS cell: c_{k-2} is halved by FactorizedReduce when the
+    previous cell reduced, else ReLU-1x1conv-BN; c_{k-1} always ReLU-1x1conv-BN (§1.1)."""
+    pre0 = (
+        FactorizedReduce(c_pp, c, affine)
+        if reduction_prev
+        else ReLUConvBN(c_pp, c, 1, 1, 0, affine)
+    )
+    return pre0, ReLUConvBN(c_p, c, 1, 1, 0, affine)
+
+
 def darts_op(name: str, c: int, stride: int, affine: bool) -> nn.Module:
     """One op of the DARTS space with `c` channels in and out."""
     if name == "none":

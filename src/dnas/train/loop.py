@@ -17,6 +17,7 @@ from dnas.config import Params
 from dnas.data import Prepared
 from dnas.data.loader import Augment, DeviceLoader
 from dnas.models import build_network
+from dnas.optim import sgd_cosine
 from dnas.runtime import epochs, log_epoch, seed_everything
 from dnas.spaces.genotype import Genotype
 from dvclive import Live
@@ -86,14 +87,7 @@ def run_train(
     model = build_network(genotype, **config).to(device)
     loader = train_loader(p, data, device)
     test = eval_loader(data, device, p.evaluate.batch_size)
-    opt = torch.optim.SGD(
-        model.parameters(),
-        lr=t.lr,
-        momentum=t.momentum,
-        nesterov=t.nesterov,
-        weight_decay=t.weight_decay,
-    )
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=t.epochs, eta_min=t.lr_min)
+    opt, scheduler = sgd_cosine(model.parameters(), t)
     final: dict = {}
     with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None) as live:
         for epoch in epochs(t.epochs, "train"):
