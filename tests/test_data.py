@@ -124,3 +124,15 @@ def test_cutout_zeroes_one_square_per_image():
     assert zeros.max() == 16 and zeros.min() >= 4  # a clipped square at the border
     rows = (out[0, 0] == 0).any(1).nonzero().flatten()
     assert (rows.diff() == 1).all()  # contiguous
+
+
+def test_epoch_progress_prints_one_line_per_epoch_off_a_terminal(capsys):
+    from dnas.runtime import EpochProgress
+
+    progress = EpochProgress(2, "search")
+    for epoch in progress:
+        progress.report(epoch, {"acc/valid": 12.345678, "tau": 0.1})
+    assert capsys.readouterr().out.splitlines() == [
+        "search epoch 1/2 acc/valid=12.35 tau=0.1",
+        "search epoch 2/2 acc/valid=12.35 tau=0.1",
+    ]

@@ -30,22 +30,34 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
-def epochs(n: int, desc: str) -> Iterator[int]:
-    """Epoch indices with a progress bar on a terminal, nothing extra otherwise."""
-    if sys.stderr.isatty():
-        from tqdm import tqdm
+class EpochProgress:
+    """Epoch indices with a progress bar on a terminal (the last epoch's numbers beside it),
+    and one plain line per epoch otherwise (CI, `dvc queue logs`)."""
 
-        yield from tqdm(range(n), desc=desc, unit="epoch", dynamic_ncols=True)
-    else:
-        yield from range(n)
+    def __init__(self, total: int, desc: str) -> None:
+        self.total = total
+        self.desc = desc
+        self.bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
 
+            self.bar = tqdm(total=total, desc=desc, unit="epoch", dynamic_ncols=True)
 
-def log_epoch(desc: str, epoch: int, total: int, values: dict[str, float]) -> None:
-    """One line per epoch when not on a terminal (CI, `dvc exp run --queue` logs)."""
-    if sys.stderr.isatty():
-        return
-    parts = " ".join(f"{k}={v:.4g}" for k, v in values.items())
-    print(f"{desc} epoch {epoch + 1}/{total} {parts}", flush=True)
+    def __iter__(self) -> Iterator[int]:
+        try:
+            yield from range(self.total)
+        finally:
+            if self.bar is not None:
+                self.bar.close()
+
+    def report(self, epoch: int, values: dict[str, float]) -> None:
+        text = {k: f"{v:.4g}" for k, v in values.items()}
+        if self.bar is not None:
+            self.bar.set_postfix(text, refresh=False)
+            self.bar.update(1)
+        else:
+            parts = " ".join(f"{k}={v}" for k, v in text.items())
+            print(f"{self.desc} epoch {epoch + 1}/{self.total} {parts}", flush=True)
 
 
 def cycle(iterable: Iterable) -> Iterator:

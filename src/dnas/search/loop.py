@@ -20,7 +20,7 @@ from dnas.config import Params, Search
 from dnas.data import Prepared
 from dnas.data.loader import Augment, DeviceLoader
 from dnas.optim import sgd_cosine
-from dnas.runtime import cycle, epochs, log_epoch, seed_everything
+from dnas.runtime import EpochProgress, cycle, seed_everything
 from dnas.search.gdas import tau_at
 from dnas.search.supernet import Supernet, build_supernet
 from dnas.spaces.genotype import Genotype
@@ -95,7 +95,8 @@ def run_search(
     prob_rows: list[dict] = []
     summary: dict = {}
     with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None) as live:
-        for epoch in epochs(s.epochs, "search"):
+        progress = EpochProgress(s.epochs, "search")
+        for epoch in progress:
             net.tau = tau_at(epoch, s.epochs, s.tau_max, s.tau_min)
             lr = w_opt.param_groups[0]["lr"]
             net.train()
@@ -127,7 +128,7 @@ def run_search(
                 live.log_metric(name, round(value, 6))
             prob_rows.extend(_prob_rows(epoch, net))
             live.log_plot("arch_probs", prob_rows, x="epoch", y="prob", template="linear")
-            log_epoch("search", epoch, s.epochs, values)
+            progress.report(epoch, values)
             live.next_step()
             summary = values
     genotype = net.derive()

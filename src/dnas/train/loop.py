@@ -18,7 +18,7 @@ from dnas.data import Prepared
 from dnas.data.loader import Augment, DeviceLoader
 from dnas.models import build_network
 from dnas.optim import sgd_cosine
-from dnas.runtime import epochs, log_epoch, seed_everything
+from dnas.runtime import EpochProgress, seed_everything
 from dnas.spaces.genotype import Genotype
 from dvclive import Live
 
@@ -90,7 +90,8 @@ def run_train(
     opt, scheduler = sgd_cosine(model.parameters(), t)
     final: dict = {}
     with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None) as live:
-        for epoch in epochs(t.epochs, "train"):
+        progress = EpochProgress(t.epochs, "train")
+        for epoch in progress:
             if hasattr(model, "set_drop_prob"):
                 model.set_drop_prob(t.drop_path * epoch / t.epochs)
             lr = opt.param_groups[0]["lr"]
@@ -125,7 +126,7 @@ def run_train(
             }
             for name, value in values.items():
                 live.log_metric(name, round(value, 6))
-            log_epoch("train", epoch, t.epochs, values)
+            progress.report(epoch, values)
             live.next_step()
             final = values
     metrics = {
