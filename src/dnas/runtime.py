@@ -60,6 +60,32 @@ class EpochProgress:
             print(f"{self.desc} epoch {epoch + 1}/{self.total} {parts}", flush=True)
 
 
+class FiniteLossGuard:
+    """Notices a non-finite loss without a host sync per step: the index of the first bad
+    step is kept on the device and read once, when the epoch ends."""
+
+    def __init__(self, device: torch.device, stage: str, hint: str) -> None:
+        self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
+        self.step = 0
+        self.stage = stage
+        self.hint = hint
+
+    def observe(self, *losses: torch.Tensor) -> None:
+        bad = ~torch.isfinite(torch.stack([loss.detach().float() for loss in losses])).all()
+        self.first_bad = torch.where((self.first_bad < 0) & bad, self.step, self.first_bad)
+        self.step += 1
+
+    def check(self, epoch: int) -> None:
+        """Raise `UserError` naming the epoch and step if a loss was inf or NaN."""
+        bad = int(self.first_bad)
+        if bad >= 0:
+            raise UserError(
+                f"{self.stage}: the loss became inf or NaN at epoch {epoch + 1}, step {bad + 1}; "
+                f"stopped without writing outputs. Lower {self.hint} or check the data"
+            )
+        self.step = 0
+
+
 def cycle(iterable: Iterable) -> Iterator:
     """Iterate forever, re-entering `iterable` (a new shuffle each pass)."""
     while True:

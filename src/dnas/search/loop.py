@@ -20,7 +20,7 @@ from dnas.config import Params, Search
 from dnas.data import Prepared
 from dnas.data.loader import Augment, DeviceLoader
 from dnas.optim import sgd_cosine
-from dnas.runtime import EpochProgress, cycle, seed_everything
+from dnas.runtime import EpochProgress, FiniteLossGuard, cycle, seed_everything
 from dnas.search.gdas import tau_at
 from dnas.search.supernet import Supernet, build_supernet
 from dnas.spaces.genotype import Genotype
@@ -96,6 +96,7 @@ def run_search(
     summary: dict = {}
     with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None) as live:
         progress = EpochProgress(s.epochs, "search")
+        guard = FiniteLossGuard(device, "search", "search.lr or search.arch_lr")
         for epoch in progress:
             net.tau = tau_at(epoch, s.epochs, s.tau_max, s.tau_min)
             lr = w_opt.param_groups[0]["lr"]
@@ -111,10 +112,12 @@ def run_search(
                 else:
                     lv, cv = arch_step(xv, yv)
                     lt, ct = weight_step(xt, yt)
+                guard.observe(lt, lv)
                 sums += torch.stack([lt * len(yt), ct, lv * len(yv), cv]).double()
                 n_train += len(yt)
                 n_valid += len(yv)
             scheduler.step()
+            guard.check(epoch)
             loss_t, correct_t, loss_v, correct_v = sums.tolist()
             values = {
                 "tau": net.tau,

@@ -18,7 +18,7 @@ from dnas.data import Prepared
 from dnas.data.loader import Augment, DeviceLoader
 from dnas.models import build_network
 from dnas.optim import sgd_cosine
-from dnas.runtime import EpochProgress, seed_everything
+from dnas.runtime import EpochProgress, FiniteLossGuard, seed_everything
 from dnas.spaces.genotype import Genotype
 from dvclive import Live
 
@@ -91,6 +91,7 @@ def run_train(
     final: dict = {}
     with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None) as live:
         progress = EpochProgress(t.epochs, "train")
+        guard = FiniteLossGuard(device, "train", "train.lr")
         for epoch in progress:
             if hasattr(model, "set_drop_prob"):
                 model.set_drop_prob(t.drop_path * epoch / t.epochs)
@@ -110,10 +111,12 @@ def run_train(
                 if t.grad_clip > 0:
                     nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
                 opt.step()
+                guard.observe(loss)
                 sums += torch.stack(
                     [loss.detach() * len(y), (logits.argmax(1) == y).sum()]
                 ).double()
             scheduler.step()
+            guard.check(epoch)
             loss_sum, correct = sums.tolist()
             n = loader.num_examples
             result = evaluate_loader(model, test)
