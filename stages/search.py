@@ -13,7 +13,7 @@ def main() -> None:
     p = load_params()
     device = pick_device(p.common.device)
     data = load_prepared(PREPARED_ROOT / p.search.dataset)
-    result = run_search(p, data, device, "dvclive/search")
+    result = run_search(p, data, device, "dvclive/search", "checkpoints/search")
     save_genotype("genotype.json", result.genotype)
     write_json("metrics/search.json", result.metrics)
     print(f"genotype: {result.genotype.arch or 'genotype.json'}")

@@ -15,7 +15,9 @@ def main() -> None:
     device = pick_device(p.common.device)
     genotype = load_genotype("genotype.json")
     data = load_prepared(PREPARED_ROOT / p.train.dataset)
-    model, config, metrics = run_train(p, genotype, data, device, "dvclive/train")
+    model, config, metrics = run_train(
+        p, genotype, data, device, "dvclive/train", "checkpoints/train"
+    )
     save_model("models/model.pt", model, genotype, config)
     write_json("metrics/train.json", metrics)
 

@@ -68,6 +68,7 @@ def repo(tmp_path_factory):
             raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{out}")
         return proc.returncode, out
 
+    run.env = env
     run("git", "init", "-q", "-b", "main")
     (path / ".dvc").mkdir(exist_ok=True)
     (path / ".dvc" / ".gitignore").write_text("/config.local\n/tmp\n/cache\n")
@@ -179,3 +180,92 @@ def test_same_seed_same_bytes(tmp_path, digits_prepared):
             )
         )
     assert outputs[0] == outputs[1]
+
+
+def _outputs(path: Path) -> dict[str, bytes]:
+    files = [
+        "dvc.lock",
+        "genotype.json",
+        *sorted(
+            str(p.relative_to(path))
+            for p in (*(path / "metrics").glob("*.json"), *(path / "dvclive").rglob("*.*"))
+        ),
+    ]
+    return {f: (path / f).read_bytes() for f in files}
+
+
+def _kill_when_checkpointed(path: Path, run_env_cmd, stage: str) -> None:
+    """Start `dvc repro -f -s stage`, SIGKILL it (and its children) once it has written its
+    first checkpoint, that is in the middle of the next epoch."""
+    import signal
+    import time
+
+    shutil.rmtree(path / "checkpoints" / stage, ignore_errors=True)
+    proc = run_env_cmd("dvc", "repro", "-f", "-s", stage)
+    ckpt = path / "checkpoints" / stage / "last.pt"
+    deadline = time.monotonic() + 300
+    while not ckpt.exists():
+        assert proc.poll() is None, f"{stage} ended before its first checkpoint"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def test_sigkill_mid_epoch_then_repro_gives_the_same_bytes(repo):
+    """Issue 8's acceptance: a run killed with SIGKILL mid-epoch and rerun with `dvc repro`
+    ends with byte-identical outputs, dvc.lock included (so the weights too)."""
+    path, run = repo
+    params = yaml.safe_load((path / "params.yaml").read_text())
+    params["search"].update(epochs=3, batch_size=32)
+    params["train"].update(epochs=2, batch_size=32)
+    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run("dvc", "repro")
+    expected = _outputs(path)
+
+    def start(*cmd):
+        env = dict(os.environ)
+        env.update(run.env)
+        return subprocess.Popen(
+            cmd,
+            cwd=path,
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    for stage in ("search", "train"):
+        _kill_when_checkpointed(path, start, stage)
+        _, out = run("dvc", "repro")
+        assert f"{stage}: resuming at epoch 2" in out, out
+        assert _outputs(path) == expected
+
+    # SIGTERM: the stage saves a mid-epoch checkpoint, says so, and exits with status 2.
+    import signal
+    import time
+
+    shutil.rmtree(path / "checkpoints" / "search")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stages.search"],
+        cwd=path,
+        env={**run.env, "PYTHONPATH": "src"},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    while not (path / "checkpoints/search/last.pt").exists():
+        assert proc.poll() is None
+        time.sleep(0.05)
+    time.sleep(0.5)  # into the second epoch
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in err
+    assert "interrupted; checkpoint saved to checkpoints/search/last.pt" in err
+    import torch
+
+    state = torch.load(path / "checkpoints/search/last.pt", weights_only=True)
+    assert state["epoch"] == 1 and state["epoch_state"] is not None  # mid-epoch 2
+    _, out = run("dvc", "repro")
+    assert "search: resuming at epoch 2" in out
+    assert _outputs(path) == expected
+    run("git", "checkout", "-q", ".")

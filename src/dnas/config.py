@@ -33,6 +33,8 @@ class Section(BaseModel):
 class Common(Section):
     seed: Annotated[int, Field(ge=0)] = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Save a resumable checkpoint every this many epochs (and on SIGTERM / SIGINT).
+    checkpoint_every: PositiveInt = 1
 
 
 class Prepare(Section):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -34,18 +34,19 @@ class EpochProgress:
     """Epoch indices with a progress bar on a terminal (the last epoch's numbers beside it),
     and one plain line per epoch otherwise (CI, `dvc queue logs`)."""
 
-    def __init__(self, total: int, desc: str) -> None:
+    def __init__(self, total: int, desc: str, start: int = 0) -> None:
         self.total = total
         self.desc = desc
+        self.start = start
         self.bar = None
         if sys.stderr.isatty():
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, desc=desc, unit="epoch", dynamic_ncols=True)
+            self.bar = tqdm(total=total, initial=start, desc=desc, unit="epoch", dynamic_ncols=True)
 
     def __iter__(self) -> Iterator[int]:
         try:
-            yield from range(self.total)
+            yield from range(self.start, self.total)
         finally:
             if self.bar is not None:
                 self.bar.close()
@@ -65,10 +66,22 @@ class FiniteLossGuard:
     step is kept on the device and read once, when the epoch ends."""
 
     def __init__(self, device: torch.device, stage: str, hint: str) -> None:
-        self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
-        self.step = 0
+        self.device = device
         self.stage = stage
         self.hint = hint
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new epoch."""
+        self.first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
+        self.step = 0
+
+    def state_dict(self) -> dict:
+        return {"first_bad": int(self.first_bad), "step": self.step}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.first_bad = torch.full((), state["first_bad"], dtype=torch.long, device=self.device)
+        self.step = state["step"]
 
     def observe(self, *losses: torch.Tensor) -> None:
         bad = ~torch.isfinite(torch.stack([loss.detach().float() for loss in losses])).all()
@@ -83,10 +96,3 @@ class FiniteLossGuard:
                 f"{self.stage}: the loss became inf or NaN at epoch {epoch + 1}, step {bad + 1}; "
                 f"stopped without writing outputs. Lower {self.hint} or check the data"
             )
-        self.step = 0
-
-
-def cycle(iterable: Iterable) -> Iterator:
-    """Iterate forever, re-entering `iterable` (a new shuffle each pass)."""
-    while True:
-        yield from iterable

@@ -51,6 +51,8 @@ class DeviceLoader:
         self.shuffle = shuffle
         self.drop_last = drop_last
         self.generator = torch.Generator().manual_seed(seed)
+        self.order: torch.Tensor | None = None
+        self.pos: int | None = None  # next batch of the current pass; None between passes
 
     def __len__(self) -> int:
         n = len(self.y)
@@ -60,15 +62,40 @@ class DeviceLoader:
     def num_examples(self) -> int:
         return len(self.y)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _start_pass(self) -> None:
         n = len(self.y)
-        if self.shuffle:
-            order = torch.randperm(n, generator=self.generator)
-        else:
-            order = torch.arange(n)
-        for b in range(len(self)):
-            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
-            yield self._batch(idx)
+        self.order = torch.randperm(n, generator=self.generator) if self.shuffle else None
+        self.pos = 0
+
+    def _next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        start = self.pos * self.batch_size
+        stop = min(start + self.batch_size, len(self.y))
+        idx = self.order[start:stop] if self.order is not None else torch.arange(start, stop)
+        self.pos += 1
+        return self._batch(idx)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One pass over the data; continues a pass restored by `load_state_dict`."""
+        if self.pos is None:
+            self._start_pass()
+        while self.pos < len(self):
+            yield self._next()
+        self.pos = None
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """An endless stream across passes (a new shuffle each pass)."""
+        if self.pos is None or self.pos >= len(self):
+            self._start_pass()
+        return self._next()
+
+    def state_dict(self) -> dict:
+        """Generator, permutation and position: enough to continue exactly where it stopped."""
+        return {"generator": self.generator.get_state(), "order": self.order, "pos": self.pos}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self.order = state["order"]
+        self.pos = state["pos"]
 
     def _batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         dev_idx = idx.to(self.device)

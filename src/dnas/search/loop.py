@@ -10,17 +10,27 @@ architecture-step batches, as AutoDL reports it.
 
 from __future__ import annotations
 
+import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from dnas.checkpoint import (
+    Checkpointer,
+    Interrupted,
+    fingerprint,
+    rng_state,
+    set_rng_state,
+    stop_on_signals,
+)
 from dnas.config import Params, Search
 from dnas.data import Prepared
 from dnas.data.loader import Augment, DeviceLoader
 from dnas.optim import sgd_cosine
-from dnas.runtime import EpochProgress, FiniteLossGuard, cycle, seed_everything
+from dnas.runtime import EpochProgress, FiniteLossGuard, seed_everything
 from dnas.search.gdas import tau_at
 from dnas.search.supernet import Supernet, build_supernet
 from dnas.spaces.genotype import Genotype
@@ -57,14 +67,19 @@ def search_loaders(s: Search, data: Prepared, device, seed: int):
 
 
 def run_search(
-    p: Params, data: Prepared, device: torch.device, live_dir: str | Path
+    p: Params,
+    data: Prepared,
+    device: torch.device,
+    live_dir: str | Path,
+    checkpoint_dir: str | Path | None = None,
 ) -> SearchResult:
+    """Search; with `checkpoint_dir`, checkpoint as `common.checkpoint_every` says and resume
+    from a checkpoint of the same params and data (see dnas.checkpoint)."""
     s = p.search
     seed_everything(p.common.seed)
     net = make_supernet(s, data).to(device)
     net.generator = torch.Generator(device=device).manual_seed(p.common.seed + 2)
     train_loader, valid_loader = search_loaders(s, data, device, p.common.seed)
-
     w_opt, scheduler = sgd_cosine(net.weight_parameters(), s)
     a_opt = torch.optim.Adam(
         net.arch_parameters(),
@@ -92,20 +107,71 @@ def run_search(
         a_opt.step()
         return loss.detach(), (logits.argmax(1) == y).sum()
 
+    guard = FiniteLossGuard(device, "search", "search.lr or search.arch_lr")
+    history: list[dict] = []  # the values logged per epoch
     prob_rows: list[dict] = []
-    summary: dict = {}
-    with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None) as live:
-        progress = EpochProgress(s.epochs, "search")
-        guard = FiniteLossGuard(device, "search", "search.lr or search.arch_lr")
+    epoch_state = None  # sums of an interrupted epoch
+    start = 0
+    checkpointer = None
+    if checkpoint_dir is not None:
+        checkpointer = Checkpointer(
+            checkpoint_dir,
+            fingerprint(p.common.seed, s.model_dump(), data.card["sha256"]),
+            p.common.checkpoint_every,
+        )
+        state = checkpointer.load()
+        if state is not None:
+            net.load_state_dict(state["model"])
+            w_opt.load_state_dict(state["w_opt"])
+            scheduler.load_state_dict(state["scheduler"])
+            a_opt.load_state_dict(state["a_opt"])
+            net.generator.set_state(state["gumbel"])
+            train_loader.load_state_dict(state["train_loader"])
+            valid_loader.load_state_dict(state["valid_loader"])
+            set_rng_state(state["rng"])
+            history, prob_rows = json.loads(state["log"])
+            start, epoch_state = state["epoch"], state["epoch_state"]
+            print(
+                f"search: resuming at epoch {start + 1} from {checkpointer.path}", file=sys.stderr
+            )
+
+    def snapshot(epoch: int, partial) -> dict:
+        return {
+            "model": net.state_dict(),
+            "w_opt": w_opt.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "a_opt": a_opt.state_dict(),
+            "gumbel": net.generator.get_state(),
+            "train_loader": train_loader.state_dict(),
+            "valid_loader": valid_loader.state_dict(),
+            "rng": rng_state(),
+            # As one JSON string: pickling the rows as objects would make the bytes depend on
+            # which strings happen to be shared, and a resumed run's checkpoint would differ.
+            "log": json.dumps([history, prob_rows]),
+            "epoch": epoch,
+            "epoch_state": partial,
+        }
+
+    with (
+        Live(str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None) as live,
+        stop_on_signals() as stop,
+    ):
+        for past in history:  # replaying a resumed run's log gives the same files
+            _log(live, past["values"], past["epoch"], prob_rows)
+        progress = EpochProgress(s.epochs, "search", start=start)
         for epoch in progress:
             net.tau = tau_at(epoch, s.epochs, s.tau_max, s.tau_min)
             lr = w_opt.param_groups[0]["lr"]
             net.train()
-            sums = torch.zeros(4, device=device, dtype=torch.float64)  # loss*n, correct (t, v)
-            n_train = n_valid = 0
-            valid_batches = cycle(valid_loader)
+            if epoch_state is None:
+                epoch_state = {"sums": torch.zeros(4, dtype=torch.float64), "n": [0, 0]}
+                guard.reset()
+            else:
+                guard.load_state_dict(epoch_state["guard"])
+            sums = epoch_state["sums"].to(device)  # loss*n, correct (train, valid)
+            n_train, n_valid = epoch_state["n"]
             for xt, yt in train_loader:
-                xv, yv = next(valid_batches)
+                xv, yv = valid_loader.next_batch()
                 if s.step_order == "weights_first":
                     lt, ct = weight_step(xt, yt)
                     lv, cv = arch_step(xv, yv)
@@ -116,6 +182,14 @@ def run_search(
                 sums += torch.stack([lt * len(yt), ct, lv * len(yv), cv]).double()
                 n_train += len(yt)
                 n_valid += len(yv)
+                if stop and checkpointer is not None:
+                    partial = {
+                        "sums": sums.cpu(),
+                        "n": [n_train, n_valid],
+                        "guard": guard.state_dict(),
+                    }
+                    checkpointer.save(snapshot(epoch, partial))
+                    raise Interrupted(checkpointer.path)
             scheduler.step()
             guard.check(epoch)
             loss_t, correct_t, loss_v, correct_v = sums.tolist()
@@ -127,13 +201,15 @@ def run_search(
                 "loss/valid": loss_v / n_valid,
                 "acc/valid": 100.0 * correct_v / n_valid,
             }
-            for name, value in values.items():
-                live.log_metric(name, round(value, 6))
+            values = {k: round(v, 6) for k, v in values.items()}
             prob_rows.extend(_prob_rows(epoch, net))
-            live.log_plot("arch_probs", prob_rows, x="epoch", y="prob", template="linear")
+            history.append({"epoch": epoch, "values": values})
+            _log(live, values, epoch, prob_rows)
             progress.report(epoch, values)
-            live.next_step()
-            summary = values
+            epoch_state = None
+            if checkpointer is not None and (checkpointer.due(epoch) or epoch + 1 == s.epochs):
+                checkpointer.save(snapshot(epoch + 1, None), complete=epoch + 1 == s.epochs)
+    summary = history[-1]["values"]
     genotype = net.derive()
     metrics = {
         "valid_acc": summary["acc/valid"],
@@ -144,6 +220,14 @@ def run_search(
         "epochs": s.epochs,
     }
     return SearchResult(genotype=genotype, metrics=metrics)
+
+
+def _log(live: Live, values: dict, epoch: int, prob_rows: list[dict]) -> None:
+    for name, value in values.items():
+        live.log_metric(name, value)
+    rows = [r for r in prob_rows if r["epoch"] <= epoch]
+    live.log_plot("arch_probs", rows, x="epoch", y="prob", template="linear")
+    live.next_step()
 
 
 def _prob_rows(epoch: int, net: Supernet) -> list[dict]:

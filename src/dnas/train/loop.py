@@ -7,12 +7,22 @@ reported result is the final model (DARTS; `best` reporting is a later option, Â
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dnas.checkpoint import (
+    Checkpointer,
+    Interrupted,
+    fingerprint,
+    rng_state,
+    set_rng_state,
+    stop_on_signals,
+)
 from dnas.config import Params
 from dnas.data import Prepared
 from dnas.data.loader import Augment, DeviceLoader
@@ -72,9 +82,17 @@ def evaluate_loader(model: nn.Module, loader: DeviceLoader) -> dict[str, float]:
 
 
 def run_train(
-    p: Params, genotype: Genotype, data: Prepared, device: torch.device, live_dir: str | Path
+    p: Params,
+    genotype: Genotype,
+    data: Prepared,
+    device: torch.device,
+    live_dir: str | Path,
+    checkpoint_dir: str | Path | None = None,
 ) -> tuple[nn.Module, dict, dict]:
-    """Train the network of `genotype`; return (model, its build config, final metrics)."""
+    """Train the network of `genotype`; return (model, its build config, final metrics).
+
+    With `checkpoint_dir`, checkpoint as `common.checkpoint_every` says and resume from a
+    checkpoint of the same params, genotype and data (see dnas.checkpoint)."""
     t = p.train
     seed_everything(p.common.seed)
     config = {
@@ -88,16 +106,64 @@ def run_train(
     loader = train_loader(p, data, device)
     test = eval_loader(data, device, p.evaluate.batch_size)
     opt, scheduler = sgd_cosine(model.parameters(), t)
-    final: dict = {}
-    with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None) as live:
-        progress = EpochProgress(t.epochs, "train")
-        guard = FiniteLossGuard(device, "train", "train.lr")
+    guard = FiniteLossGuard(device, "train", "train.lr")
+    history: list[dict] = []
+    epoch_state = None
+    start = 0
+    checkpointer = None
+    if checkpoint_dir is not None:
+        checkpointer = Checkpointer(
+            checkpoint_dir,
+            fingerprint(
+                p.common.seed,
+                t.model_dump(),
+                p.evaluate.batch_size,
+                genotype.to_json()["cells"],
+                data.card["sha256"],
+            ),
+            p.common.checkpoint_every,
+        )
+        state = checkpointer.load()
+        if state is not None:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["opt"])
+            scheduler.load_state_dict(state["scheduler"])
+            loader.load_state_dict(state["loader"])
+            set_rng_state(state["rng"])
+            history = json.loads(state["log"])
+            start, epoch_state = state["epoch"], state["epoch_state"]
+            print(f"train: resuming at epoch {start + 1} from {checkpointer.path}", file=sys.stderr)
+
+    def snapshot(epoch: int, partial) -> dict:
+        return {
+            "model": model.state_dict(),
+            "opt": opt.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "loader": loader.state_dict(),
+            "rng": rng_state(),
+            "log": json.dumps(history),  # one string: see the search loop
+            "epoch": epoch,
+            "epoch_state": partial,
+        }
+
+    with (
+        Live(str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None) as live,
+        stop_on_signals() as stop,
+    ):
+        for past in history:  # replaying a resumed run's log gives the same files
+            _log(live, past)
+        progress = EpochProgress(t.epochs, "train", start=start)
         for epoch in progress:
             if hasattr(model, "set_drop_prob"):
                 model.set_drop_prob(t.drop_path * epoch / t.epochs)
             lr = opt.param_groups[0]["lr"]
             model.train()
-            sums = torch.zeros(2, dtype=torch.float64, device=device)
+            if epoch_state is None:
+                epoch_state = {"sums": torch.zeros(2, dtype=torch.float64)}
+                guard.reset()
+            else:
+                guard.load_state_dict(epoch_state["guard"])
+            sums = epoch_state["sums"].to(device)
             for x, y in loader:
                 opt.zero_grad(set_to_none=True)
                 out = model(x)
@@ -115,6 +181,10 @@ def run_train(
                 sums += torch.stack(
                     [loss.detach() * len(y), (logits.argmax(1) == y).sum()]
                 ).double()
+                if stop and checkpointer is not None:
+                    partial = {"sums": sums.cpu(), "guard": guard.state_dict()}
+                    checkpointer.save(snapshot(epoch, partial))
+                    raise Interrupted(checkpointer.path)
             scheduler.step()
             guard.check(epoch)
             loss_sum, correct = sums.tolist()
@@ -127,11 +197,14 @@ def run_train(
                 "loss/test": result["loss"],
                 "acc/test": result["top1"],
             }
-            for name, value in values.items():
-                live.log_metric(name, round(value, 6))
+            values = {k: round(v, 6) for k, v in values.items()}
+            history.append(values)
+            _log(live, values)
             progress.report(epoch, values)
-            live.next_step()
-            final = values
+            epoch_state = None
+            if checkpointer is not None and (checkpointer.due(epoch) or epoch + 1 == t.epochs):
+                checkpointer.save(snapshot(epoch + 1, None), complete=epoch + 1 == t.epochs)
+    final = history[-1]
     metrics = {
         "train_loss": final["loss/train"],
         "train_acc": final["acc/train"],
@@ -139,3 +212,9 @@ def run_train(
         "epochs": t.epochs,
     }
     return model, config, metrics
+
+
+def _log(live: Live, values: dict) -> None:
+    for name, value in values.items():
+        live.log_metric(name, value)
+    live.next_step()

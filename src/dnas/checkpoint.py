@@ -1,0 +1,161 @@
+"""Checkpoints that resume a run exactly, and refuse to resume the wrong one.
+
+A checkpoint holds everything the rest of the run depends on: model and optimiser states,
+schedulers, architecture parameters, every random generator (Python, NumPy, torch CPU and
+CUDA, the Gumbel sampler, each data loader with its permutation and position), the values
+logged so far, and a fingerprint of the params and data it belongs to. A checkpoint with
+another fingerprint (stale) or one that cannot be read (corrupt) is moved to
+`checkpoints/set-aside/` with a message and never resumed from; a finished run's checkpoint
+is not resumed either, so a rerun forced by a code change starts from scratch.
+
+Checkpoints are written every `common.checkpoint_every` epochs and when SIGTERM or SIGINT
+arrives (at the next step boundary), always to a temporary name and renamed, so a kill at any
+moment leaves the previous checkpoint intact. Loading uses `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import pickle
+import random
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dnas.errors import UserError
+from dnas.io import write_bytes
+
+
+def fingerprint(*parts: Any) -> str:
+    """A short hash of JSON-able parts (params sections, data checksums)."""
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def rng_state() -> dict:
+    np_state = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), *rest))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Checkpointer:
+    def __init__(self, directory: str | Path, fingerprint: str, every: int) -> None:
+        self.path = Path(directory) / "last.pt"
+        self.fingerprint = fingerprint
+        self.every = every
+
+    @property
+    def aside_dir(self) -> Path:
+        """Where unusable checkpoints go: beside, not inside, the directory DVC tracks."""
+        return self.path.parent.parent / "set-aside"
+
+    def _set_aside(self, suffix: str, why: str) -> None:
+        self.aside_dir.mkdir(parents=True, exist_ok=True)
+        target = self.aside_dir / f"{self.path.parent.name}.{suffix}.pt"
+        self.path.replace(target)
+        print(
+            f"checkpoint {self.path} {why}; moved to {target}, starting from scratch",
+            file=sys.stderr,
+        )
+
+    def load(self) -> dict | None:
+        """The state to resume from, or None to start from scratch."""
+        for leftover in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            leftover.unlink()  # a write cut short by SIGKILL
+        if not self.path.is_file():
+            return None
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+            if not isinstance(state, dict) or "fingerprint" not in state:
+                raise ValueError("not a dnas checkpoint")
+        except (RuntimeError, ValueError, EOFError, OSError, pickle.UnpicklingError) as exc:
+            first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+            self._set_aside("corrupt", f"is unreadable ({first_line})")
+            return None
+        if state["fingerprint"] != self.fingerprint:
+            self._set_aside("stale", "belongs to other params or data")
+            return None
+        if state.get("complete"):
+            return None
+        return state
+
+    def save(self, state: dict, complete: bool = False) -> None:
+        state = _canonical({**state, "fingerprint": self.fingerprint, "complete": complete})
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        write_bytes(self.path, buffer.getvalue())
+
+    def due(self, epoch: int) -> bool:
+        """Whether to checkpoint after epoch index `epoch` (0-based)."""
+        return (epoch + 1) % self.every == 0
+
+
+def _canonical(obj: Any) -> Any:
+    """Rebuild containers with interned strings. Pickle shares repeated objects by identity, so
+    without this a resumed run (whose optimiser keys came from a loaded file) would write other
+    bytes than an uninterrupted one for the same state."""
+    if isinstance(obj, str):
+        return sys.intern(obj)
+    if isinstance(obj, dict):
+        return {_canonical(k): _canonical(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_canonical(v) for v in obj)
+    return obj
+
+
+class Interrupted(UserError):
+    """Stopped by a signal after saving a checkpoint."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"interrupted; checkpoint saved to {path}: run `dvc repro` to resume")
+
+
+class StopRequest:
+    """Set by SIGTERM or SIGINT; the loops check it between steps."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+
+    def __bool__(self) -> bool:
+        return self.signal is not None
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[StopRequest]:
+    request = StopRequest()
+
+    def handler(signum, _frame):
+        request.signal = signum
+
+    if threading.current_thread() is not threading.main_thread():
+        yield request  # signal handlers can only be installed in the main thread
+        return
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield request
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
