@@ -29,6 +29,7 @@ from dnas.checkpoint import (
 from dnas.config import Params, Search
 from dnas.data import Prepared
 from dnas.data.loader import Augment, DeviceLoader
+from dnas.io import round_floats
 from dnas.optim import sgd_cosine
 from dnas.runtime import EpochProgress, FiniteLossGuard, seed_everything
 from dnas.search.gdas import tau_at
@@ -201,7 +202,7 @@ def run_search(
                 "loss/valid": loss_v / n_valid,
                 "acc/valid": 100.0 * correct_v / n_valid,
             }
-            values = {k: round(v, 6) for k, v in values.items()}
+            values = round_floats(values)  # 6 significant digits, as in the JSON outputs
             prob_rows.extend(_prob_rows(epoch, net))
             history.append({"epoch": epoch, "values": values})
             _log(live, values, epoch, prob_rows)
@@ -236,6 +237,12 @@ def _prob_rows(epoch: int, net: Supernet) -> list[dict]:
         for edge, ops in edges.items():
             for op, prob in ops.items():
                 rows.append(
-                    {"epoch": epoch, "cell": cell, "edge": edge, "op": op, "prob": round(prob, 6)}
+                    {
+                        "epoch": epoch,
+                        "cell": cell,
+                        "edge": edge,
+                        "op": op,
+                        "prob": round_floats(prob),
+                    }
                 )
     return rows

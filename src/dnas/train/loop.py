@@ -26,6 +26,7 @@ from dnas.checkpoint import (
 from dnas.config import Params
 from dnas.data import Prepared
 from dnas.data.loader import Augment, DeviceLoader
+from dnas.io import round_floats
 from dnas.models import build_network
 from dnas.optim import sgd_cosine
 from dnas.runtime import EpochProgress, FiniteLossGuard, seed_everything
@@ -197,7 +198,7 @@ def run_train(
                 "loss/test": result["loss"],
                 "acc/test": result["top1"],
             }
-            values = {k: round(v, 6) for k, v in values.items()}
+            values = round_floats(values)  # 6 significant digits, as in the JSON outputs
             history.append(values)
             _log(live, values)
             progress.report(epoch, values)
