@@ -61,6 +61,30 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+class GeneratorState:
+    """A torch.Generator seen through the state_dict interface of modules and optimisers."""
+
+    def __init__(self, generator: torch.Generator) -> None:
+        self.generator = generator
+
+    def state_dict(self) -> torch.Tensor:
+        return self.generator.get_state()
+
+    def load_state_dict(self, state: torch.Tensor) -> None:
+        self.generator.set_state(state)
+
+
+def capture(stateful: dict[str, Any]) -> dict:
+    """The states of named objects with `state_dict()`, plus the global random generators."""
+    return {**{name: obj.state_dict() for name, obj in stateful.items()}, "rng": rng_state()}
+
+
+def restore(stateful: dict[str, Any], state: dict) -> None:
+    for name, obj in stateful.items():
+        obj.load_state_dict(state[name])
+    set_rng_state(state["rng"])
+
+
 class Checkpointer:
     def __init__(self, directory: str | Path, fingerprint: str, every: int) -> None:
         self.path = Path(directory) / "last.pt"

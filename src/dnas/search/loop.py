@@ -20,10 +20,11 @@ import torch.nn.functional as F
 
 from dnas.checkpoint import (
     Checkpointer,
+    GeneratorState,
     Interrupted,
+    capture,
     fingerprint,
-    rng_state,
-    set_rng_state,
+    restore,
     stop_on_signals,
 )
 from dnas.config import Params, Search
@@ -113,6 +114,15 @@ def run_search(
     prob_rows: list[dict] = []
     epoch_state = None  # sums of an interrupted epoch
     start = 0
+    stateful = {
+        "model": net,
+        "w_opt": w_opt,
+        "scheduler": scheduler,
+        "a_opt": a_opt,
+        "gumbel": GeneratorState(net.generator),
+        "train_loader": train_loader,
+        "valid_loader": valid_loader,
+    }
     checkpointer = None
     if checkpoint_dir is not None:
         checkpointer = Checkpointer(
@@ -122,14 +132,7 @@ def run_search(
         )
         state = checkpointer.load()
         if state is not None:
-            net.load_state_dict(state["model"])
-            w_opt.load_state_dict(state["w_opt"])
-            scheduler.load_state_dict(state["scheduler"])
-            a_opt.load_state_dict(state["a_opt"])
-            net.generator.set_state(state["gumbel"])
-            train_loader.load_state_dict(state["train_loader"])
-            valid_loader.load_state_dict(state["valid_loader"])
-            set_rng_state(state["rng"])
+            restore(stateful, state)
             history, prob_rows = json.loads(state["log"])
             start, epoch_state = state["epoch"], state["epoch_state"]
             print(
@@ -137,21 +140,8 @@ def run_search(
             )
 
     def snapshot(epoch: int, partial) -> dict:
-        return {
-            "model": net.state_dict(),
-            "w_opt": w_opt.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "a_opt": a_opt.state_dict(),
-            "gumbel": net.generator.get_state(),
-            "train_loader": train_loader.state_dict(),
-            "valid_loader": valid_loader.state_dict(),
-            "rng": rng_state(),
-            # As one JSON string: pickling the rows as objects would make the bytes depend on
-            # which strings happen to be shared, and a resumed run's checkpoint would differ.
-            "log": json.dumps([history, prob_rows]),
-            "epoch": epoch,
-            "epoch_state": partial,
-        }
+        log = json.dumps([history, prob_rows])
+        return {**capture(stateful), "log": log, "epoch": epoch, "epoch_state": partial}
 
     with (
         Live(str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None) as live,

@@ -18,9 +18,9 @@ from torch import nn
 from dnas.checkpoint import (
     Checkpointer,
     Interrupted,
+    capture,
     fingerprint,
-    rng_state,
-    set_rng_state,
+    restore,
     stop_on_signals,
 )
 from dnas.config import Params
@@ -111,6 +111,7 @@ def run_train(
     history: list[dict] = []
     epoch_state = None
     start = 0
+    stateful = {"model": model, "opt": opt, "scheduler": scheduler, "loader": loader}
     checkpointer = None
     if checkpoint_dir is not None:
         checkpointer = Checkpointer(
@@ -126,26 +127,14 @@ def run_train(
         )
         state = checkpointer.load()
         if state is not None:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["opt"])
-            scheduler.load_state_dict(state["scheduler"])
-            loader.load_state_dict(state["loader"])
-            set_rng_state(state["rng"])
+            restore(stateful, state)
             history = json.loads(state["log"])
             start, epoch_state = state["epoch"], state["epoch_state"]
             print(f"train: resuming at epoch {start + 1} from {checkpointer.path}", file=sys.stderr)
 
     def snapshot(epoch: int, partial) -> dict:
-        return {
-            "model": model.state_dict(),
-            "opt": opt.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "loader": loader.state_dict(),
-            "rng": rng_state(),
-            "log": json.dumps(history),  # one string: see the search loop
-            "epoch": epoch,
-            "epoch_state": partial,
-        }
+        log = json.dumps(history)
+        return {**capture(stateful), "log": log, "epoch": epoch, "epoch_state": partial}
 
     with (
         Live(str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None) as live,
