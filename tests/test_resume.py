@@ -122,3 +122,9 @@ def test_a_stale_search_checkpoint_starts_from_scratch(tmp_path, digits_prepared
     Checkpointer(tmp_path / "b" / "ckpt", "x", 1).save({"epoch": 1})  # someone else's
     assert _search(params, digits_prepared, tmp_path / "b") == first
     assert "belongs to other params or data" in capsys.readouterr().err
+
+
+def test_a_signal_without_checkpointing_still_stops(monkeypatch, tmp_path, digits_prepared):
+    _interrupt_at(monkeypatch, search_loop, 2)
+    with pytest.raises(Interrupted, match="not checkpointing"):
+        search_loop.run_search(parse_params(TINY), digits_prepared, CPU, tmp_path / "live")

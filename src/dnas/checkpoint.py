@@ -153,8 +153,11 @@ def _canonical(obj: Any) -> Any:
 class Interrupted(UserError):
     """Stopped by a signal after saving a checkpoint."""
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(f"interrupted; checkpoint saved to {path}: run `dvc repro` to resume")
+    def __init__(self, path: Path | None) -> None:
+        if path is None:
+            super().__init__("interrupted (this run was not checkpointing)")
+        else:
+            super().__init__(f"interrupted; checkpoint saved to {path}: run `dvc repro` to resume")
 
 
 class StopRequest:

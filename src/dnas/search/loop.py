@@ -173,7 +173,9 @@ def run_search(
                 sums += torch.stack([lt * len(yt), ct, lv * len(yv), cv]).double()
                 n_train += len(yt)
                 n_valid += len(yv)
-                if stop and checkpointer is not None:
+                if stop:
+                    if checkpointer is None:
+                        raise Interrupted(None)
                     partial = {
                         "sums": sums.cpu(),
                         "n": [n_train, n_valid],

@@ -171,7 +171,9 @@ def run_train(
                 sums += torch.stack(
                     [loss.detach() * len(y), (logits.argmax(1) == y).sum()]
                 ).double()
-                if stop and checkpointer is not None:
+                if stop:
+                    if checkpointer is None:
+                        raise Interrupted(None)
                     partial = {"sums": sums.cpu(), "guard": guard.state_dict()}
                     checkpointer.save(snapshot(epoch, partial))
                     raise Interrupted(checkpointer.path)
