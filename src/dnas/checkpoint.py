@@ -23,7 +23,7 @@ import random
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -86,8 +86,11 @@ def restore(stateful: dict[str, Any], state: dict) -> None:
 
 
 class Checkpointer:
-    def __init__(self, directory: str | Path, fingerprint: str, every: int) -> None:
-        self.path = Path(directory) / "last.pt"
+    """Saves and loads `directory/last.pt`; with `directory` None it keeps nothing, so the
+    loops need no separate path for runs that do not checkpoint."""
+
+    def __init__(self, directory: str | Path | None, fingerprint: str, every: int) -> None:
+        self.path = None if directory is None else Path(directory) / "last.pt"
         self.fingerprint = fingerprint
         self.every = every
 
@@ -107,6 +110,8 @@ class Checkpointer:
 
     def load(self) -> dict | None:
         """The state to resume from, or None to start from scratch."""
+        if self.path is None:
+            return None
         for leftover in self.path.parent.glob(f".{self.path.name}.*.tmp"):
             leftover.unlink()  # a write cut short by SIGKILL
         if not self.path.is_file():
@@ -127,14 +132,33 @@ class Checkpointer:
         return state
 
     def save(self, state: dict, complete: bool = False) -> None:
+        if self.path is None:
+            return
         state = _canonical({**state, "fingerprint": self.fingerprint, "complete": complete})
         buffer = io.BytesIO()
         torch.save(state, buffer)
         write_bytes(self.path, buffer.getvalue())
 
-    def due(self, epoch: int) -> bool:
-        """Whether to checkpoint after epoch index `epoch` (0-based)."""
-        return (epoch + 1) % self.every == 0
+    def resume(self, stateful: dict[str, Any], stage: str) -> dict | None:
+        """Restore `stateful` from a usable checkpoint and return the whole state, or None."""
+        state = self.load()
+        if state is not None:
+            restore(stateful, state)
+            print(
+                f"{stage}: resuming at epoch {state['epoch'] + 1} from {self.path}", file=sys.stderr
+            )
+        return state
+
+    def after_epoch(self, epoch: int, epochs: int, snapshot: Callable[[], dict]) -> None:
+        """Checkpoint after epoch index `epoch` if one is due; the last one marks the run done."""
+        last = epoch + 1 == epochs
+        if (epoch + 1) % self.every == 0 or last:
+            self.save(snapshot(), complete=last)
+
+    def interrupt(self, snapshot: Callable[[], dict]) -> Interrupted:
+        """Save a mid-epoch checkpoint; return the error that stops the run."""
+        self.save(snapshot())
+        return Interrupted(self.path)
 
 
 def _canonical(obj: Any) -> Any:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from dnas.data.prepared import Prepared
+
 
 @dataclass(frozen=True)
 class Augment:
@@ -110,6 +112,32 @@ class DeviceLoader:
         if aug.cutout:
             x = cutout(x, aug.cutout, self.generator)
         return x, self.y[dev_idx]
+
+
+def split_loader(
+    data: Prepared,
+    split: str,
+    batch_size: int,
+    device: torch.device,
+    *,
+    augment: bool = False,
+    cutout: int = 0,
+    shuffle: bool = False,
+    seed: int = 0,
+) -> DeviceLoader:
+    """A loader over a named split of a prepared dataset, normalised with its card's constants
+    and, with `augment`, augmented as its card says (pad-and-crop, flips) plus `cutout`."""
+    aug = data.card["augment"]
+    return DeviceLoader(
+        *data.split(split),
+        batch_size,
+        data.card["mean"],
+        data.card["std"],
+        device,
+        augment=Augment(pad=aug["pad"], flip=aug["flip"], cutout=cutout) if augment else None,
+        shuffle=shuffle,
+        seed=seed,
+    )
 
 
 def random_crop(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:

@@ -10,8 +10,8 @@ architecture-step batches, as AutoDL reports it.
 
 from __future__ import annotations
 
+import functools
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,15 +21,13 @@ import torch.nn.functional as F
 from dnas.checkpoint import (
     Checkpointer,
     GeneratorState,
-    Interrupted,
     capture,
     fingerprint,
-    restore,
     stop_on_signals,
 )
 from dnas.config import Params, Search
 from dnas.data import Prepared
-from dnas.data.loader import Augment, DeviceLoader
+from dnas.data.loader import split_loader
 from dnas.io import round_floats
 from dnas.optim import sgd_cosine
 from dnas.runtime import EpochProgress, FiniteLossGuard, seed_everything
@@ -53,18 +51,9 @@ def make_supernet(s: Search, data: Prepared) -> Supernet:
 
 
 def search_loaders(s: Search, data: Prepared, device, seed: int):
-    aug = data.card["augment"]
-    augment = Augment(pad=aug["pad"], flip=aug["flip"]) if s.augment else None
-    common = dict(
-        batch_size=s.batch_size,
-        mean=data.card["mean"],
-        std=data.card["std"],
-        device=device,
-        augment=augment,
-        shuffle=True,
-    )
-    train = DeviceLoader(*data.split("search_train"), seed=seed, **common)
-    valid = DeviceLoader(*data.split("search_valid"), seed=seed + 1, **common)
+    kw = {"augment": s.augment, "shuffle": True}
+    train = split_loader(data, "search_train", s.batch_size, device, seed=seed, **kw)
+    valid = split_loader(data, "search_valid", s.batch_size, device, seed=seed + 1, **kw)
     return train, valid
 
 
@@ -123,21 +112,15 @@ def run_search(
         "train_loader": train_loader,
         "valid_loader": valid_loader,
     }
-    checkpointer = None
-    if checkpoint_dir is not None:
-        checkpointer = Checkpointer(
-            checkpoint_dir,
-            fingerprint(p.common.seed, s.model_dump(), data.card["sha256"]),
-            p.common.checkpoint_every,
-        )
-        state = checkpointer.load()
-        if state is not None:
-            restore(stateful, state)
-            history, prob_rows = json.loads(state["log"])
-            start, epoch_state = state["epoch"], state["epoch_state"]
-            print(
-                f"search: resuming at epoch {start + 1} from {checkpointer.path}", file=sys.stderr
-            )
+    checkpointer = Checkpointer(
+        checkpoint_dir,
+        fingerprint(p.common.seed, s.model_dump(), data.card["sha256"]),
+        p.common.checkpoint_every,
+    )
+    state = checkpointer.resume(stateful, "search")
+    if state is not None:
+        history, prob_rows = json.loads(state["log"])
+        start, epoch_state = state["epoch"], state["epoch_state"]
 
     def snapshot(epoch: int, partial) -> dict:
         log = json.dumps([history, prob_rows])
@@ -174,15 +157,12 @@ def run_search(
                 n_train += len(yt)
                 n_valid += len(yv)
                 if stop:
-                    if checkpointer is None:
-                        raise Interrupted(None)
                     partial = {
                         "sums": sums.cpu(),
                         "n": [n_train, n_valid],
                         "guard": guard.state_dict(),
                     }
-                    checkpointer.save(snapshot(epoch, partial))
-                    raise Interrupted(checkpointer.path)
+                    raise checkpointer.interrupt(functools.partial(snapshot, epoch, partial))
             scheduler.step()
             guard.check(epoch)
             loss_t, correct_t, loss_v, correct_v = sums.tolist()
@@ -200,8 +180,7 @@ def run_search(
             _log(live, values, epoch, prob_rows)
             progress.report(epoch, values)
             epoch_state = None
-            if checkpointer is not None and (checkpointer.due(epoch) or epoch + 1 == s.epochs):
-                checkpointer.save(snapshot(epoch + 1, None), complete=epoch + 1 == s.epochs)
+            checkpointer.after_epoch(epoch, s.epochs, functools.partial(snapshot, epoch + 1, None))
     summary = history[-1]["values"]
     genotype = net.derive()
     metrics = {

@@ -7,8 +7,8 @@ reported result is the final model (DARTS; `best` reporting is a later option, Â
 
 from __future__ import annotations
 
+import functools
 import json
-import sys
 from pathlib import Path
 
 import torch
@@ -17,15 +17,13 @@ from torch import nn
 
 from dnas.checkpoint import (
     Checkpointer,
-    Interrupted,
     capture,
     fingerprint,
-    restore,
     stop_on_signals,
 )
 from dnas.config import Params
 from dnas.data import Prepared
-from dnas.data.loader import Augment, DeviceLoader
+from dnas.data.loader import DeviceLoader, split_loader
 from dnas.io import round_floats
 from dnas.models import build_network
 from dnas.optim import sgd_cosine
@@ -36,28 +34,20 @@ from dvclive import Live
 
 def train_loader(p: Params, data: Prepared, device: torch.device) -> DeviceLoader:
     t = p.train
-    aug = data.card["augment"]
-    augment = Augment(pad=aug["pad"], flip=aug["flip"], cutout=t.cutout) if t.augment else None
-    return DeviceLoader(
-        *data.split("train"),
-        batch_size=t.batch_size,
-        mean=data.card["mean"],
-        std=data.card["std"],
-        device=device,
-        augment=augment,
+    return split_loader(
+        data,
+        "train",
+        t.batch_size,
+        device,
+        augment=t.augment,
+        cutout=t.cutout,
         shuffle=True,
         seed=p.common.seed,
     )
 
 
 def eval_loader(data: Prepared, device: torch.device, batch_size: int) -> DeviceLoader:
-    return DeviceLoader(
-        *data.split("test"),
-        batch_size=batch_size,
-        mean=data.card["mean"],
-        std=data.card["std"],
-        device=device,
-    )
+    return split_loader(data, "test", batch_size, device)
 
 
 @torch.no_grad()
@@ -112,25 +102,21 @@ def run_train(
     epoch_state = None
     start = 0
     stateful = {"model": model, "opt": opt, "scheduler": scheduler, "loader": loader}
-    checkpointer = None
-    if checkpoint_dir is not None:
-        checkpointer = Checkpointer(
-            checkpoint_dir,
-            fingerprint(
-                p.common.seed,
-                t.model_dump(),
-                p.evaluate.batch_size,
-                genotype.to_json()["cells"],
-                data.card["sha256"],
-            ),
-            p.common.checkpoint_every,
-        )
-        state = checkpointer.load()
-        if state is not None:
-            restore(stateful, state)
-            history = json.loads(state["log"])
-            start, epoch_state = state["epoch"], state["epoch_state"]
-            print(f"train: resuming at epoch {start + 1} from {checkpointer.path}", file=sys.stderr)
+    checkpointer = Checkpointer(
+        checkpoint_dir,
+        fingerprint(
+            p.common.seed,
+            t.model_dump(),
+            p.evaluate.batch_size,
+            genotype.to_json()["cells"],
+            data.card["sha256"],
+        ),
+        p.common.checkpoint_every,
+    )
+    state = checkpointer.resume(stateful, "train")
+    if state is not None:
+        history = json.loads(state["log"])
+        start, epoch_state = state["epoch"], state["epoch_state"]
 
     def snapshot(epoch: int, partial) -> dict:
         log = json.dumps(history)
@@ -172,11 +158,8 @@ def run_train(
                     [loss.detach() * len(y), (logits.argmax(1) == y).sum()]
                 ).double()
                 if stop:
-                    if checkpointer is None:
-                        raise Interrupted(None)
                     partial = {"sums": sums.cpu(), "guard": guard.state_dict()}
-                    checkpointer.save(snapshot(epoch, partial))
-                    raise Interrupted(checkpointer.path)
+                    raise checkpointer.interrupt(functools.partial(snapshot, epoch, partial))
             scheduler.step()
             guard.check(epoch)
             loss_sum, correct = sums.tolist()
@@ -194,8 +177,7 @@ def run_train(
             _log(live, values)
             progress.report(epoch, values)
             epoch_state = None
-            if checkpointer is not None and (checkpointer.due(epoch) or epoch + 1 == t.epochs):
-                checkpointer.save(snapshot(epoch + 1, None), complete=epoch + 1 == t.epochs)
+            checkpointer.after_epoch(epoch, t.epochs, functools.partial(snapshot, epoch + 1, None))
     final = history[-1]
     metrics = {
         "train_loss": final["loss/train"],
