@@ -115,7 +115,7 @@ def test_genotype_file_round_trip_is_deterministic(tmp_path):
     "mutate, words",
     [
         (lambda d: d.update(space="resnet"), "unknown space"),
-        (lambda d: d["cells"].pop("reduce"), "cells"),
+        (lambda d: d["cells"].pop("normal"), "cells"),
         (lambda d: d["cells"]["normal"]["nodes"][0].__setitem__(0, ["conv9", 0]), "unknown op"),
         (lambda d: d["cells"]["normal"]["nodes"][0].__setitem__(0, ["skip_connect", 7]), "input"),
         (lambda d: d["cells"]["normal"].pop("nodes"), "nodes"),

@@ -2,8 +2,10 @@
 
 Stem conv3x3 (3C) + BN, `layers` cells with reductions at layers//3 and 2*layers//3 (channels
 double there), an optional auxiliary head after the second reduction cell, global average
-pooling and a linear classifier. Drop-path zeroes whole outputs of non-identity ops per
-example with probability `drop_prob`, which the training loop ramps up over the epochs.
+pooling and a linear classifier. A genotype without a "reduce" cell gets GDAS-FRC's fixed
+reduction cell at both reductions (reference §1.2). Drop-path zeroes whole outputs of non-
+identity ops per example with probability `drop_prob`, which the training loop ramps up over
+the epochs.
 """
 
 from __future__ import annotations
@@ -13,14 +15,7 @@ from torch import nn
 
 from dnas.spaces import darts
 from dnas.spaces.genotype import CellSpec, Genotype
-from dnas.spaces.ops import cell_preprocess, darts_op
-
-
-def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
-    """Zero each example's tensor with probability `drop_prob`, rescale the rest."""
-    keep = 1.0 - drop_prob
-    mask = torch.empty(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype).bernoulli_(keep)
-    return x / keep * mask
+from dnas.spaces.ops import FixedReductionCell, cell_preprocess, darts_op, drop_path
 
 
 class Cell(nn.Module):
@@ -108,8 +103,11 @@ class CellNetwork(nn.Module):
             reduction = i in reductions
             if reduction:
                 c *= 2
-            spec = genotype.cells["reduce" if reduction else "normal"]
-            cell = Cell(spec, c_pp, c_p, c, reduction, reduction_prev)
+            if reduction and "reduce" not in genotype.cells:  # GDAS-FRC (reference §1.2)
+                cell = FixedReductionCell(c_pp, c_p, c, reduction_prev)
+            else:
+                spec = genotype.cells["reduce" if reduction else "normal"]
+                cell = Cell(spec, c_pp, c_p, c, reduction, reduction_prev)
             self.cells.append(cell)
             reduction_prev = reduction
             c_pp, c_p = c_p, cell.multiplier * c

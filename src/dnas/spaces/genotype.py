@@ -2,8 +2,10 @@
 
 A cell has `inputs` input nodes (0 .. inputs-1); `nodes[i]` is node `inputs + i` and lists its
 incoming edges as (op, input node). The cell output concatenates (DARTS) or is (NB201) the
-nodes in `concat`. `genotype.json` holds the space, the op set, the cells, the final op
-probabilities per edge, and for NAS-Bench-201 the standard architecture string.
+nodes in `concat`. A DARTS genotype with only a "normal" cell uses GDAS-FRC's fixed reduction
+cell (reference §1.2; `reduce=None` in the CVPR genotype file). `genotype.json` holds the
+space, the op set, the cells, the final op probabilities per edge, and for NAS-Bench-201 the
+standard architecture string.
 """
 
 from __future__ import annotations
@@ -76,10 +78,14 @@ class Genotype:
         """Raise ValueError if the genotype is not a well-formed architecture of its space."""
         if self.space not in SPACE_OPS:
             raise ValueError(f"unknown space {self.space!r}; known: {', '.join(SPACE_OPS)}")
-        if set(self.cells) != set(SPACE_CELLS[self.space]):
+        allowed = [set(SPACE_CELLS[self.space])]
+        if self.space == "darts":  # no "reduce": GDAS-FRC's fixed reduction cell (§1.2)
+            allowed.append({"normal"})
+        if set(self.cells) not in allowed:
             raise ValueError(
-                f"a {self.space} genotype has cells {list(SPACE_CELLS[self.space])}, "
-                f"got {sorted(self.cells)}"
+                f"a {self.space} genotype has cells {list(SPACE_CELLS[self.space])}"
+                f"{' (or only normal, for a fixed reduction cell)' if len(allowed) > 1 else ''}"
+                f", got {sorted(self.cells)}"
             )
         for name, cell in self.cells.items():
             if not cell.nodes:

@@ -8,6 +8,8 @@ It has no parameters, so parameter counts are unaffected.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -23,6 +25,13 @@ DARTS_OPS = (
 )
 
 NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+
+
+def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
+    """Zero each example's tensor with probability `drop_prob`, rescale the rest."""
+    keep = 1.0 - drop_prob
+    mask = torch.empty(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype).bernoulli_(keep)
+    return x / keep * mask
 
 
 class Zero(nn.Module):
@@ -191,3 +200,56 @@ class ResNetBasicBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.shortcut(x) + self.conv_b(self.conv_a(x))
+
+
+class FixedReductionCell(nn.Module):
+    """GDAS-FRC's hand-designed reduction cell, the CVPR `Transition` (reference §1.2).
+
+    Both inputs are preprocessed as in a searched cell (C channels each). X0 and X1 are
+    branches on s0 and s1: ReLU, grouped (1x3) conv striding the width, grouped (3x1) conv
+    striding the height, BN, ReLU, 1x1 conv, BN. X2 = MaxPool3x3 (stride 1) of X0 + X1, then
+    BN; X3 = MaxPool3x3 (stride 2) of s1, then BN. The output concatenates X0..X3 (4C).
+
+    The AutoDL version pools s0 with stride 2 for X2 instead; the CVPR one is used because the
+    published GDAS_F1 sizes (2.543M params) come from it (reference §1.2, pitfall 5). The
+    grouped convs use 8 groups as the reference does, or gcd(C, 8) when C is not a multiple of
+    8 (small test networks). Drop-path hits X0/X1 and X2/X3 when `drop_prob` > 0 in training.
+    """
+
+    multiplier = 4
+    reduction = True
+
+    def __init__(
+        self, c_pp: int, c_p: int, c: int, reduction_prev: bool, affine: bool = True
+    ) -> None:
+        super().__init__()
+        self.pre0, self.pre1 = cell_preprocess(c_pp, c_p, c, reduction_prev, affine)
+        groups = math.gcd(c, 8)
+
+        def branch() -> nn.Sequential:
+            return nn.Sequential(
+                nn.ReLU(inplace=False),
+                nn.Conv2d(c, c, (1, 3), stride=(1, 2), padding=(0, 1), groups=groups, bias=False),
+                nn.Conv2d(c, c, (3, 1), stride=(2, 1), padding=(1, 0), groups=groups, bias=False),
+                nn.BatchNorm2d(c, affine=affine),
+                nn.ReLU(inplace=False),
+                nn.Conv2d(c, c, 1, bias=False),
+                nn.BatchNorm2d(c, affine=affine),
+            )
+
+        self.branch0, self.branch1 = branch(), branch()
+        self.pool2 = nn.Sequential(
+            nn.MaxPool2d(3, stride=1, padding=1), nn.BatchNorm2d(c, affine=affine)
+        )
+        self.pool3 = nn.Sequential(
+            nn.MaxPool2d(3, stride=2, padding=1), nn.BatchNorm2d(c, affine=affine)
+        )
+        self.drop_prob = 0.0
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, *_unused) -> torch.Tensor:
+        s0, s1 = self.pre0(s0), self.pre1(s1)
+        x0, x1 = self.branch0(s0), self.branch1(s1)
+        x2, x3 = self.pool2(x0 + x1), self.pool3(s1)
+        if self.training and self.drop_prob > 0:
+            x0, x1, x2, x3 = (drop_path(x, self.drop_prob) for x in (x0, x1, x2, x3))
+        return torch.cat([x0, x1, x2, x3], dim=1)
