@@ -143,11 +143,13 @@ class Checkpointer:
         """Restore `stateful` from a usable checkpoint and return the whole state, or None."""
         state = self.load()
         if state is not None:
-            restore(stateful, state)
-            print(
-                f"{stage}: resuming at epoch {state['epoch'] + 1} from {self.path}", file=sys.stderr
-            )
+            self.restore(stateful, state, stage)
         return state
+
+    def restore(self, stateful: dict[str, Any], state: dict, stage: str) -> None:
+        """Restore `stateful` from a state `load()` returned."""
+        restore(stateful, state)
+        print(f"{stage}: resuming at epoch {state['epoch'] + 1} from {self.path}", file=sys.stderr)
 
     def after_epoch(self, epoch: int, epochs: int, snapshot: Callable[[], dict]) -> None:
         """Checkpoint after epoch index `epoch` if one is due; the last one marks the run done."""

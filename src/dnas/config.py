@@ -73,14 +73,28 @@ class Optim(Section):
 
 
 class Search(Optim):
+    """The search stage. Which reference each option follows is in the README's compatibility
+    table and in the docstrings of `dnas.search` (reference §1-§4)."""
+
     dataset: DatasetName = "digits"
     space: Literal["darts", "nb201"] = "darts"
-    algorithm: Literal["gdas"] = "gdas"
+    algorithm: Literal["gdas", "darts", "snas", "drnas"] = "gdas"
+    # DARTS: 1 = first order, 2 = the unrolled second-order step (reference §2.1). Also DrNAS.
+    order: Literal[1, 2] = 1
+    # GDAS-FRC: the fixed reduction cell, only normal cells searched (reference §1.2).
+    fixed_reduction: bool = False
     arch_lr: PositiveFloat = 3.0e-4
     arch_betas: Annotated[list[Fraction], Field(min_length=2, max_length=2)] = [0.5, 0.999]
     arch_weight_decay: NonNegFloat = 1.0e-3
+    # adam (GDAS, DARTS, DrNAS) | sgd (SNAS on one GPU: plain SGD, no weight decay, §3)
+    arch_optimizer: Literal["adam", "sgd"] = "adam"
+    arch_grad_clip: NonNegFloat = 0.0  # SNAS clips the alpha gradient norm to 10; 0 = off
+    # GDAS's hard and SNAS's soft Gumbel temperature, decayed linearly per epoch from tau_max:
+    # to_last_epoch reaches tau_min at the last epoch (AutoDL); to_end ends one step above it
+    # (GDAS CVPR code, SNAS).
     tau_max: PositiveFloat = 10.0
     tau_min: PositiveFloat = 0.1
+    tau_schedule: Literal["to_last_epoch", "to_end"] = "to_last_epoch"
     # One Gumbel sample per forward pass for all cells (AutoDL) or a new one per cell (CVPR code).
     sample_per: Literal["network", "cell"] = "network"
     # Weight step then architecture step (AutoDL) or the other way round (CVPR code, DARTS).
@@ -88,6 +102,18 @@ class Search(Optim):
     # Add the unselected ops' zero weights as scalars so every alpha gets a gradient (AutoDL
     # NB201, reference §1.6). auto = on for nb201, off for darts.
     unselected_grad: bool | Literal["auto"] = "auto"
+    drop_path: Fraction = 0.0  # search-time drop-path on non-identity ops (SNAS: 0.3)
+    # SNAS resource penalty weight (0 = off) and its log form (reference §3).
+    resource_lambda: NonNegFloat = 0.0
+    resource_log: bool = True
+    # DrNAS (reference §4): partial-channel K per stage ([1] = off; [6, 3] = progressive),
+    # ops kept per edge after each stage but the last, epochs per stage before alpha moves,
+    # and the regulariser: l2 (Adam weight decay = reg_scale) or kl (to Dirichlet(1)).
+    partial_channels: Annotated[list[PositiveInt], Field(min_length=1)] = [1]
+    keep_ops: list[PositiveInt] = []
+    arch_warmup: Annotated[int, Field(ge=0)] = 0
+    drnas_reg: Literal["l2", "kl"] = "l2"
+    reg_scale: NonNegFloat = 1.0e-3
 
     @model_validator(mode="after")
     def _tau_order(self) -> Search:
@@ -97,6 +123,33 @@ class Search(Optim):
             )
         return self
 
+    @model_validator(mode="after")
+    def _algorithm_options(self) -> Search:
+        if self.order == 2 and self.algorithm not in ("darts", "drnas"):
+            raise ValueError(
+                f"order 2 (the unrolled step) needs algorithm darts or drnas, not "
+                f"{self.algorithm!r}; set search.order to 1"
+            )
+        if self.fixed_reduction and self.space != "darts":
+            raise ValueError("fixed_reduction needs space darts (NB201 has no reduction cell)")
+        stages = len(self.partial_channels)
+        if stages > 1 and self.algorithm != "drnas":
+            raise ValueError("partial_channels with more than one stage is DrNAS's progressive"
+                             " schedule; set search.algorithm to drnas or partial_channels to [1]")
+        if len(self.keep_ops) != stages - 1:
+            raise ValueError(
+                f"keep_ops needs one entry per stage but the last ({stages - 1}, from"
+                f" partial_channels {self.partial_channels}), got {self.keep_ops}"
+            )
+        if self.epochs < stages:
+            raise ValueError(f"epochs ({self.epochs}) must be at least the stages ({stages})")
+        for k in self.partial_channels:
+            if self.channels % (2 * k) and k > 1:
+                raise ValueError(
+                    f"channels ({self.channels}) must be a multiple of 2 x partial_channels"
+                    f" ({k}) so every partial edge keeps an even channel count"
+                )
+        return self
 
 class Train(Optim):
     dataset: DatasetName = "digits"
@@ -149,7 +202,7 @@ def _model_at(loc: tuple) -> type[BaseModel] | None:
 
 
 def _describe(err: dict) -> str:
-    loc = tuple(p for p in err["loc"] if p not in ("function-after[_tau_order()]",))
+    loc = tuple(p for p in err["loc"] if not str(p).startswith("function-after["))
     key = ".".join(str(p) for p in loc)
     if err["type"] == "extra_forbidden":
         owner = _model_at(loc[:-1])

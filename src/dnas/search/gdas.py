@@ -43,8 +43,14 @@ def hard_gumbel_softmax(
     return one_hot - y_soft.detach() + y_soft, index
 
 
-def tau_at(epoch: int, epochs: int, tau_max: float, tau_min: float) -> float:
-    """Linear decay that reaches tau_min at the last epoch (AutoDL, reference §1.0)."""
+def tau_at(
+    epoch: int, epochs: int, tau_max: float, tau_min: float, schedule: str = "to_last_epoch"
+) -> float:
+    """Linear decay per epoch. "to_last_epoch" reaches tau_min at the last epoch (AutoDL,
+    reference §1.0); "to_end" is tau_max - epoch/epochs * (tau_max - tau_min), which stops one
+    step above tau_min (GDAS CVPR code §1.0; SNAS's temperature §3)."""
+    if schedule == "to_end":
+        return tau_max - (tau_max - tau_min) * epoch / epochs
     if epochs <= 1:
         return tau_max
     return tau_max - (tau_max - tau_min) * epoch / (epochs - 1)

@@ -1,17 +1,31 @@
-"""The GDAS search loop: alternating weight and architecture steps (reference §1.4).
+"""The search loop of every algorithm (reference §1.4, §2.1, §3, §4).
 
-Weights: SGD with momentum, weight decay and cosine annealing per epoch, gradient norm
-clipped (weights only, as the CVPR code), on search-train batches. Architecture: Adam
-(lr 3e-4, betas (0.5, 0.999), weight decay 1e-3 by default) on search-valid batches. Each step
-draws its own architecture sample. tau decays linearly from tau_max to tau_min, reaching it at
-the last epoch. The reported search-valid accuracy is that of the sampled architectures on the
-architecture-step batches, as AutoDL reports it.
+Bilevel (gdas, darts, drnas): each iteration takes a search-train batch for a weight step and
+a search-valid batch for an architecture step, in `step_order`. Weights: SGD with momentum,
+weight decay and cosine annealing per epoch, gradient norm clipped (weights only, as the CVPR
+code). Architecture: Adam (or SGD) on the alphas, first order or DARTS's unrolled second order
+(`dnas.search.architect`). Each step draws its own architecture sample. The reported
+search-valid accuracy is that of the sampled architectures on the architecture-step batches,
+as AutoDL reports it.
+
+Single level (snas): one backward pass over a batch of the whole training split updates
+weights and alphas together, with the resource penalty; the test split is only watched (its
+accuracy, with sampled architectures, is the reported "valid" one), as SNAS does.
+
+DrNAS's progressive schedule (`partial_channels` with several stages, `dnas.search.drnas`)
+splits the epochs evenly into stages; between stages it prunes each edge to its best
+`keep_ops` ops and widens the partial channels. The alphas stay still for the first
+`arch_warmup` epochs of each stage.
+
+tau (GDAS, SNAS) decays linearly per epoch from tau_max towards tau_min (`tau_schedule`).
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import resource
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,10 +42,16 @@ from dnas.checkpoint import (
 from dnas.config import Params, Search
 from dnas.data import Prepared
 from dnas.data.loader import split_loader
+from dnas.evaluate import count_parameters
 from dnas.io import round_floats
+from dnas.models import build_network
 from dnas.optim import sgd_cosine
 from dnas.runtime import EpochProgress, FiniteLossGuard, seed_everything
+from dnas.search import drnas
+from dnas.search.architect import first_order, unrolled_arch_grad
 from dnas.search.gdas import tau_at
+from dnas.search.mixing import dirichlet_kl_to_uniform
+from dnas.search.snas import op_costs, resource_penalty
 from dnas.search.supernet import Supernet, build_supernet
 from dnas.spaces.genotype import Genotype
 from dvclive import Live
@@ -43,8 +63,17 @@ class SearchResult:
     metrics: dict
 
 
-def make_supernet(s: Search, data: Prepared) -> Supernet:
-    net = build_supernet(s.space, data.channels, data.num_classes, s.channels, s.layers)
+def make_supernet(s: Search, data: Prepared, stage: int = 0) -> Supernet:
+    net = build_supernet(
+        s.space,
+        data.channels,
+        data.num_classes,
+        s.channels,
+        s.layers,
+        algorithm=s.algorithm,
+        fixed_reduction=s.fixed_reduction,
+        partial=s.partial_channels[stage],
+    )
     net.sample_per = s.sample_per
     net.unselected_grad = (s.space == "nb201") if s.unselected_grad == "auto" else s.unselected_grad
     return net
@@ -52,9 +81,32 @@ def make_supernet(s: Search, data: Prepared) -> Supernet:
 
 def search_loaders(s: Search, data: Prepared, device, seed: int):
     kw = {"augment": s.augment, "shuffle": True}
+    if s.algorithm == "snas":  # single level: all training data; the test split is watched
+        train = split_loader(data, "train", s.batch_size, device, seed=seed, **kw)
+        valid = split_loader(data, "test", s.batch_size, device)
+        return train, valid
     train = split_loader(data, "search_train", s.batch_size, device, seed=seed, **kw)
     valid = split_loader(data, "search_valid", s.batch_size, device, seed=seed + 1, **kw)
     return train, valid
+
+
+def arch_optimizer(s: Search, params) -> torch.optim.Optimizer:
+    """Adam (GDAS, DARTS, DrNAS) or plain SGD (SNAS on one GPU). DrNAS's default l2
+    regulariser is Adam's weight decay = reg_scale, its kl one has none (reference §4)."""
+    wd = s.arch_weight_decay
+    if s.algorithm == "drnas":
+        wd = s.reg_scale if s.drnas_reg == "l2" else 0.0
+    if s.arch_optimizer == "sgd":
+        return torch.optim.SGD(params, lr=s.arch_lr, weight_decay=wd)
+    return torch.optim.Adam(params, lr=s.arch_lr, betas=tuple(s.arch_betas), weight_decay=wd)
+
+
+def genotype_params(genotype: Genotype, data: Prepared) -> int:
+    """Parameters of the derived network at the papers' evaluation size (DARTS space: C=36,
+    20 cells; NB201: C=16, 5 cells per stage), without the auxiliary head."""
+    c, layers = (36, 20) if genotype.space == "darts" else (16, 5)
+    net = build_network(genotype, data.channels, data.num_classes, c, layers)
+    return count_parameters(net)
 
 
 def run_search(
@@ -69,16 +121,26 @@ def run_search(
     s = p.search
     seed_everything(p.common.seed)
     net = make_supernet(s, data).to(device)
+    single_level = s.algorithm == "snas"
+    costs = None
+    if single_level and s.resource_lambda > 0:
+        with torch.random.fork_rng(devices=[]):
+            example = torch.zeros(1, data.channels, *data.train_x.shape[1:3], device=device)
+            costs = op_costs(net, example, s.resource_log)
     net.generator = torch.Generator(device=device).manual_seed(p.common.seed + 2)
     train_loader, valid_loader = search_loaders(s, data, device, p.common.seed)
     w_opt, scheduler = sgd_cosine(net.weight_parameters(), s)
-    a_opt = torch.optim.Adam(
-        net.arch_parameters(),
-        lr=s.arch_lr,
-        betas=tuple(s.arch_betas),
-        weight_decay=s.arch_weight_decay,
-    )
-    weights = net.weight_parameters()
+    a_opt = arch_optimizer(s, net.arch_parameters())
+    schedule = drnas.Schedule(s)
+    extra_loss = None
+    if s.algorithm == "drnas" and s.drnas_reg == "kl":
+
+        def extra_loss(model):
+            return s.reg_scale * sum(dirichlet_kl_to_uniform(a) for a in model.arch_parameters())
+
+    def clip_arch():
+        if s.arch_grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(net.arch_parameters(), s.arch_grad_clip)
 
     def weight_step(x, y):
         w_opt.zero_grad(set_to_none=True)
@@ -86,17 +148,57 @@ def run_search(
         loss = F.cross_entropy(logits, y)
         loss.backward()
         if s.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(weights, s.grad_clip)
+            torch.nn.utils.clip_grad_norm_(net.weight_parameters(), s.grad_clip)
         w_opt.step()
         return loss.detach(), (logits.argmax(1) == y).sum()
 
-    def arch_step(x, y):
+    def joint_step(x, y):  # SNAS: weights and alphas from one backward pass
+        w_opt.zero_grad(set_to_none=True)
         a_opt.zero_grad(set_to_none=True)
         logits = net(x)
         loss = F.cross_entropy(logits, y)
-        loss.backward()
+        total = loss
+        if costs is not None:
+            total = loss + s.resource_lambda * resource_penalty(net.last_weights, costs)
+        total.backward()
+        if s.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(net.weight_parameters(), s.grad_clip)
+        clip_arch()
+        w_opt.step()
         a_opt.step()
         return loss.detach(), (logits.argmax(1) == y).sum()
+
+    def arch_step(xt, yt, xv, yv, epoch):
+        if not schedule.arch_moves(epoch):  # DrNAS warm-up: watch only
+            with torch.no_grad():
+                logits = net(xv)
+            return F.cross_entropy(logits, yv), (logits.argmax(1) == yv).sum()
+        a_opt.zero_grad(set_to_none=True)
+        if s.order == 2:
+            grads, loss, logits = unrolled_arch_grad(
+                net, w_opt, xt, yt, xv, yv, extra_loss=extra_loss
+            )
+            for a, g in zip(net.arch_parameters(), grads):
+                a.grad = g
+        else:
+            loss, logits = first_order(net, xv, yv, extra_loss)
+        clip_arch()
+        a_opt.step()
+        return loss, (logits.argmax(1) == yv).sum()
+
+    def watch_test():  # SNAS: accuracy of sampled architectures on the test split
+        net.eval()
+        sums = torch.zeros(2, dtype=torch.float64, device=device)
+        n = 0
+        with torch.no_grad():
+            for x, y in valid_loader:
+                logits = net(x)
+                sums += torch.stack(
+                    [F.cross_entropy(logits, y) * len(y), (logits.argmax(1) == y).sum()]
+                ).double()
+                n += len(y)
+        net.train()
+        return sums, n
 
     guard = FiniteLossGuard(device, "search", "search.lr or search.arch_lr")
     history: list[dict] = []  # the values logged per epoch
@@ -117,15 +219,29 @@ def run_search(
         fingerprint(p.common.seed, s.model_dump(), data.card["sha256"]),
         p.common.checkpoint_every,
     )
-    state = checkpointer.resume(stateful, "search")
+    state = checkpointer.load()
     if state is not None:
+        # A progressive DrNAS run resumed in a later stage: rebuild that stage's network first.
+        for stage in range(1, state.get("stage", 0) + 1):
+            net, w_opt, scheduler, a_opt = schedule.advance(
+                net, w_opt, scheduler, a_opt, stage, data, make_supernet
+            )
+            stateful.update(model=net, w_opt=w_opt, scheduler=scheduler, a_opt=a_opt)
+        checkpointer.restore(stateful, state, "search")
         history, prob_rows = json.loads(state["log"])
         start, epoch_state = state["epoch"], state["epoch_state"]
 
     def snapshot(epoch: int, partial) -> dict:
         log = json.dumps([history, prob_rows])
-        return {**capture(stateful), "log": log, "epoch": epoch, "epoch_state": partial}
+        return {
+            **capture(stateful),
+            "log": log,
+            "epoch": epoch,
+            "epoch_state": partial,
+            "stage": schedule.stage_of(min(epoch, s.epochs - 1)),
+        }
 
+    seconds: list[float] = []
     with (
         Live(str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None) as live,
         stop_on_signals() as stop,
@@ -134,7 +250,15 @@ def run_search(
             _log(live, past["values"], past["epoch"], prob_rows)
         progress = EpochProgress(s.epochs, "search", start=start)
         for epoch in progress:
-            net.tau = tau_at(epoch, s.epochs, s.tau_max, s.tau_min)
+            began = time.perf_counter()
+            if schedule.starts_stage(epoch) and epoch_state is None:
+                stage = schedule.stage_of(epoch)
+                net, w_opt, scheduler, a_opt = schedule.advance(
+                    net, w_opt, scheduler, a_opt, stage, data, make_supernet
+                )
+                stateful.update(model=net, w_opt=w_opt, scheduler=scheduler, a_opt=a_opt)
+            net.tau = tau_at(epoch, s.epochs, s.tau_max, s.tau_min, s.tau_schedule)
+            net.set_drop_prob(s.drop_path * epoch / s.epochs)
             lr = w_opt.param_groups[0]["lr"]
             net.train()
             if epoch_state is None:
@@ -145,17 +269,22 @@ def run_search(
             sums = epoch_state["sums"].to(device)  # loss*n, correct (train, valid)
             n_train, n_valid = epoch_state["n"]
             for xt, yt in train_loader:
-                xv, yv = valid_loader.next_batch()
-                if s.step_order == "weights_first":
-                    lt, ct = weight_step(xt, yt)
-                    lv, cv = arch_step(xv, yv)
+                if single_level:
+                    lt, ct = joint_step(xt, yt)
+                    guard.observe(lt)
+                    sums[:2] += torch.stack([lt * len(yt), ct]).double()
                 else:
-                    lv, cv = arch_step(xv, yv)
-                    lt, ct = weight_step(xt, yt)
-                guard.observe(lt, lv)
-                sums += torch.stack([lt * len(yt), ct, lv * len(yv), cv]).double()
+                    xv, yv = valid_loader.next_batch()
+                    if s.step_order == "weights_first":
+                        lt, ct = weight_step(xt, yt)
+                        lv, cv = arch_step(xt, yt, xv, yv, epoch)
+                    else:
+                        lv, cv = arch_step(xt, yt, xv, yv, epoch)
+                        lt, ct = weight_step(xt, yt)
+                    guard.observe(lt, lv)
+                    sums += torch.stack([lt * len(yt), ct, lv * len(yv), cv]).double()
+                    n_valid += len(yv)
                 n_train += len(yt)
-                n_valid += len(yv)
                 if stop:
                     partial = {
                         "sums": sums.cpu(),
@@ -163,6 +292,9 @@ def run_search(
                         "guard": guard.state_dict(),
                     }
                     raise checkpointer.interrupt(functools.partial(snapshot, epoch, partial))
+            if single_level:
+                test_sums, n_valid = watch_test()
+                sums[2:] = test_sums
             scheduler.step()
             guard.check(epoch)
             loss_t, correct_t, loss_v, correct_v = sums.tolist()
@@ -181,6 +313,7 @@ def run_search(
             progress.report(epoch, values)
             epoch_state = None
             checkpointer.after_epoch(epoch, s.epochs, functools.partial(snapshot, epoch + 1, None))
+            seconds.append(time.perf_counter() - began)
     summary = history[-1]["values"]
     genotype = net.derive()
     metrics = {
@@ -190,8 +323,21 @@ def run_search(
         "train_loss": summary["loss/train"],
         "final_tau": summary["tau"],
         "epochs": s.epochs,
+        "genotype_params": genotype_params(genotype, data),
+        # Measurements of this run, not results: they differ between runs and machines.
+        "cost": {
+            "seconds_per_epoch": round_floats(sum(seconds) / max(len(seconds), 1)),
+            "peak_memory_mb": round_floats(peak_memory_mb(device)),
+        },
     }
     return SearchResult(genotype=genotype, metrics=metrics)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """CUDA: the peak of memory allocated by tensors; CPU: the process's peak resident set."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def _log(live: Live, values: dict, epoch: int, prob_rows: list[dict]) -> None:

@@ -1,14 +1,25 @@
-"""Supernets of the DARTS and NAS-Bench-201 spaces, mixed the GDAS way.
+"""Supernets of the DARTS and NAS-Bench-201 spaces, and how each algorithm mixes an edge's ops.
 
-Each edge holds every candidate op; a forward pass draws one architecture (`sample_per` =
-"network": one sample for all cells of a type, AutoDL; "cell": a new sample per cell, the CVPR
-code, reference §1.0) and runs **only the sampled op** on each edge, scaled by its straight-
-through weight, so gradients reach every alpha through the softmax. The sampled indices of all
-edges reach the host in one `.tolist()`: one sync per forward pass, none per edge.
+Every edge holds all candidate ops. What a forward pass does with them depends on the algorithm
+(`dnas.search.mixing` draws the weights):
 
-With `unselected_grad`, the zero-valued weights of the other ops are added as scalars, so each
-of their alphas also gets the gradient sum(dL/d node): the AutoDL NAS-Bench-201 behaviour
-(reference §1.6).
+- **gdas**: one hard Gumbel sample per forward pass (`sample_per` = "network": one for all cells
+  of a type, AutoDL; "cell": a new one per cell, the CVPR code, reference §1.0). Only the sampled
+  op runs, scaled by its straight-through weight, so gradients reach every alpha through the
+  softmax. The sampled indices of all edges reach the host in one `.tolist()`: one sync per
+  forward pass, none per edge. With `unselected_grad`, the zero-valued weights of the other ops
+  are added as scalars, so each of their alphas also gets the gradient sum(dL/d node): the AutoDL
+  NAS-Bench-201 behaviour (reference §1.6).
+- **darts**, **snas**, **drnas**: every op runs and the edge is the weighted sum (softmax; soft
+  Gumbel sample; Dirichlet sample). One draw per forward pass, shared by all cells of a type
+  (reference §2.1, §3, §4). 'none' is skipped: it adds zeros, so its weight gets a zero gradient
+  either way. Ops pruned by DrNAS's progressive schedule (weight exactly 0) are skipped too.
+
+With `partial_channels` K > 1 (DrNAS, a PC-DARTS copy, reference §4) an edge's ops see only the
+first C/K channels; the rest bypass (max-pooled 2x2 on a reducing edge), are concatenated after
+the ops' output and the channels are shuffled in K groups. `fixed_reduction` (GDAS-FRC,
+reference §1.2) replaces the searched reduction cells with the fixed one: only normal cells have
+alphas then.
 """
 
 from __future__ import annotations
@@ -16,97 +27,177 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dnas.search import mixing
 from dnas.search.gdas import hard_gumbel_softmax
 from dnas.spaces import darts, nb201
 from dnas.spaces.genotype import Genotype
 from dnas.spaces.ops import (
     DARTS_OPS,
     NB201_OPS,
+    FixedReductionCell,
     ResNetBasicBlock,
     cell_preprocess,
     darts_op,
+    drop_path,
     nb201_op,
 )
 
+ALGORITHMS = ("gdas", "darts", "snas", "drnas")
+
+
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    n, c, h, w = x.shape
+    return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
+
 
 class MixedEdge(nn.Module):
-    """All candidate ops of one edge; runs the one that was sampled."""
+    """All candidate ops of one edge."""
 
-    def __init__(self, ops: list[nn.Module]) -> None:
+    def __init__(self, ops: list[nn.Module], op_names: tuple[str, ...], partial: int = 1,
+                 stride: int = 1) -> None:
         super().__init__()
         self.ops = nn.ModuleList(ops)
+        self.op_names = op_names
+        self.partial = partial
+        self.bypass = nn.MaxPool2d(2, 2) if partial > 1 and stride == 2 else nn.Identity()
+        self.drop_prob = 0.0
 
     def forward(
-        self, x: torch.Tensor, weights: torch.Tensor, index: int, unselected_grad: bool
+        self,
+        x: torch.Tensor,
+        weights: torch.Tensor,
+        index: int | None,
+        unselected_grad: bool = False,
+        active: list[int] | None = None,
     ) -> torch.Tensor:
-        out = self.ops[index](x) * weights[index]
-        if unselected_grad:
-            others = torch.cat([weights[:index], weights[index + 1 :]])
-            out = out + others.sum()
+        """GDAS with `index`: run that op only. Otherwise the sum of weight * op over `active`
+        (default: every op but 'none')."""
+        if self.partial > 1:
+            split = x.shape[1] // self.partial
+            x, rest = x[:, :split], x[:, split:]
+        if index is not None:
+            out = self._run(index, x) * weights[index]
+            if unselected_grad:
+                others = torch.cat([weights[:index], weights[index + 1 :]])
+                out = out + others.sum()
+        else:
+            if active is None:
+                active = [k for k, name in enumerate(self.op_names) if name != "none"]
+            if not active:  # only 'none' left
+                active = [self.op_names.index("none")]
+            out = sum(self._run(k, x) * weights[k] for k in active)
+        if self.partial > 1:
+            out = channel_shuffle(torch.cat([out, self.bypass(rest)], dim=1), self.partial)
         return out
+
+    def _run(self, k: int, x: torch.Tensor) -> torch.Tensor:
+        op = self.ops[k]
+        h = op(x)
+        if self.training and self.drop_prob > 0 and not isinstance(op, nn.Identity):
+            h = drop_path(h, self.drop_prob)  # SNAS search (reference §3)
+        return h
 
 
 class DartsSearchCell(nn.Module):
     def __init__(
-        self, c_pp: int, c_p: int, c: int, reduction: bool, reduction_prev: bool, steps: int
+        self,
+        c_pp: int,
+        c_p: int,
+        c: int,
+        reduction: bool,
+        reduction_prev: bool,
+        steps: int,
+        ops: tuple[str, ...],
+        partial: int = 1,
     ) -> None:
         super().__init__()
         self.reduction = reduction
-        self.steps = steps
+        self.steps = self.multiplier = steps
         self.pre0, self.pre1 = cell_preprocess(c_pp, c_p, c, reduction_prev, affine=False)
-        self.edges = nn.ModuleList(
-            MixedEdge([darts_op(op, c, 2 if reduction and j < 2 else 1, False) for op in DARTS_OPS])
-            for _, j in darts.edges(steps)
-        )
+        self.edges = nn.ModuleList()
+        for _, j in darts.edges(steps):
+            stride = 2 if reduction and j < 2 else 1
+            self.edges.append(
+                MixedEdge(
+                    [darts_op(op, c // partial, stride, False) for op in ops],
+                    ops,
+                    partial,
+                    stride,
+                )
+            )
 
-    def forward(self, s0, s1, weights, indices, unselected_grad):
+    def forward(self, s0, s1, weights, indices, unselected_grad, active=None):
         states = [self.pre0(s0), self.pre1(s1)]
         e = 0
         for _ in range(self.steps):
             node = 0
             for h in states:
-                node = node + self.edges[e](h, weights[e], indices[e], unselected_grad)
+                node = node + self.edges[e](
+                    h,
+                    weights[e],
+                    None if indices is None else indices[e],
+                    unselected_grad,
+                    None if active is None else active[e],
+                )
                 e += 1
             states.append(node)
         return torch.cat(states[2:], dim=1)
 
 
 class Nb201SearchCell(nn.Module):
-    def __init__(self, c: int, nodes: int = nb201.NODES) -> None:
+    def __init__(self, c: int, nodes: int = nb201.NODES, partial: int = 1) -> None:
         super().__init__()
         self.nodes = nodes
         self.edges = nn.ModuleList(
-            MixedEdge([nb201_op(op, c, affine=False) for op in NB201_OPS])
+            MixedEdge([nb201_op(op, c // partial, affine=False) for op in NB201_OPS], NB201_OPS,
+                      partial)
             for _ in nb201.edges(nodes)
         )
 
-    def forward(self, x, weights, indices, unselected_grad):
+    def forward(self, x, weights, indices, unselected_grad, active=None):
         states = [x]
         e = 0
         for i in range(1, self.nodes):
             node = 0
             for j in range(i):
-                node = node + self.edges[e](states[j], weights[e], indices[e], unselected_grad)
+                node = node + self.edges[e](
+                    states[j],
+                    weights[e],
+                    None if indices is None else indices[e],
+                    unselected_grad,
+                    None if active is None else active[e],
+                )
                 e += 1
             states.append(node)
         return states[-1]
 
 
 class Supernet(nn.Module):
-    """Common part: alphas, sampling, genotype derivation."""
+    """Common part: alphas, mixing weights, genotype derivation."""
 
     space: str
     cell_types: tuple[str, ...]
+    ops: tuple[str, ...]
 
-    def _init_alphas(self, n_edges: int, n_ops: int) -> None:
+    def _init_alphas(self, n_edges: int, algorithm: str) -> None:
+        n_ops = len(self.ops)
+        if algorithm == "snas":  # log-alpha ~ N(1, 0.01) (reference §3)
+            init = [1.0 + 0.01 * torch.randn(n_edges, n_ops) for _ in self.cell_types]
+        else:  # 1e-3 * randn (reference §1.1, §4)
+            init = [1e-3 * torch.randn(n_edges, n_ops) for _ in self.cell_types]
         self.alphas = nn.ParameterDict(
-            {t: nn.Parameter(1e-3 * torch.randn(n_edges, n_ops)) for t in self.cell_types}
+            {t: nn.Parameter(a) for t, a in zip(self.cell_types, init)}
         )
+        # Ops still in the running per edge (DrNAS progressive pruning); saved in checkpoints.
+        for t in self.cell_types:
+            self.register_buffer(f"mask_{t}", torch.ones(n_edges, n_ops, dtype=torch.bool))
+        self.algorithm = algorithm
         self.tau = 10.0
         self.sample_per = "network"
         self.unselected_grad = False
         self.generator: torch.Generator | None = None
         self.cell_sequence: list[str]
+        self._active: dict[str, list[list[int]]] | None = None
 
     def arch_parameters(self) -> list[nn.Parameter]:
         return list(self.alphas.values())
@@ -115,12 +206,42 @@ class Supernet(nn.Module):
         arch = {id(p) for p in self.arch_parameters()}
         return [p for p in self.parameters() if id(p) not in arch]
 
+    def mask(self, t: str) -> torch.Tensor:
+        return getattr(self, f"mask_{t}")
+
+    def set_masks(self, masks: dict[str, torch.Tensor]) -> None:
+        for t, m in masks.items():
+            self.mask(t).copy_(m)
+        self._active = None
+
+    def active(self) -> dict[str, list[list[int]]]:
+        """Per cell type and edge, the op indices to run (not 'none', not pruned)."""
+        if self._active is None:
+            self._active = {
+                t: [
+                    [k for k, on in enumerate(row) if on and self.ops[k] != "none"]
+                    for row in self.mask(t).tolist()
+                ]
+                for t in self.cell_types
+            }
+        return self._active
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._active = None  # masks may have changed
+
     def probs(self) -> dict[str, torch.Tensor]:
-        return {t: torch.softmax(a.detach(), dim=-1).cpu() for t, a in self.alphas.items()}
+        """Op probabilities per edge: softmax of alpha over the ops still in the running
+        (DrNAS derives from softmax(alpha) too: ELU+1 is monotone, reference §4)."""
+        out = {}
+        for t, a in self.alphas.items():
+            a = a.detach().masked_fill(~self.mask(t), float("-inf"))
+            out[t] = torch.softmax(a, dim=-1).cpu()
+        return out
 
     def sample(self, detach_alpha: bool = False) -> list[tuple[torch.Tensor, list[int]]]:
-        """Draw the architecture of one forward pass: (weights, op indices) per searched cell,
-        in the order of `self.cell_sequence`."""
+        """GDAS: draw the architecture of one forward pass: (weights, op indices) per searched
+        cell, in the order of `self.cell_sequence`."""
         draws = {}
         for t in self.cell_types:
             alpha = self.alphas[t].detach() if detach_alpha else self.alphas[t]
@@ -144,6 +265,25 @@ class Supernet(nn.Module):
             seen[t] += 1
         return per_cell
 
+    def draws(self, detach_alpha: bool = False) -> list[tuple]:
+        """(weights, indices or None, active ops or None) per searched cell, in cell order."""
+        if self.algorithm == "gdas":
+            return [(w, idx, None) for w, idx in self.sample(detach_alpha)]
+        per_type = {}
+        active = self.active()
+        self.last_weights = {}  # for SNAS's resource penalty
+        for t in self.cell_types:
+            alpha = self.alphas[t].detach() if detach_alpha else self.alphas[t]
+            w = mixing.edge_weights(self.algorithm, alpha, self.tau, self.mask(t), self.generator)
+            self.last_weights[t] = w
+            per_type[t] = (w, None, active[t])
+        return [per_type[t] for t in self.cell_sequence]
+
+    def set_drop_prob(self, p: float) -> None:
+        for m in self.modules():
+            if isinstance(m, MixedEdge):
+                m.drop_prob = p
+
     def derive(self) -> Genotype:
         raise NotImplementedError
 
@@ -153,7 +293,6 @@ class DartsSupernet(Supernet):
     `layers` cells with reductions at layers//3 and 2*layers//3, global pool, linear."""
 
     space = "darts"
-    cell_types = ("normal", "reduce")
 
     def __init__(
         self,
@@ -163,9 +302,15 @@ class DartsSupernet(Supernet):
         layers: int = 8,
         steps: int = darts.STEPS,
         stem_multiplier: int = 3,
+        algorithm: str = "gdas",
+        fixed_reduction: bool = False,
+        partial: int = 1,
     ) -> None:
         super().__init__()
         self.steps = steps
+        # DrNAS searches the DARTS space without 'none' (reference §4).
+        self.ops = DARTS_OPS[1:] if algorithm == "drnas" else DARTS_OPS
+        self.cell_types = ("normal",) if fixed_reduction else ("normal", "reduce")
         c_curr = stem_multiplier * channels
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, c_curr, 3, padding=1, bias=False), nn.BatchNorm2d(c_curr)
@@ -174,34 +319,44 @@ class DartsSupernet(Supernet):
         self.cells = nn.ModuleList()
         reduction_prev = False
         self.reductions = darts.reduction_layers(layers)
+        self.cell_sequence = []
         for i in range(layers):
             reduction = i in self.reductions
             if reduction:
                 c *= 2
-            self.cells.append(DartsSearchCell(c_pp, c_p, c, reduction, reduction_prev, steps))
+            if reduction and fixed_reduction:
+                cell = FixedReductionCell(c_pp, c_p, c, reduction_prev, affine=False)
+            else:
+                cell = DartsSearchCell(
+                    c_pp, c_p, c, reduction, reduction_prev, steps, self.ops, partial
+                )
+                self.cell_sequence.append("reduce" if reduction else "normal")
+            self.cells.append(cell)
             reduction_prev = reduction
-            c_pp, c_p = c_p, steps * c
+            c_pp, c_p = c_p, cell.multiplier * c
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_p, num_classes)
-        self.cell_sequence = ["reduce" if c.reduction else "normal" for c in self.cells]
-        self._init_alphas(len(darts.edges(steps)), len(DARTS_OPS))
+        self._init_alphas(len(darts.edges(steps)), algorithm)
 
     def forward(self, x: torch.Tensor, detach_alpha: bool = False) -> torch.Tensor:
         s0 = s1 = self.stem(x)
-        for cell, (w, idx) in zip(self.cells, self.sample(detach_alpha)):
-            s0, s1 = s1, cell(s0, s1, w, idx, self.unselected_grad)
+        draws = iter(self.draws(detach_alpha))
+        for cell in self.cells:
+            if isinstance(cell, FixedReductionCell):
+                s0, s1 = s1, cell(s0, s1)
+            else:
+                w, idx, active = next(draws)
+                s0, s1 = s1, cell(s0, s1, w, idx, self.unselected_grad, active)
         return self.classifier(self.pool(s1).flatten(1))
 
     def derive(self) -> Genotype:
         probs = self.probs()
         labels = darts.edge_labels(self.steps)
+        rule = darts.derive_cell_all_edges if self.algorithm == "snas" else darts.derive_cell
         return Genotype(
             space="darts",
-            cells={
-                t: darts.derive_cell(probs[t].numpy(), DARTS_OPS, self.steps)
-                for t in self.cell_types
-            },
-            probs=_probs_json(probs, labels, DARTS_OPS),
+            cells={t: rule(probs[t].numpy(), self.ops, self.steps) for t in self.cell_types},
+            probs=_probs_json(probs, labels, self.ops),
         )
 
 
@@ -211,9 +366,16 @@ class Nb201Supernet(Supernet):
 
     space = "nb201"
     cell_types = ("cell",)
+    ops = NB201_OPS
 
     def __init__(
-        self, in_channels: int, num_classes: int, channels: int = 16, layers: int = 5
+        self,
+        in_channels: int,
+        num_classes: int,
+        channels: int = 16,
+        layers: int = 5,
+        algorithm: str = "gdas",
+        partial: int = 1,
     ) -> None:
         super().__init__()
         c = channels
@@ -228,21 +390,21 @@ class Nb201Supernet(Supernet):
                 self.is_cell.append(False)
                 c *= 2
             for _ in range(layers):
-                self.cells.append(Nb201SearchCell(c))
+                self.cells.append(Nb201SearchCell(c, partial=partial))
                 self.is_cell.append(True)
         self.lastact = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=False))
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c, num_classes)
         self.cell_sequence = ["cell"] * (3 * layers)
-        self._init_alphas(len(nb201.edges()), len(NB201_OPS))
+        self._init_alphas(len(nb201.edges()), algorithm)
 
     def forward(self, x: torch.Tensor, detach_alpha: bool = False) -> torch.Tensor:
-        draws = iter(self.sample(detach_alpha))
+        draws = iter(self.draws(detach_alpha))
         h = self.stem(x)
         for block, is_cell in zip(self.cells, self.is_cell):
             if is_cell:
-                w, idx = next(draws)
-                h = block(h, w, idx, self.unselected_grad)
+                w, idx, active = next(draws)
+                h = block(h, w, idx, self.unselected_grad, active)
             else:
                 h = block(h)
         return self.classifier(self.pool(self.lastact(h)).flatten(1))
@@ -266,10 +428,27 @@ def _probs_json(probs: dict[str, torch.Tensor], labels: list[str], ops) -> dict:
 
 
 def build_supernet(
-    space: str, in_channels: int, num_classes: int, channels: int, layers: int
+    space: str,
+    in_channels: int,
+    num_classes: int,
+    channels: int,
+    layers: int,
+    algorithm: str = "gdas",
+    fixed_reduction: bool = False,
+    partial: int = 1,
 ) -> Supernet:
     if space == "darts":
-        return DartsSupernet(in_channels, num_classes, channels, layers)
+        return DartsSupernet(
+            in_channels,
+            num_classes,
+            channels,
+            layers,
+            algorithm=algorithm,
+            fixed_reduction=fixed_reduction,
+            partial=partial,
+        )
     if space == "nb201":
-        return Nb201Supernet(in_channels, num_classes, channels, layers)
+        if fixed_reduction:
+            raise ValueError("fixed_reduction applies to the darts space only")
+        return Nb201Supernet(in_channels, num_classes, channels, layers, algorithm, partial)
     raise ValueError(f"unknown space {space!r}")

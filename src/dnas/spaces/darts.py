@@ -50,3 +50,21 @@ def derive_cell(
         order = sorted(range(n_in), key=lambda j: (-score[j], j))[:keep]
         nodes.append(tuple((ops[candidates[best_op[j]]], j) for j in order))
     return CellSpec(inputs=INPUTS, nodes=tuple(nodes), concat=tuple(range(INPUTS, INPUTS + steps)))
+
+
+def derive_cell_all_edges(
+    probs: np.ndarray, ops: tuple[str, ...] = DARTS_OPS, steps: int = STEPS
+) -> CellSpec:
+    """SNAS's rule (`genotype_edge_all`, reference §3): keep all edges, each with its argmax op,
+    'none' included, so an edge whose argmax is 'none' contributes nothing (the published
+    SNAS cells list all 14 edges this way). Ties go to the lower op index."""
+    probs = np.asarray(probs, dtype=np.float64)
+    best = probs.argmax(axis=1)
+    nodes: list[list[tuple[str, int]]] = [[] for _ in range(steps)]
+    for e, (i, j) in enumerate(edges(steps)):
+        nodes[i - INPUTS].append((ops[best[e]], j))
+    return CellSpec(
+        inputs=INPUTS,
+        nodes=tuple(tuple(n) for n in nodes),
+        concat=tuple(range(INPUTS, INPUTS + steps)),
+    )

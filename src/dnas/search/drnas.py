@@ -1,0 +1,145 @@
+"""DrNAS's progressive schedule (reference §4, `DARTS-space/train_search.py`).
+
+The epochs split evenly into `len(partial_channels)` stages (the last takes any remainder).
+Stage k searches with partial-channel K = partial_channels[k]. Between stages:
+
+1. **prune**: each edge keeps its `keep_ops[k]` best ops by alpha (among those still kept); the
+   others are masked out (weight exactly 0, never run) and the kept ones renormalised;
+2. **widen**: the supernet is rebuilt at the new K, so every op sees more channels. Old weights
+   fill the first channels; each new channel copies a randomly chosen old one (Net2Net's wider
+   operator), and a layer reading replicated channels divides their weights by the replication
+   count. SGD momentum buffers are carried over the same way and the cosine schedule continues
+   over all epochs; the alphas are the same tensors, so Adam's state carries on unchanged.
+
+Within each stage the alphas stay still for the first `arch_warmup` epochs (DrNAS's
+`if epoch >= 10` counts epochs within the stage).
+
+With one stage (the default) nothing here changes the search.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dnas.config import Search
+from dnas.search.supernet import Supernet
+
+
+class Schedule:
+    def __init__(self, s: Search) -> None:
+        self.s = s
+        self.stages = len(s.partial_channels)
+        per = s.epochs // self.stages
+        self.starts = [k * per for k in range(self.stages)]
+
+    def stage_of(self, epoch: int) -> int:
+        return max(k for k, start in enumerate(self.starts) if start <= epoch)
+
+    def starts_stage(self, epoch: int) -> bool:
+        return epoch > 0 and epoch in self.starts
+
+    def arch_moves(self, epoch: int) -> bool:
+        return epoch - self.starts[self.stage_of(epoch)] >= self.s.arch_warmup
+
+    def advance(self, net, w_opt, scheduler, a_opt, stage: int, data, make_supernet):
+        """Prune and widen into `stage`; returns the new (net, w_opt, scheduler, a_opt)."""
+        masks = prune_masks(net, self.s.keep_ops[stage - 1])
+        device = next(net.parameters()).device
+        new = make_supernet(self.s, data, stage).to(device)
+        new.alphas = net.alphas  # the same Parameters: Adam's state stays valid
+        new.generator = net.generator
+        new.set_masks(masks)
+        generator = torch.Generator().manual_seed(1000 + stage)
+        momentum = widen_into(net, new, w_opt, generator)
+        new_opt = torch.optim.SGD(
+            new.weight_parameters(),
+            lr=w_opt.param_groups[0]["lr"],
+            momentum=self.s.momentum,
+            nesterov=self.s.nesterov,
+            weight_decay=self.s.weight_decay,
+        )
+        for p, buf in zip(new.weight_parameters(), momentum):
+            if buf is not None:
+                new_opt.state[p]["momentum_buffer"] = buf
+        new_sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+            new_opt, T_max=self.s.epochs, eta_min=self.s.lr_min
+        )
+        new_sched.load_state_dict(scheduler.state_dict())
+        new_opt.param_groups[0]["lr"] = w_opt.param_groups[0]["lr"]
+        return new, new_opt, new_sched, a_opt
+
+
+def prune_masks(net: Supernet, keep: int) -> dict[str, torch.Tensor]:
+    """Per cell type, a mask keeping each edge's `keep` best ops by alpha among the kept ones
+    ('none' never counts: DrNAS's DARTS space has none, and in NB201 it is an op like any)."""
+    masks = {}
+    for t, alpha in net.alphas.items():
+        scores = alpha.detach().masked_fill(~net.mask(t), float("-inf"))
+        top = scores.topk(min(keep, scores.shape[1]), dim=1).indices
+        mask = torch.zeros_like(net.mask(t))
+        mask.scatter_(1, top, True)
+        masks[t] = mask
+    return masks
+
+
+def _widen(
+    old: torch.Tensor, shape: torch.Size, mapping, scale_dim: int | None
+) -> torch.Tensor:
+    """`old` grown to `shape`: along each grown dimension, index by `mapping(old, new)`; along
+    `scale_dim` (a conv's input channels) divide by how often each old channel was copied."""
+    out = old
+    for d, size in enumerate(shape):
+        if out.shape[d] == size:
+            continue
+        idx = mapping(out.shape[d], size).to(old.device)
+        if d == scale_dim:
+            counts = torch.bincount(idx, minlength=out.shape[d]).to(out.dtype)
+            view = [1] * out.ndim
+            view[d] = -1
+            out = out.index_select(d, idx) / counts[idx].view(view)
+        else:
+            out = out.index_select(d, idx)
+    return out
+
+
+def widen_into(
+    old: Supernet, new: Supernet, w_opt: torch.optim.SGD, generator: torch.Generator
+) -> list[torch.Tensor | None]:
+    """Copy `old`'s weights and buffers into the wider `new`; return the widened momentum
+    buffers of `new.weight_parameters()` (None where there was none)."""
+    old_tensors = {**dict(old.named_parameters()), **dict(old.named_buffers())}
+    new_params = dict(new.named_parameters())
+    new_tensors = {**new_params, **dict(new.named_buffers())}
+    momentum: dict[str, torch.Tensor | None] = {}
+    op_mappings: dict[str, dict] = {}  # one channel mapping per op: its layers stay aligned
+
+    def mapping_for(op_name: str):
+        maps = op_mappings.setdefault(op_name, {})
+
+        def mapping(n_old: int, n_new: int) -> torch.Tensor:
+            if (n_old, n_new) not in maps:
+                extra = torch.randint(n_old, (n_new - n_old,), generator=generator)
+                maps[(n_old, n_new)] = torch.cat([torch.arange(n_old), extra])
+            return maps[(n_old, n_new)]
+
+        return mapping
+
+    modules = dict(new.named_modules())
+    with torch.no_grad():
+        for full, new_t in new_tensors.items():
+            if full.startswith("alphas") or full.startswith("mask_") or full not in old_tensors:
+                continue
+            old_t = old_tensors[full]
+            owner_name, _, _ = full.rpartition(".")
+            owner = modules[owner_name]
+            scale = 1 if isinstance(owner, nn.Conv2d) and owner.groups == 1 else None
+            parts = full.split(".")
+            op_name = ".".join(parts[: parts.index("ops") + 2]) if "ops" in parts else full
+            mapping = mapping_for(op_name)
+            new_t.copy_(_widen(old_t, new_t.shape, mapping, scale))
+            if full in new_params:
+                buf = w_opt.state.get(old_t, {}).get("momentum_buffer")
+                momentum[full] = None if buf is None else _widen(buf, new_t.shape, mapping, scale)
+    names = {id(p): n for n, p in new.named_parameters()}
+    return [momentum.get(names[id(p)]) for p in new.weight_parameters()]
