@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from dnas.data.prepared import Prepared
+from dnas.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,12 @@ def split_loader(
 ) -> DeviceLoader:
     """A loader over a named split of a prepared dataset, normalised with its card's constants
     and, with `augment`, augmented as its card says (pad-and-crop, flips) plus `cutout`."""
+    kind = data.card.get("kind", "images")
+    if kind == "text":
+        raise UserError(
+            f"{data.name} is a text corpus (for the language-model track); the CNN search and "
+            "training need an image dataset"
+        )
     aug = data.card["augment"]
     return DeviceLoader(
         *data.split(split),
