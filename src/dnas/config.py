@@ -9,21 +9,44 @@ Numbers are cast here: `dvc exp run -S search.tau_max=10` writes the int 10, PyY
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from dnas.errors import UserError
-
-DATASETS = ("digits", "cifar10")
 
 PositiveInt = Annotated[int, Field(ge=1)]
 NonNegFloat = Annotated[float, Field(ge=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0, lt=1)]
-DatasetName = Literal["digits", "cifar10"]
+# Built-in datasets (src/dnas/data); a user's own are declared under prepare.custom.
+IMAGE_DATASETS = (
+    "digits",
+    "cifar10",
+    "cifar100",
+    "imagenet16",
+    "imagenet16-120",
+    "imagenet16-150",
+    "imagenet16-200",
+    "imagenet",
+)
+# Language-model corpora: prepared here, used by the language-model track, refused by the CNNs.
+TEXT_DATASETS = ("ptb", "wt2", "pydoc")
+DATASETS = IMAGE_DATASETS + TEXT_DATASETS
+# A dataset name: built in, or a key of prepare.custom (checked against them in `Params`).
+DATASET_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
+DatasetName = Annotated[str, Field(min_length=1)]
 
 
 class Section(BaseModel):
@@ -37,7 +60,22 @@ class Common(Section):
     checkpoint_every: PositiveInt = 1
 
 
+class Custom(Section):
+    """A user's own image dataset (reference: none; our format, README "Datasets")."""
+
+    path: Annotated[str, Field(min_length=1)]
+    # folder: one subfolder of images per class (or train/ and test/ holding such subfolders);
+    # npz: arrays x (N, H, W[, C]) uint8 and y (N,) int, optionally x_test and y_test.
+    format: Literal["folder", "npz"]
+    # Resize every image of a folder to size x size (needed when their sizes differ).
+    size: PositiveInt | None = None
+    flip: bool = True  # horizontal flips are a valid augmentation for these images
+    pad: Annotated[int, Field(ge=0)] | None = None  # pad-and-crop; default: side // 8
+
+
 class Prepare(Section):
+    # Declared before `datasets`, whose validator needs it: name -> source of a user's dataset.
+    custom: dict[DatasetName, Custom] = {}
     datasets: Annotated[list[DatasetName], Field(min_length=1)] = ["digits"]
     seed: Annotated[int, Field(ge=0)] = 0  # split seed, separate from common.seed
     raw_dir: str = "data/raw"
@@ -45,9 +83,68 @@ class Prepare(Section):
     paths: dict[DatasetName, str] = {}
     # Fraction of the examples held out as the test set, for datasets that ship without one.
     test_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
-    # How the training set is halved into search-train / search-valid:
-    # stratified = seeded, class-balanced; halves = first / last half (DARTS, reference §2.1).
-    search_split: Literal["stratified", "halves"] = "stratified"
+    # How search-train (weights) and search-valid (architecture) are made (reference §1.4,
+    # §2.1, §5 item 8): stratified = seeded class-balanced halves of the train set;
+    # halves = first / last half (DARTS); random = seeded random halves (GDAS 2019 code);
+    # file = the `train` / `valid` indices of split_file (AutoDL format, e.g. cifar-split.txt);
+    # test_half = the whole train set for weights and half the test set for the architecture
+    # (AutoDL CIFAR-100 / ImageNet16-120: `xvalid` of split_file, else a seeded stratified half).
+    search_split: Literal["stratified", "halves", "random", "file", "test_half"] = "stratified"
+    split_file: str | None = None
+
+    @field_validator("datasets")
+    @classmethod
+    def _known_datasets(cls, names: list[str], info: ValidationInfo) -> list[str]:
+        custom = info.data.get("custom") or {}
+        known = [*DATASETS, *custom]
+        for name in names:
+            if name not in known:
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise ValueError(
+                    f"unknown dataset {name!r}; {hint}built in: {', '.join(DATASETS)}; "
+                    "declare your own under prepare.custom"
+                )
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"{', '.join(dupes)} listed more than once")
+        return names
+
+    @field_validator("custom")
+    @classmethod
+    def _custom_names(cls, custom: dict[str, Custom]) -> dict[str, Custom]:
+        for name in custom:
+            if not re.match(DATASET_NAME_PATTERN, name):
+                raise ValueError(
+                    f"{name!r}: a dataset name is lower-case letters, digits, '_', '.' and '-'"
+                    ", starting with a letter or digit (it names data/prepared/<name>)"
+                )
+        clash = sorted(set(custom) & set(DATASETS))
+        if clash:
+            raise ValueError(f"{', '.join(clash)} is a built-in dataset; choose another name")
+        return custom
+
+    @field_validator("paths")
+    @classmethod
+    def _paths_builtin(cls, paths: dict[str, str]) -> dict[str, str]:
+        for name in paths:
+            if name not in DATASETS:
+                close = difflib.get_close_matches(name, DATASETS, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise ValueError(
+                    f"{name!r} is not a built-in dataset; {hint}a dataset of your own takes its "
+                    "path from prepare.custom.<name>.path"
+                )
+        return paths
+
+    @model_validator(mode="after")
+    def _split_file_needed(self) -> Prepare:
+        if self.search_split == "file" and not self.split_file:
+            raise ValueError(
+                "search_split 'file' needs prepare.split_file (AutoDL format: "
+                '{"train": ["int", [...]], "valid": ["int", [...]]})'
+            )
+        return self
 
 
 class Optim(Section):
@@ -178,11 +275,23 @@ class Params(Section):
 
     @model_validator(mode="after")
     def _datasets_prepared(self) -> Params:
+        prepared = self.prepare.datasets
         for stage in ("search", "train"):
             name = getattr(self, stage).dataset
-            if name not in self.prepare.datasets:
+            if name in TEXT_DATASETS:
                 raise ValueError(
-                    f"{stage}.dataset is {name!r} but prepare.datasets {self.prepare.datasets}"
+                    f"{stage}.dataset is {name!r}, a text corpus for the language-model track; "
+                    "the CNN search and training need an image dataset: "
+                    f"{', '.join(n for n in prepared if n not in TEXT_DATASETS) or 'digits'}"
+                )
+            if name not in prepared:
+                known = [*DATASETS, *self.prepare.custom]
+                close = difflib.get_close_matches(name, known, n=1)
+                if name not in known:
+                    hint = f"; did you mean {close[0]!r}?" if close else ""
+                    raise ValueError(f"{stage}.dataset: unknown dataset {name!r}{hint}")
+                raise ValueError(
+                    f"{stage}.dataset is {name!r} but prepare.datasets {prepared}"
                     f" does not prepare it; add it there"
                 )
         return self

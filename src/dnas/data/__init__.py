@@ -1,17 +1,18 @@
 """Datasets: a registry of preparers, the prepared-data format and the device-side loader.
 
-Each preparer turns one source into train/test uint8 arrays; `prepare_dataset` adds the split
-indices and the card and writes `data/prepared/<name>/`.
+Each image preparer turns one source into train/test uint8 arrays; `prepare_dataset` adds the
+split indices and the card and writes `data/prepared/<name>/`. ImageNet (a folder tree too big
+to copy) gets a manifest instead, and text corpora token-id arrays and a vocabulary.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from dnas.config import Prepare
+from dnas.config import TEXT_DATASETS, Prepare
 from dnas.data import digits
 from dnas.data.prepared import Prepared, channel_stats, load_prepared, write_prepared
-from dnas.data.splits import search_split
+from dnas.data.splits import make_splits
 
 __all__ = ["Prepared", "load_prepared", "prepare_dataset", "PREPARED_ROOT"]
 
@@ -30,30 +31,57 @@ def _load_source(name: str, p: Prepare) -> tuple[dict, dict]:
             "test_split": {"protocol": "stratified", "fraction": p.test_fraction},
         }
         return arrays, {**meta, "mean": mean, "std": std}
-    if name == "cifar10":
+    if name in ("cifar10", "cifar100"):
         from dnas.data import cifar
 
-        arrays = cifar.load(p.paths.get("cifar10"), Path(p.raw_dir))
+        sp = cifar.spec(name)
+        arrays = cifar.load(p.paths.get(name), Path(p.raw_dir), name)
+        if name == "cifar10":
+            meta = {"source": cifar.SOURCE, "mean": cifar.MEAN, "std": cifar.STD}
+        else:
+            source = {**cifar.SOURCE, "origin": sp.url, "md5": sp.md5, "labels": "fine"}
+            source["format"] = "CIFAR-100 binary version"
+            meta = {"source": source, "mean": cifar.C100_MEAN, "std": cifar.C100_STD}
+        return arrays, {**meta, "num_classes": sp.num_classes, "augment": cifar.AUGMENT}
+    if name.startswith("imagenet16"):
+        from dnas.data import imagenet16
+
+        path = p.paths.get(name) or p.paths.get("imagenet16")
+        arrays = imagenet16.load(path, name, Path(p.raw_dir))
         meta = {
-            "num_classes": cifar.NUM_CLASSES,
-            "augment": cifar.AUGMENT,
-            "source": cifar.SOURCE,
-            "mean": cifar.MEAN,
-            "std": cifar.STD,
+            "num_classes": imagenet16.CLASSES[name],
+            "augment": imagenet16.AUGMENT,
+            "source": imagenet16.SOURCE,
+            "mean": imagenet16.MEAN,
+            "std": imagenet16.STD,
+            "published_counts": dict(zip(("train", "test"), imagenet16.SIZES[name])),
         }
         return arrays, meta
+    if name in p.custom:
+        from dnas.data import custom
+
+        return custom.load(name, p.custom[name], p.test_fraction, p.seed)
     raise ValueError(f"unknown dataset {name!r}")
 
 
 def prepare_dataset(name: str, p: Prepare, root: str | Path = PREPARED_ROOT) -> Path:
-    """Prepare dataset `name` into `root/name`; return that directory."""
-    arrays, meta = _load_source(name, p)
-    splits = search_split(arrays["train_y"], p.search_split, p.seed)
-    card = {
-        **meta,
-        "splits": splits,
-        "search_split": {"protocol": p.search_split, "seed": p.seed},
-    }
+    """Prepare dataset `name` into `root/name`; return that directory.
+
+    A failure leaves an earlier `root/name` as it was.
+    """
     out = Path(root) / name
+    if name in TEXT_DATASETS:
+        from dnas.data import text
+
+        text.prepare(name, p, out)
+        return out
+    if name == "imagenet":
+        from dnas.data import imagenet
+
+        imagenet.prepare(p, out)
+        return out
+    arrays, meta = _load_source(name, p)
+    split = make_splits(arrays["train_y"], arrays["test_y"], p.search_split, p.seed, p.split_file)
+    card = {**meta, **split}
     write_prepared(out, name, arrays, card)
     return out

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from dnas.data.prepared import Prepared
+from dnas.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -39,11 +40,20 @@ class DeviceLoader:
         shuffle: bool = False,
         drop_last: bool = False,
         seed: int = 0,
+        hold_on_device: bool | None = None,
     ) -> None:
         if len(x) == 0:
             raise ValueError("empty dataset split")
+        device = torch.device(device)
+        if hold_on_device is None:
+            hold_on_device = fits_on_device(x.nbytes, device)
+        # Images that do not fit stay in (pinned) host memory and go over batch by batch; the
+        # batches are the same, as all randomness comes from the CPU generator.
+        self.storage = device if hold_on_device else torch.device("cpu")
         self.x = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).contiguous()
-        self.x = self.x.to(device)
+        if self.storage.type == "cpu" and device.type == "cuda":
+            self.x = self.x.pin_memory()
+        self.x = self.x.to(self.storage)
         self.y = torch.from_numpy(np.asarray(y, dtype=np.int64)).to(device)
         self.batch_size = min(batch_size, len(x)) if drop_last else batch_size
         self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1) * 255.0
@@ -101,7 +111,7 @@ class DeviceLoader:
 
     def _batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         dev_idx = idx.to(self.device)
-        x = self.x[dev_idx]
+        x = self.x[idx.to(self.storage)].to(self.device, non_blocking=True)
         aug = self.augment
         if aug.pad:
             x = random_crop(x, aug.pad, self.generator)
@@ -112,6 +122,14 @@ class DeviceLoader:
         if aug.cutout:
             x = cutout(x, aug.cutout, self.generator)
         return x, self.y[dev_idx]
+
+
+def fits_on_device(nbytes: int, device: torch.device, share: float = 0.5) -> bool:
+    """Whether `nbytes` of images take at most `share` of the device's free memory."""
+    if device.type != "cuda":
+        return True
+    free, _ = torch.cuda.mem_get_info(device)
+    return nbytes <= share * free
 
 
 def split_loader(
@@ -127,6 +145,19 @@ def split_loader(
 ) -> DeviceLoader:
     """A loader over a named split of a prepared dataset, normalised with its card's constants
     and, with `augment`, augmented as its card says (pad-and-crop, flips) plus `cutout`."""
+    kind = data.card.get("kind", "images")
+    if kind == "text":
+        raise UserError(
+            f"{data.name} is a text corpus (for the language-model track); the CNN search and "
+            "training need an image dataset"
+        )
+    if kind == "folder":  # ImageNet: streamed from the image folders
+        from dnas.data.imagenet import FolderLoader
+
+        return FolderLoader(
+            data, split, batch_size, device, augment=augment, cutout=cutout, shuffle=shuffle,
+            seed=seed,
+        )  # fmt: skip
     aug = data.card["augment"]
     return DeviceLoader(
         *data.split(split),

@@ -8,8 +8,11 @@ Search and training read only this format, so a new dataset needs only a prepare
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,14 +47,48 @@ class Prepared:
         """Images and labels of a named split: train, test, search_train or search_valid."""
         if name in ("train", "test"):
             return getattr(self, f"{name}_x"), getattr(self, f"{name}_y")
+        # test_half takes search-valid from the test set (reference §1.4); others index train.
+        source = self.card.get("split_sources", {}).get(name, "train")
         idx = np.asarray(self.card["splits"][name], dtype=np.int64)
-        return self.train_x[idx], self.train_y[idx]
+        return getattr(self, f"{source}_x")[idx], getattr(self, f"{source}_y")[idx]
 
 
 def channel_stats(x: np.ndarray) -> tuple[list[float], list[float]]:
     """Per-channel mean and std of uint8 images, in [0, 1] units."""
     xf = x.reshape(-1, x.shape[-1]).astype(np.float64) / 255.0
     return xf.mean(0).tolist(), xf.std(0).tolist()
+
+
+@contextmanager
+def atomic_dir(out_dir: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling of `out_dir`; swap it in for `out_dir` if the block succeeds.
+
+    If anything fails, an earlier `out_dir` is left as it was and the temporary one removed.
+    """
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    tmp.chmod(0o777 & ~umask())  # mkdtemp makes 0700
+    try:
+        yield tmp
+        backup = None
+        if out_dir.exists():
+            backup = out_dir.with_name(f".{out_dir.name}.old")
+            if backup.exists():
+                shutil.rmtree(backup)
+            out_dir.rename(backup)
+        tmp.rename(out_dir)
+        if backup is not None:
+            shutil.rmtree(backup)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def save_array(directory: Path, name: str, arr: np.ndarray) -> str:
+    """Save `arr` as `directory/name` (.npy, no pickles); return its SHA-256."""
+    np.save(directory / name, np.ascontiguousarray(arr), allow_pickle=False)
+    return sha256_file(directory / name)
 
 
 def write_prepared(
@@ -64,7 +101,6 @@ def write_prepared(
 
     If anything fails, an earlier `out_dir` is left as it was.
     """
-    out_dir = Path(out_dir)
     for key in ARRAYS:
         if key not in arrays:
             raise ValueError(f"missing array {key}")
@@ -74,15 +110,11 @@ def write_prepared(
             raise ValueError(f"{part}_x must be uint8 (N, H, W, C), got {x.dtype} {x.shape}")
         if len(x) != len(y):
             raise ValueError(f"{part}: {len(x)} images but {len(y)} labels")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    tmp.chmod(0o777 & ~umask())  # mkdtemp makes 0700
-    try:
+    with atomic_dir(out_dir) as tmp:
         checksums = {}
         for key in ARRAYS:
             arr = arrays[key].astype(np.uint8 if key.endswith("_x") else np.int64)
-            np.save(tmp / f"{key}.npy", np.ascontiguousarray(arr), allow_pickle=False)
-            checksums[f"{key}.npy"] = sha256_file(tmp / f"{key}.npy")
+            checksums[f"{key}.npy"] = save_array(tmp, f"{key}.npy", arr)
         num_classes = int(card["num_classes"])
         full = {
             **card,
@@ -100,43 +132,55 @@ def write_prepared(
             "sha256": checksums,
         }
         (tmp / "card.json").write_text(dumps_json(full))
-        backup = None
-        if out_dir.exists():
-            backup = out_dir.with_name(f".{out_dir.name}.old")
-            if backup.exists():
-                shutil.rmtree(backup)
-            out_dir.rename(backup)
-        tmp.rename(out_dir)
-        if backup is not None:
-            shutil.rmtree(backup)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
 
 
-def load_prepared(path: str | Path, verify: bool = True) -> Prepared:
-    """Read a prepared dataset, checking that it exists and matches its card's checksums."""
-    path = Path(path)
+def read_card(path: Path) -> dict:
     card_path = path / "card.json"
     if not card_path.is_file():
         raise UserError(
             f"{path}: no prepared dataset here (card.json missing); run `dvc repro` to prepare it"
         )
-    import json
+    try:
+        return json.loads(card_path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{card_path}: unreadable ({exc}); rerun the prepare stage") from None
 
-    card = json.loads(card_path.read_text())
-    arrays = {}
-    for key in ARRAYS:
-        file = path / f"{key}.npy"
-        if not file.is_file():
-            raise UserError(f"{file}: missing; rerun the prepare stage (`dvc repro -f prepare`)")
-        if verify and sha256_file(file) != card["sha256"][f"{key}.npy"]:
-            raise UserError(
-                f"{file}: checksum differs from card.json; the file is corrupt, "
-                "rerun the prepare stage (`dvc repro -f prepare`)"
-            )
-        try:
-            arrays[key] = np.load(file, allow_pickle=False)
-        except ValueError as exc:
-            raise UserError(f"{file}: unreadable ({exc}); rerun the prepare stage") from None
+
+def verified_file(path: Path, card: dict, verify: bool = True) -> Path:
+    """`path`, after checking that it exists and has the SHA-256 its card records."""
+    if not path.is_file():
+        raise UserError(f"{path}: missing; rerun the prepare stage (`dvc repro -f prepare`)")
+    if verify and sha256_file(path) != card["sha256"][path.name]:
+        raise UserError(
+            f"{path}: checksum differs from card.json; the file is corrupt, "
+            "rerun the prepare stage (`dvc repro -f prepare`)"
+        )
+    return path
+
+
+def load_array(path: Path, card: dict, verify: bool = True) -> np.ndarray:
+    try:
+        return np.load(verified_file(path, card, verify), allow_pickle=False)
+    except ValueError as exc:
+        raise UserError(f"{path}: unreadable ({exc}); rerun the prepare stage") from None
+
+
+def load_prepared(path: str | Path, verify: bool = True):
+    """Read a prepared dataset, checking that it exists and matches its card's checksums.
+
+    Image arrays give a `Prepared`; an image-folder manifest (ImageNet) a `FolderPrepared`;
+    a text corpus a `TextPrepared`.
+    """
+    path = Path(path)
+    card = read_card(path)
+    kind = card.get("kind", "images")
+    if kind == "text":
+        from dnas.data.text import load_text_prepared
+
+        return load_text_prepared(path, card, verify)
+    if kind == "folder":
+        from dnas.data.imagenet import load_folder_prepared
+
+        return load_folder_prepared(path, card, verify)
+    arrays = {key: load_array(path / f"{key}.npy", card, verify) for key in ARRAYS}
     return Prepared(name=card["name"], card=card, **arrays)

