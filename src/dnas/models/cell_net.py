@@ -1,11 +1,11 @@
 """The discrete DARTS-space networks retrained from a genotype (reference §1.8, §2.2).
 
-`CellNetwork` (CIFAR): stem conv3x3 (3C) + BN, `layers` cells with reductions at layers//3 and 2*layers//3 (channels
-double there), an optional auxiliary head after the second reduction cell, global average
-pooling and a linear classifier. A genotype without a "reduce" cell gets GDAS-FRC's fixed
-reduction cell at both reductions (reference §1.2). Drop-path zeroes whole outputs of non-
-identity ops per example with probability `drop_prob`, which the training loop ramps up over
-the epochs.
+`CellNetwork` (CIFAR): stem conv3x3 (3C) + BN, `layers` cells with reductions at
+layers//3 and 2*layers//3 (channels double there), an optional auxiliary head after the second
+reduction cell, global average pooling and a linear classifier. A genotype without a "reduce"
+cell gets GDAS-FRC's fixed reduction cell at both reductions (reference §1.2). Drop-path zeroes
+whole outputs of non-identity ops per example with probability `drop_prob`, which the training
+loop ramps up over the epochs.
 
 `ImageNetCellNetwork` (the mobile setting, reference §1.8): the same cells behind a stride-8
 stem and a classifier after a 7x7 average pool.

@@ -60,9 +60,15 @@ def _darts(normal: list, reduce: list | None = None) -> Genotype:
 SEP3, SEP5, DIL3, DIL5 = "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5"
 SKIP, MAX, AVG, NONE = "skip_connect", "max_pool_3x3", "avg_pool_3x3", "none"
 
-_GDAS_V1_NORMAL = [(SKIP, 0), (SKIP, 1), (SKIP, 0), (SEP5, 2), (SEP3, 3), (SKIP, 0), (SEP5, 4), (SEP3, 3)]
-_GDAS_V1_REDUCE = [(SEP5, 0), (SEP3, 1), (SEP5, 2), (SEP5, 1), (DIL5, 2), (SEP3, 1), (SEP5, 0), (SEP5, 1)]
-_GDAS_F1_NORMAL = [(SKIP, 0), (SKIP, 1), (SKIP, 0), (SEP3, 2), (SKIP, 0), (SEP3, 2), (SKIP, 0), (SEP3, 2)]
+_GDAS_V1_NORMAL = (
+    [(SKIP, 0), (SKIP, 1), (SKIP, 0), (SEP5, 2), (SEP3, 3), (SKIP, 0), (SEP5, 4), (SEP3, 3)]
+)  # fmt: skip
+_GDAS_V1_REDUCE = (
+    [(SEP5, 0), (SEP3, 1), (SEP5, 2), (SEP5, 1), (DIL5, 2), (SEP3, 1), (SEP5, 0), (SEP5, 1)]
+)  # fmt: skip
+_GDAS_F1_NORMAL = (
+    [(SKIP, 0), (SKIP, 1), (SKIP, 0), (SEP3, 2), (SKIP, 0), (SEP3, 2), (SKIP, 0), (SEP3, 2)]
+)  # fmt: skip
 _DARTS_V1 = (
     [(SEP3, 1), (SEP3, 0), (SKIP, 0), (SEP3, 1), (SKIP, 0), (SEP3, 1), (SEP3, 0), (SKIP, 2)],
     [(MAX, 0), (MAX, 1), (SKIP, 2), (MAX, 0), (MAX, 0), (SKIP, 2), (SKIP, 2), (AVG, 0)],
