@@ -4,6 +4,8 @@ dnas params check [FILE]     validate a params file (default: params.yaml)
 dnas genotype show [FILE]    print a genotype's cells (default: genotype.json)
 dnas genotype info NAME|FILE|NB201-STRING [--dataset D] [--channels C] [--layers L] [--json]
                              parameters (without the auxiliary head) and multiply-adds
+dnas report [--input FILE] [--out MD] [--png PNG]
+                             experiments grouped by preset, mean ± std against the papers
 """
 
 from __future__ import annotations
@@ -81,6 +83,31 @@ def _genotype_info(args: argparse.Namespace) -> None:
     print(f"  multiply-adds:  {macs:,} ({macs / 1e6:.1f}M, conv + linear, one image)")
 
 
+def _report(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from dnas.report import exp_show_json, report
+
+    if args.input:
+        path = Path(args.input)
+        if not path.is_file():
+            raise UserError(f"--input {path}: file not found")
+        try:
+            rows = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            hint = "save the output of `dvc exp show --json`"
+            raise UserError(f"--input {path}: not JSON ({exc}); {hint}") from None
+    else:
+        rows = exp_show_json(all_commits=not args.head_only)
+    text = report(
+        rows,
+        Path(args.presets),
+        Path(args.out) if args.out else None,
+        Path(args.png) if args.png else None,
+    )
+    print(text, end="")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dnas", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -105,6 +132,17 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--layers", type=int, default=None, help="cells (default: the paper's)")
     info.add_argument("--json", action="store_true", help="print {params, macs} as JSON")
     info.set_defaults(func=_genotype_info)
+    rep = sub.add_parser(
+        "report", help="experiments grouped by preset: mean ± std against the papers"
+    )
+    rep.add_argument("--input", help="saved `dvc exp show --json` output (default: run it)")
+    rep.add_argument(
+        "--head-only", action="store_true", help="only HEAD's experiments (no --all-commits)"
+    )
+    rep.add_argument("--presets", default="presets", help="presets and papers.yaml")
+    rep.add_argument("--out", default="reports/reproduction.md", help="markdown table")
+    rep.add_argument("--png", default="reports/reproduction.png", help="figure")
+    rep.set_defaults(func=_report)
     return parser
 
 
