@@ -160,3 +160,10 @@ def test_report_reads_real_dvc_experiments(tmp_path):
     assert sorted((r.params["train.lr"], r.params["common.seed"], r.accuracy) for r in runs) == [
         (0.1, 0, 91.0), (0.1, 1, 93.0), (0.3, 0, 93.0), (0.3, 1, 95.0)
     ]  # fmt: skip
+
+
+def test_readme_table_lists_every_preset_with_its_paper_number():
+    readme = (PRESETS.parent / "README.md").read_text()
+    for name, entry in load_papers(PRESETS).items():
+        row = next(line for line in readme.splitlines() if f"`presets/{name}.yaml`" in line)
+        assert f"| {float(entry['value']):.2f}" in row or f"| {entry['value']}" in row, name
