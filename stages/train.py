@@ -1,4 +1,5 @@
-"""Stage `train`: retrain the network of genotype.json, save models/model.pt."""
+"""Stage `train`: retrain the network of `train.genotype` (default: the searched
+genotype.json; or a published name, an NB201 string, a genotype file), save models/model.pt."""
 
 from dnas.config import load_params
 from dnas.data import PREPARED_ROOT, load_prepared
@@ -6,14 +7,14 @@ from dnas.errors import run_main
 from dnas.io import write_json
 from dnas.models import save_model
 from dnas.runtime import pick_device
-from dnas.spaces.genotype import load_genotype
+from dnas.spaces.published import resolve_genotype
 from dnas.train.loop import run_train
 
 
 def main() -> None:
     p = load_params()
     device = pick_device(p.common.device)
-    genotype = load_genotype("genotype.json")
+    genotype = resolve_genotype(p.train.genotype, "genotype.json")
     data = load_prepared(PREPARED_ROOT / p.train.dataset)
     model, config, metrics = run_train(
         p, genotype, data, device, "dvclive/train", "checkpoints/train"

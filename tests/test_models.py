@@ -9,72 +9,13 @@ from dnas.errors import UserError
 from dnas.evaluate import count_macs, count_parameters
 from dnas.models import build_network, load_model, save_model
 from dnas.spaces import nb201
-from dnas.spaces.genotype import CellSpec, Genotype
+from dnas.spaces.genotype import Genotype
+from dnas.spaces.published import PUBLISHED
 
-
-def _cell(flat):
-    return CellSpec(2, tuple(tuple(flat[2 * i : 2 * i + 2]) for i in range(4)), (2, 3, 4, 5))
-
-
-# quark0/darts cnn/genotypes.py and NAS-Projects lib/nas/genotypes.py (reference §1.10).
-DARTS_V2 = Genotype(
-    "darts",
-    {
-        "normal": _cell(
-            [
-                ("sep_conv_3x3", 0),
-                ("sep_conv_3x3", 1),
-                ("sep_conv_3x3", 0),
-                ("sep_conv_3x3", 1),
-                ("sep_conv_3x3", 1),
-                ("skip_connect", 0),
-                ("skip_connect", 0),
-                ("dil_conv_3x3", 2),
-            ]
-        ),
-        "reduce": _cell(
-            [
-                ("max_pool_3x3", 0),
-                ("max_pool_3x3", 1),
-                ("skip_connect", 2),
-                ("max_pool_3x3", 1),
-                ("max_pool_3x3", 0),
-                ("skip_connect", 2),
-                ("skip_connect", 2),
-                ("max_pool_3x3", 1),
-            ]
-        ),
-    },
-)
-GDAS_V1 = Genotype(
-    "darts",
-    {
-        "normal": _cell(
-            [
-                ("skip_connect", 0),
-                ("skip_connect", 1),
-                ("skip_connect", 0),
-                ("sep_conv_5x5", 2),
-                ("sep_conv_3x3", 3),
-                ("skip_connect", 0),
-                ("sep_conv_5x5", 4),
-                ("sep_conv_3x3", 3),
-            ]
-        ),
-        "reduce": _cell(
-            [
-                ("sep_conv_5x5", 0),
-                ("sep_conv_3x3", 1),
-                ("sep_conv_5x5", 2),
-                ("sep_conv_5x5", 1),
-                ("dil_conv_5x5", 2),
-                ("sep_conv_3x3", 1),
-                ("sep_conv_5x5", 0),
-                ("sep_conv_5x5", 1),
-            ]
-        ),
-    },
-)
+# The published cells live in the library (reference §1.10); tests/test_published.py checks
+# every one of them against the published sizes.
+DARTS_V2 = PUBLISHED["DARTS_V2"].genotype
+GDAS_V1 = PUBLISHED["GDAS_V1"].genotype
 
 
 @pytest.mark.parametrize(

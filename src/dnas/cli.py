@@ -2,13 +2,18 @@
 
 dnas params check [FILE]     validate a params file (default: params.yaml)
 dnas genotype show [FILE]    print a genotype's cells (default: genotype.json)
+dnas genotype info NAME|FILE|NB201-STRING [--dataset D] [--channels C] [--layers L] [--json]
+                             parameters (without the auxiliary head) and multiply-adds
+dnas report [--input FILE] [--out MD] [--png PNG]
+                             experiments grouped by preset, mean ± std against the papers
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 
-from dnas.errors import run_main
+from dnas.errors import UserError, run_main
 
 
 def _params_check(args: argparse.Namespace) -> None:
@@ -33,6 +38,76 @@ def _genotype_show(args: argparse.Namespace) -> None:
         print(f"  output = {'concat' if len(cell.concat) > 1 else 'node'} {list(cell.concat)}")
 
 
+def default_size(name: str, space: str, dataset: str) -> tuple[int, int]:
+    """(channels, layers) of the papers' evaluation networks (reference §1.3, §1.8): NB201
+    C=16 with 5 cells per stage; DARTS space C=36 and 20 cells on small images, the
+    genotype's published ImageNet width (48 if it has none) and 14 cells on ImageNet."""
+    from dnas.spaces.published import published
+
+    if space == "nb201":
+        return 16, 5
+    if dataset == "imagenet":
+        entry = published(name)
+        return (entry.imagenet_channels if entry else 48), 14
+    return 36, 20
+
+
+def _genotype_info(args: argparse.Namespace) -> None:
+    from dnas.evaluate import DATASET_SHAPES, count_macs, count_parameters
+    from dnas.models import build_network
+    from dnas.spaces.published import resolve_genotype
+
+    if args.dataset not in DATASET_SHAPES:
+        raise UserError(f"--dataset {args.dataset!r}: unknown; known: {', '.join(DATASET_SHAPES)}")
+    g = resolve_genotype(args.genotype, key="genotype")
+    shape = DATASET_SHAPES[args.dataset]
+    channels, layers = default_size(args.genotype, g.space, args.dataset)
+    channels = args.channels or channels
+    layers = args.layers or layers
+    network = "imagenet" if args.dataset == "imagenet" else "cifar"
+    try:
+        net = build_network(g, shape.channels, shape.num_classes, channels, layers, False, network)
+        params, macs = count_parameters(net), count_macs(net, shape.input_shape)
+    except (ValueError, RuntimeError) as exc:
+        where = f"C={channels}, {layers} cells"
+        raise UserError(f"cannot build {args.genotype} at {where}: {exc}") from None
+    if args.json:
+        print(json.dumps({"params": params, "macs": macs}, sort_keys=True))
+        return
+    if g.space == "nb201":
+        size = f"{layers} cells per stage"
+    else:
+        size = f"{layers} cells, {network} network"
+    print(f"{args.genotype} on {args.dataset} (C={channels}, {size})")
+    print(f"  parameters:     {params:,} ({params / 1e6:.3f}M, without the auxiliary head)")
+    print(f"  multiply-adds:  {macs:,} ({macs / 1e6:.1f}M, conv + linear, one image)")
+
+
+def _report(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from dnas.report import exp_show_json, report
+
+    if args.input:
+        path = Path(args.input)
+        if not path.is_file():
+            raise UserError(f"--input {path}: file not found")
+        try:
+            rows = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            hint = "save the output of `dvc exp show --json`"
+            raise UserError(f"--input {path}: not JSON ({exc}); {hint}") from None
+    else:
+        rows = exp_show_json(all_commits=not args.head_only)
+    text = report(
+        rows,
+        Path(args.presets),
+        Path(args.out) if args.out else None,
+        Path(args.png) if args.png else None,
+    )
+    print(text, end="")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dnas", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -48,6 +123,26 @@ def build_parser() -> argparse.ArgumentParser:
     show = genotype.add_parser("show", help="print a genotype's cells")
     show.add_argument("file", nargs="?", default="genotype.json")
     show.set_defaults(func=_genotype_show)
+    info = genotype.add_parser("info", help="parameters and multiply-adds of a genotype's network")
+    info.add_argument(
+        "genotype", help="a published name (GDAS_V1, ...), a genotype file or an NB201 string"
+    )
+    info.add_argument("--dataset", default="cifar10", help="input size and classes")
+    info.add_argument("--channels", type=int, default=None, help="C (default: the paper's)")
+    info.add_argument("--layers", type=int, default=None, help="cells (default: the paper's)")
+    info.add_argument("--json", action="store_true", help="print {params, macs} as JSON")
+    info.set_defaults(func=_genotype_info)
+    rep = sub.add_parser(
+        "report", help="experiments grouped by preset: mean ± std against the papers"
+    )
+    rep.add_argument("--input", help="saved `dvc exp show --json` output (default: run it)")
+    rep.add_argument(
+        "--head-only", action="store_true", help="only HEAD's experiments (no --all-commits)"
+    )
+    rep.add_argument("--presets", default="presets", help="presets and papers.yaml")
+    rep.add_argument("--out", default="reports/reproduction.md", help="markdown table")
+    rep.add_argument("--png", default="reports/reproduction.png", help="figure")
+    rep.set_defaults(func=_report)
     return parser
 
 

@@ -249,12 +249,38 @@ class Search(Optim):
         return self
 
 class Train(Optim):
+    """Retraining. The recipes of the papers are presets (presets/*.yaml, reference §1.8)."""
+
     dataset: DatasetName = "digits"
+    # What to retrain: `searched` (genotype.json), a published name (GDAS_V1, DARTS_V2, ...),
+    # a NAS-Bench-201 architecture string or a genotype JSON file (dnas.spaces.published).
+    genotype: Annotated[str, Field(min_length=1)] = "searched"
+    # Stem and head of a DARTS-space network: the CIFAR one, or the ImageNet mobile one
+    # (reference §1.8); auto = imagenet when the dataset is imagenet.
+    network: Literal["auto", "cifar", "imagenet"] = "auto"
     auxiliary_weight: NonNegFloat = 0.0  # 0 = no auxiliary head
     drop_path: Fraction = 0.0  # ramped linearly from 0 over the epochs (reference §1.8)
     cutout: Annotated[int, Field(ge=0)] = 0
     label_smoothing: Fraction = 0.0
     lr_min: NonNegFloat = 0.0
+    # LR per epoch: cosine from lr to lr_min (CIFAR recipes); step = lr * lr_gamma^epoch
+    # (ImageNet, StepLR(1, 0.97)); linear = DrNAS ImageNet's linear decay to 0, slower in the
+    # last 5 epochs (reference §4).
+    schedule: Literal["cosine", "step", "linear"] = "cosine"
+    lr_gamma: Annotated[float, Field(gt=0, le=1)] = 0.97
+    # Epochs of linear warm-up, lr * (epoch + 1) / warmup_epochs (DrNAS ImageNet: 5).
+    warmup_epochs: Annotated[int, Field(ge=0)] = 0
+    # The test accuracy reported: final (DARTS, "at the end of training") or best over all
+    # epochs (the GDAS code's `obtain_best`, reference §5 item 11); best adds best_test_acc.
+    report: Literal["final", "best"] = "final"
+
+    @model_validator(mode="after")
+    def _warmup_fits(self) -> Train:
+        if self.warmup_epochs >= self.epochs and self.warmup_epochs > 0:
+            raise ValueError(
+                f"warmup_epochs ({self.warmup_epochs}) must be fewer than epochs ({self.epochs})"
+            )
+        return self
 
 
 class Evaluate(Section):

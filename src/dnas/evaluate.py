@@ -8,8 +8,34 @@ eval mode, so the auxiliary head and drop-path never run.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
+
+
+@dataclass(frozen=True)
+class DatasetShape:
+    """What a network needs to know about a dataset: one image's shape and the class count."""
+
+    channels: int
+    size: int
+    num_classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.size, self.size)
+
+
+# The resolution each dataset is trained at (reference §1.8, §1.11); `dnas genotype info` counts
+# multiply-adds for one image of this shape.
+DATASET_SHAPES = {
+    "digits": DatasetShape(1, 8, 10),
+    "cifar10": DatasetShape(3, 32, 10),
+    "cifar100": DatasetShape(3, 32, 100),
+    "imagenet16-120": DatasetShape(3, 16, 120),
+    "imagenet": DatasetShape(3, 224, 1000),
+}
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -11,9 +11,11 @@ from torch import nn
 
 from dnas.errors import UserError
 from dnas.io import write_bytes
-from dnas.models.cell_net import CellNetwork
+from dnas.models.cell_net import CellNetwork, ImageNetCellNetwork
 from dnas.models.nb201_net import Nb201Network
 from dnas.spaces.genotype import Genotype
+
+NETWORKS = ("cifar", "imagenet")
 
 
 def build_network(
@@ -23,14 +25,19 @@ def build_network(
     channels: int,
     layers: int,
     auxiliary: bool = False,
+    network: str = "cifar",
 ) -> nn.Module:
     """The network a genotype describes, at width `channels` and depth `layers`.
 
-    DARTS space: `layers` cells with two reductions (reference §1.8). NAS-Bench-201: `layers`
-    cells per stage (N in reference §1.3).
+    DARTS space: `layers` cells with two reductions (reference §1.8), behind the CIFAR stem
+    (`network="cifar"`) or the ImageNet mobile stem (`network="imagenet"`). NAS-Bench-201:
+    `layers` cells per stage (N in reference §1.3).
     """
+    if network not in NETWORKS:
+        raise ValueError(f"unknown network {network!r}; known: {', '.join(NETWORKS)}")
     if genotype.space == "darts":
-        return CellNetwork(genotype, in_channels, num_classes, channels, layers, auxiliary)
+        cls = ImageNetCellNetwork if network == "imagenet" else CellNetwork
+        return cls(genotype, in_channels, num_classes, channels, layers, auxiliary)
     if genotype.space == "nb201":
         return Nb201Network(genotype.cells["cell"], in_channels, num_classes, channels, layers)
     raise ValueError(f"unknown space {genotype.space!r}")
@@ -66,6 +73,7 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn
             cfg["channels"],
             cfg["layers"],
             cfg.get("auxiliary", False),
+            cfg.get("network", "cifar"),
         )
         model.load_state_dict(state["state_dict"])
     except (RuntimeError, KeyError, ValueError, TypeError, EOFError, pickle.UnpicklingError) as exc:

@@ -1,8 +1,10 @@
-"""Retraining loop (reference §1.8, §2.2): SGD with momentum and weight decay, cosine
-annealing per epoch from `lr` to `lr_min`, gradient norm clipping, an auxiliary loss weighted
-by `auxiliary_weight`, drop-path ramped linearly as drop_path * epoch / epochs, cutout, and
-optional label smoothing. The test set is evaluated after every epoch for the curves; the
-reported result is the final model (DARTS; `best` reporting is a later option, §5 item 11).
+"""Retraining loop (reference §1.8, §2.2): SGD with momentum and weight decay, a per-epoch
+LR schedule (cosine, step or linear, with optional warm-up: dnas.train.schedule), gradient
+norm clipping, an auxiliary loss weighted by `auxiliary_weight`, drop-path ramped linearly as
+drop_path * epoch / epochs, cutout, and optional label smoothing (train loss only). The test set
+is evaluated after every epoch for the curves. `test_acc` is the final model's (DARTS); with
+`report: best` the metrics add the best test accuracy over the epochs and its epoch (the GDAS
+code's `obtain_best`, §5 item 11). The saved model is always the final one.
 """
 
 from __future__ import annotations
@@ -26,10 +28,30 @@ from dnas.data import Prepared
 from dnas.data.loader import DeviceLoader, split_loader
 from dnas.io import round_floats
 from dnas.models import build_network
-from dnas.optim import sgd_cosine
 from dnas.runtime import EpochProgress, FiniteLossGuard, seed_everything
 from dnas.spaces.genotype import Genotype
+from dnas.train.schedule import sgd_schedule
 from dvclive import Live
+
+# Train keys added after the first release: left out of the checkpoint fingerprint while they
+# hold their defaults, so a default run resumes from (and writes) the same checkpoints as before.
+_LATER_KEYS = ("genotype", "network", "schedule", "lr_gamma", "warmup_epochs", "report")
+
+
+def _fingerprint_fields(t) -> dict:
+    fields = t.model_dump()
+    defaults = type(t)()
+    for key in _LATER_KEYS:
+        if fields[key] == getattr(defaults, key):
+            del fields[key]
+    return fields
+
+
+def network_kind(p: Params) -> str:
+    """The stem and head of the retrained network (train.network; auto = by dataset)."""
+    if p.train.network != "auto":
+        return p.train.network
+    return "imagenet" if p.train.dataset == "imagenet" else "cifar"
 
 
 def train_loader(p: Params, data: Prepared, device: torch.device) -> DeviceLoader:
@@ -93,10 +115,12 @@ def run_train(
         "layers": t.layers,
         "auxiliary": t.auxiliary_weight > 0 and genotype.space == "darts",
     }
+    if genotype.space == "darts" and network_kind(p) == "imagenet":
+        config["network"] = "imagenet"  # only when set, so CIFAR model files stay as they were
     model = build_network(genotype, **config).to(device)
     loader = train_loader(p, data, device)
     test = eval_loader(data, device, p.evaluate.batch_size)
-    opt, scheduler = sgd_cosine(model.parameters(), t)
+    opt, scheduler = sgd_schedule(model.parameters(), t)
     guard = FiniteLossGuard(device, "train", "train.lr")
     history: list[dict] = []
     epoch_state = None
@@ -106,7 +130,7 @@ def run_train(
         checkpoint_dir,
         fingerprint(
             p.common.seed,
-            t.model_dump(),
+            _fingerprint_fields(t),
             p.evaluate.batch_size,
             genotype.to_json()["cells"],
             data.card["sha256"],
@@ -185,6 +209,10 @@ def run_train(
         "test_acc": final["acc/test"],
         "epochs": t.epochs,
     }
+    if t.report == "best":
+        best = max(range(len(history)), key=lambda i: (history[i]["acc/test"], -i))
+        metrics["best_test_acc"] = history[best]["acc/test"]
+        metrics["best_epoch"] = best + 1  # 1-based, as the logs count epochs
     return model, config, metrics
 
 

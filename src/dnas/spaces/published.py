@@ -1,0 +1,182 @@
+"""The published genotypes, retrainable by name (`train.genotype: GDAS_V1`), and the resolver
+that turns a name, a genotype file or a NAS-Bench-201 string into a `Genotype`.
+
+Sources (reference §1.10, §2.4, §3, §4); the cells are facts copied as data:
+- GDAS_V1, GDAS_F1, GDAS_GF, GDAS_FG: the GDAS CVPR genotype file (NAS-Projects
+  `lib/nas/genotypes.py` @4098fca). GDAS_F1 has no reduction cell: it uses the fixed reduction
+  cell (§1.2). GDAS_GF = V1 normal + fixed reduction; GDAS_FG = F1 normal + V1 reduction.
+- DARTS_V1 (first order), DARTS_V2 (second order): quark0/darts `cnn/genotypes.py`.
+- SNAS_MILD, SNAS_MODERATE, SNAS_AGGRESSIVE: SNAS-Series `SNAS/genotypes.py`, the `*_edge_all`
+  cells that the paper retrains (`train_edge_all.py`): all 14 edges are kept with their argmax
+  op, 'none' included, so a node has 2 to 5 inputs and may be all 'none' (zero).
+- DRNAS_CIFAR10, DRNAS_IMAGENET: xiangning-chen/DrNAS `DARTS-space/genotypes.py`.
+
+Each entry also records the width C its paper used in the ImageNet mobile setting (§1.8).
+Names are matched without regard to case, so the spellings of the source files
+(`SNAS_mild_edge_all`, `DrNAS_cifar10`) work too.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+
+from dnas.errors import UserError
+from dnas.spaces import nb201
+from dnas.spaces.genotype import CellSpec, Genotype, load_genotype
+
+SEARCHED = "searched"
+
+
+@dataclass(frozen=True)
+class Published:
+    name: str
+    genotype: Genotype
+    source: str
+    imagenet_channels: int  # C of the paper's ImageNet (mobile, 14 cells) network
+
+
+def _cell(entries: list[tuple[str, int]]) -> CellSpec:
+    """A DARTS cell from the flat list of the genotype files: 2 entries per node (8 in all),
+    or every edge of every node (2 + 3 + 4 + 5 = 14 entries, SNAS's edge_all format)."""
+    sizes = {8: (2, 2, 2, 2), 14: (2, 3, 4, 5)}[len(entries)]
+    nodes, start = [], 0
+    for size in sizes:
+        nodes.append(tuple(entries[start : start + size]))
+        start += size
+    return CellSpec(inputs=2, nodes=tuple(nodes), concat=(2, 3, 4, 5))
+
+
+def _darts(normal: list, reduce: list | None = None) -> Genotype:
+    cells = {"normal": _cell(normal)}
+    if reduce is not None:
+        cells["reduce"] = _cell(reduce)
+    g = Genotype("darts", cells)
+    g.validate()
+    return g
+
+
+SEP3, SEP5, DIL3, DIL5 = "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5"
+SKIP, MAX, AVG, NONE = "skip_connect", "max_pool_3x3", "avg_pool_3x3", "none"
+
+_GDAS_V1_NORMAL = (
+    [(SKIP, 0), (SKIP, 1), (SKIP, 0), (SEP5, 2), (SEP3, 3), (SKIP, 0), (SEP5, 4), (SEP3, 3)]
+)  # fmt: skip
+_GDAS_V1_REDUCE = (
+    [(SEP5, 0), (SEP3, 1), (SEP5, 2), (SEP5, 1), (DIL5, 2), (SEP3, 1), (SEP5, 0), (SEP5, 1)]
+)  # fmt: skip
+_GDAS_F1_NORMAL = (
+    [(SKIP, 0), (SKIP, 1), (SKIP, 0), (SEP3, 2), (SKIP, 0), (SEP3, 2), (SKIP, 0), (SEP3, 2)]
+)  # fmt: skip
+_DARTS_V1 = (
+    [(SEP3, 1), (SEP3, 0), (SKIP, 0), (SEP3, 1), (SKIP, 0), (SEP3, 1), (SEP3, 0), (SKIP, 2)],
+    [(MAX, 0), (MAX, 1), (SKIP, 2), (MAX, 0), (MAX, 0), (SKIP, 2), (SKIP, 2), (AVG, 0)],
+)
+_DARTS_V2 = (
+    [(SEP3, 0), (SEP3, 1), (SEP3, 0), (SEP3, 1), (SEP3, 1), (SKIP, 0), (SKIP, 0), (DIL3, 2)],
+    [(MAX, 0), (MAX, 1), (SKIP, 2), (MAX, 1), (MAX, 0), (SKIP, 2), (SKIP, 2), (MAX, 1)],
+)
+_SNAS_MILD = (
+    [(SEP3, 0), (SEP3, 1),
+     (SKIP, 0), (DIL3, 1), (NONE, 2),
+     (SKIP, 0), (SKIP, 1), (NONE, 3), (NONE, 2),
+     (SKIP, 0), (SEP3, 1), (NONE, 4), (NONE, 3), (NONE, 2)],
+    [(MAX, 0), (MAX, 1),
+     (NONE, 0), (MAX, 1), (SKIP, 2),
+     (NONE, 0), (MAX, 1), (SKIP, 2), (NONE, 3),
+     (MAX, 0), (DIL5, 2), (NONE, 1), (NONE, 3), (NONE, 4)],
+)  # fmt: skip
+_SNAS_MODERATE = (
+    [(DIL5, 0), (SKIP, 1),
+     (SEP3, 0), (SKIP, 1), (NONE, 2),
+     (SKIP, 0), (NONE, 3), (NONE, 2), (SKIP, 1),
+     (SEP3, 0), (DIL5, 1), (NONE, 4), (NONE, 3), (NONE, 2)],
+    [(MAX, 0), (MAX, 1),
+     (SEP5, 0), (NONE, 2), (DIL5, 1),
+     (NONE, 3), (NONE, 2), (SEP5, 0), (SEP5, 1),
+     (NONE, 4), (NONE, 3), (NONE, 2), (SEP5, 0), (SEP5, 1)],
+)  # fmt: skip
+_SNAS_AGGRESSIVE = (
+    [(SEP5, 0), (SKIP, 1),
+     (SKIP, 0), (SKIP, 1), (NONE, 2),
+     (DIL5, 1), (SKIP, 0), (NONE, 2), (NONE, 3),
+     (SKIP, 0), (DIL5, 1), (NONE, 2), (NONE, 3), (NONE, 4)],
+    [(SEP5, 0), (NONE, 1),
+     (SEP5, 0), (NONE, 1), (NONE, 2),
+     (NONE, 0), (NONE, 1), (NONE, 2), (NONE, 3),
+     (NONE, 0), (NONE, 1), (NONE, 2), (NONE, 3), (NONE, 4)],
+)  # fmt: skip
+_DRNAS_CIFAR10 = (
+    [(SEP3, 0), (SEP5, 1), (SEP3, 1), (SEP3, 2), (SKIP, 0), (SEP3, 1), (SEP3, 2), (DIL5, 3)],
+    [(MAX, 0), (SEP5, 1), (DIL5, 2), (SEP5, 1), (SEP5, 1), (DIL5, 3), (SKIP, 4), (SEP5, 1)],
+)
+_DRNAS_IMAGENET = (
+    [(SEP3, 1), (SEP3, 0), (SEP3, 0), (SEP3, 1), (SEP3, 0), (DIL3, 3), (SKIP, 0), (SEP3, 1)],
+    [(MAX, 0), (SEP3, 1), (SEP3, 0), (SKIP, 2), (SEP3, 0), (SEP3, 2), (SEP3, 3), (SEP3, 1)],
+)
+
+_GDAS_SRC = "GDAS CVPR 2019, NAS-Projects lib/nas/genotypes.py @4098fca (reference §1.10)"
+_DARTS_SRC = "DARTS, quark0/darts cnn/genotypes.py (reference §1.10)"
+_SNAS_SRC = "SNAS, SNAS-Series SNAS/genotypes.py *_edge_all (reference §3)"
+_DRNAS_SRC = "DrNAS, xiangning-chen/DrNAS DARTS-space/genotypes.py (reference §4)"
+
+PUBLISHED: dict[str, Published] = {
+    p.name: p
+    for p in (
+        Published("GDAS_V1", _darts(_GDAS_V1_NORMAL, _GDAS_V1_REDUCE), _GDAS_SRC, 50),
+        Published("GDAS_F1", _darts(_GDAS_F1_NORMAL), _GDAS_SRC, 52),
+        Published("GDAS_GF", _darts(_GDAS_V1_NORMAL), _GDAS_SRC, 50),
+        Published("GDAS_FG", _darts(_GDAS_F1_NORMAL, _GDAS_V1_REDUCE), _GDAS_SRC, 50),
+        Published("DARTS_V1", _darts(*_DARTS_V1), _DARTS_SRC, 48),
+        Published("DARTS_V2", _darts(*_DARTS_V2), _DARTS_SRC, 48),
+        Published("SNAS_MILD", _darts(*_SNAS_MILD), _SNAS_SRC, 50),
+        Published("SNAS_MODERATE", _darts(*_SNAS_MODERATE), _SNAS_SRC, 50),
+        Published("SNAS_AGGRESSIVE", _darts(*_SNAS_AGGRESSIVE), _SNAS_SRC, 50),
+        Published("DRNAS_CIFAR10", _darts(*_DRNAS_CIFAR10), _DRNAS_SRC, 48),
+        Published("DRNAS_IMAGENET", _darts(*_DRNAS_IMAGENET), _DRNAS_SRC, 48),
+    )
+}
+
+# Spellings of the source files that differ by more than case.
+_ALIASES = {
+    "SNAS_MILD_EDGE_ALL": "SNAS_MILD",
+    "SNAS_MODERATE_EDGE_ALL": "SNAS_MODERATE",
+    "SNAS_AGGRESSIVE_EDGE_ALL": "SNAS_AGGRESSIVE",
+}
+
+
+def published(name: str) -> Published | None:
+    key = name.strip().upper()
+    return PUBLISHED.get(_ALIASES.get(key, key))
+
+
+def resolve_genotype(
+    spec: str, searched: str | Path = "genotype.json", key: str = "train.genotype"
+) -> Genotype:
+    """The genotype `spec` names: `searched` (the search's `genotype.json`), a published name,
+    a NAS-Bench-201 architecture string (`|op~0|+|...|`) or a genotype JSON file.
+
+    Anything else is a `UserError` naming `key` and listing what is allowed."""
+    spec = spec.strip()
+    if spec == SEARCHED:
+        return load_genotype(searched)
+    entry = published(spec)
+    if entry is not None:
+        return entry.genotype
+    if spec.startswith("|"):
+        try:
+            cell = nb201.from_string(spec)
+        except ValueError as exc:
+            raise UserError(f"{key}: {spec!r} is not a NAS-Bench-201 string: {exc}") from None
+        return Genotype("nb201", {"cell": cell}, arch=nb201.to_string(cell))
+    if spec.endswith(".json") or Path(spec).is_file():
+        if not Path(spec).is_file():
+            raise UserError(f"{key} = {spec!r}: no such genotype file")
+        return load_genotype(spec)
+    close = difflib.get_close_matches(spec.upper(), PUBLISHED, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise UserError(
+        f"{key} = {spec!r}: not a published genotype, a NAS-Bench-201 string or a genotype file;"
+        f" {hint}use {SEARCHED!r} (the searched cells) or one of: {', '.join(PUBLISHED)}"
+    )

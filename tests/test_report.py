@@ -1,0 +1,169 @@
+"""`dnas report`: experiments of `dvc exp show --json` grouped by preset, mean ± std over seeds
+(checked against statistics computed here), and the papers' numbers."""
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dnas.cli import main as cli_main
+from dnas.report import load_papers, parse_exp_show
+
+PRESETS = Path(__file__).resolve().parents[1] / "presets"
+
+
+def _rev(rev, name, params, metrics, error=None):
+    """One revision as `dvc exp show --json` (DVC 3.x) writes it."""
+    return {
+        "rev": rev,
+        "name": name,
+        "data": {
+            "rev": rev,
+            "timestamp": "2026-01-01T00:00:00",
+            "params": {"params.yaml": {"data": params}},
+            "metrics": {path: {"data": data} for path, data in metrics.items()},
+            "deps": {},
+            "outs": {},
+            "meta": {},
+        },
+        "error": error,
+        "experiments": None,
+    }
+
+
+def _exp_show(baseline, experiments):
+    base = _rev("b" * 40, "main", baseline, {})
+    base["data"]["metrics"] = {
+        "metrics/train.json": {"error": {"type": "FileNotFoundError", "msg": "missing"}}
+    }
+    base["experiments"] = [{"revs": [e], "executor": None, "name": e["name"]} for e in experiments]
+    workspace = _rev("workspace", None, baseline, {"metrics/train.json": {"test_acc": 1.0}})
+    return [workspace, base]
+
+
+def _params(seed, lr, report="final"):
+    return {"common": {"seed": seed}, "train": {"lr": lr, "report": report}}
+
+
+def test_two_experiments_two_seeds_each(tmp_path, capsys):
+    accs = {(0, 0.1): 90.0, (1, 0.1): 92.5, (0, 0.2): 95.25, (1, 0.2): 94.0}
+    exps = [
+        _rev(f"{i:040d}", f"exp-{i}", _params(seed, lr), {"metrics/train.json": {"test_acc": a}})
+        for i, ((seed, lr), a) in enumerate(accs.items())
+    ]
+    exps.append(_rev("f" * 40, "failed", _params(2, 0.1), {}, error={"msg": "boom"}))
+    (tmp_path / "show.json").write_text(json.dumps(_exp_show(_params(0, 0.1), exps)))
+    out_md, out_png = tmp_path / "r" / "report.md", tmp_path / "r" / "report.png"
+    cli_main(
+        ["report", "--input", str(tmp_path / "show.json"), "--presets", str(PRESETS),
+         "--out", str(out_md), "--png", str(out_png)]
+    )  # fmt: skip
+    printed = capsys.readouterr().out
+    assert out_md.read_text() == printed
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = [line for line in printed.splitlines() if line.startswith("| train.lr")]
+    assert len(rows) == 2  # the workspace, the baseline without metrics and the failure are out
+    for lr, row in zip((0.1, 0.2), rows):
+        errors = [100 - accs[(s, lr)] for s in (0, 1)]
+        expected = f"{statistics.mean(errors):.2f} ± {statistics.stdev(errors):.2f}"
+        assert row.startswith(f"| train.lr={lr} | test error % | 2 (0, 1) | {expected} |")
+
+
+def test_a_preset_sweep_is_named_and_compared_with_the_paper(tmp_path, capsys):
+    preset = yaml.safe_load((PRESETS / "gdas-cifar10.yaml").read_text())
+    papers = load_papers(PRESETS)
+    exps = []
+    for seed, best, final in [(0, 97.0, 96.5), (1, 97.2, 96.9), (2, 96.9, 96.0)]:
+        params = {**preset, "common": {**preset["common"], "seed": seed}}
+        metrics = {"metrics/train.json": {"test_acc": final, "best_test_acc": best}}
+        exps.append(_rev(f"{seed:040d}", f"s{seed}", params, metrics))
+    # One run with a changed recipe: still named after the preset, with the change shown.
+    changed = {**preset, "train": {**preset["train"], "epochs": 100}}
+    exps.append(_rev("9" * 40, "short", changed, {"metrics/train.json": {"test_acc": 95.0}}))
+    (tmp_path / "show.json").write_text(json.dumps(_exp_show(preset, exps)))
+    cli_main(["report", "--input", str(tmp_path / "show.json"), "--presets", str(PRESETS),
+              "--out", str(tmp_path / "r.md"), "--png", str(tmp_path / "r.png")])  # fmt: skip
+    lines = capsys.readouterr().out.splitlines()
+    full = next(line for line in lines if line.startswith("| gdas-cifar10 |"))
+    errors = [100 - a for a in (97.0, 97.2, 96.9)]  # report: best in this preset
+    mean = statistics.mean(errors)
+    paper = papers["gdas-cifar10"]["value"]
+    assert f"| 3 (0, 1, 2) | {mean:.2f} ± {statistics.stdev(errors):.2f} | {paper:.2f} |" in full
+    assert f"| {mean - paper:+.2f} |" in full
+    assert any(line.startswith("| gdas-cifar10 (train.epochs=100) |") for line in lines)
+
+
+def test_every_preset_has_a_paper_number_with_a_source():
+    papers = load_papers(PRESETS)
+    presets = {p.stem for p in PRESETS.glob("*.yaml") if p.name != "papers.yaml"}
+    assert presets == set(papers)
+    for name, entry in papers.items():
+        assert entry["metric"] in ("test_error", "test_acc", "perplexity"), name
+        assert float(entry["value"]) > 0 and entry["source"] and entry["gpu_time"], name
+
+
+def test_bad_input_is_one_clear_message(tmp_path, capsys):
+    (tmp_path / "bad.json").write_text("{not json")
+    for args, message in [
+        (["--input", str(tmp_path / "missing.json")], "file not found"),
+        (["--input", str(tmp_path / "bad.json")], "not JSON"),
+    ]:
+        with pytest.raises(SystemExit) as exc:
+            cli_main(["report", *args])
+        assert exc.value.code == 2 and message in capsys.readouterr().err
+    assert parse_exp_show([]) == []
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_report_reads_real_dvc_experiments(tmp_path):
+    """Four real `dvc exp run`s of a one-line stage (two params sets x two seeds)."""
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "DVC_SITE_CACHE_DIR": str(tmp_path / "site")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    repo = tmp_path / "repo"
+    repo.mkdir()
+
+    def sh(*cmd):
+        subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True, text=True)
+
+    (repo / "params.yaml").write_text("common:\n  seed: 0\ntrain:\n  lr: 0.1\n")
+    (repo / "stage.py").write_text(
+        "import json, os, yaml\n"
+        "p = yaml.safe_load(open('params.yaml'))\n"
+        "os.makedirs('metrics', exist_ok=True)\n"
+        "acc = 90 + 2 * p['common']['seed'] + 10 * p['train']['lr']\n"
+        "json.dump({'test_acc': acc}, open('metrics/train.json', 'w'))\n"
+    )
+    (repo / "dvc.yaml").write_text(
+        "stages:\n  t:\n    cmd: python stage.py\n    deps: [stage.py]\n"
+        "    params: [common, train]\n    metrics:\n      - metrics/train.json:\n"
+        "          cache: false\n"
+    )
+    sh("git", "init", "-q")
+    sh("git", "config", "user.email", "t@example.com")
+    sh("git", "config", "user.name", "t")
+    sh("dvc", "init", "-q")
+    sh("git", "add", "-A")
+    sh("git", "commit", "-qm", "init")
+    for lr in (0.1, 0.3):
+        for seed in (0, 1):
+            sh("dvc", "exp", "run", "-q", "-S", f"common.seed={seed}", "-S", f"train.lr={lr}")
+    show = subprocess.run(
+        ["dvc", "exp", "show", "--json"], cwd=repo, env=env, capture_output=True, text=True
+    )
+    runs = parse_exp_show(json.loads(show.stdout))
+    assert sorted((r.params["train.lr"], r.params["common.seed"], r.accuracy) for r in runs) == [
+        (0.1, 0, 91.0), (0.1, 1, 93.0), (0.3, 0, 93.0), (0.3, 1, 95.0)
+    ]  # fmt: skip
+
+
+def test_readme_table_lists_every_preset_with_its_paper_number():
+    readme = (PRESETS.parent / "README.md").read_text()
+    for name, entry in load_papers(PRESETS).items():
+        row = next(line for line in readme.splitlines() if f"`presets/{name}.yaml`" in line)
+        assert f"| {float(entry['value']):.2f}" in row or f"| {entry['value']}" in row, name
