@@ -231,8 +231,10 @@ class Search(Optim):
             raise ValueError("fixed_reduction needs space darts (NB201 has no reduction cell)")
         stages = len(self.partial_channels)
         if stages > 1 and self.algorithm != "drnas":
-            raise ValueError("partial_channels with more than one stage is DrNAS's progressive"
-                             " schedule; set search.algorithm to drnas or partial_channels to [1]")
+            raise ValueError(
+                "partial_channels with more than one stage is DrNAS's progressive"
+                " schedule; set search.algorithm to drnas or partial_channels to [1]"
+            )
         if len(self.keep_ops) != stages - 1:
             raise ValueError(
                 f"keep_ops needs one entry per stage but the last ({stages - 1}, from"
@@ -241,12 +243,13 @@ class Search(Optim):
         if self.epochs < stages:
             raise ValueError(f"epochs ({self.epochs}) must be at least the stages ({stages})")
         for k in self.partial_channels:
-            if self.channels % (2 * k) and k > 1:
+            if self.channels % k:
                 raise ValueError(
-                    f"channels ({self.channels}) must be a multiple of 2 x partial_channels"
-                    f" ({k}) so every partial edge keeps an even channel count"
+                    f"channels ({self.channels}) must be a multiple of each partial_channels"
+                    f" entry ({k}): an edge's ops see channels / K of them"
                 )
         return self
+
 
 class Train(Optim):
     """Retraining. The recipes of the papers are presets (presets/*.yaml, reference §1.8)."""

@@ -83,9 +83,7 @@ def prune_masks(net: Supernet, keep: int) -> dict[str, torch.Tensor]:
     return masks
 
 
-def _widen(
-    old: torch.Tensor, shape: torch.Size, mapping, scale_dim: int | None
-) -> torch.Tensor:
+def _widen(old: torch.Tensor, shape: torch.Size, mapping, scale_dim: int | None) -> torch.Tensor:
     """`old` grown to `shape`: along each grown dimension, index by `mapping(old, new)`; along
     `scale_dim` (a conv's input channels) divide by how often each old channel was copied."""
     out = old

@@ -53,8 +53,9 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
 class MixedEdge(nn.Module):
     """All candidate ops of one edge."""
 
-    def __init__(self, ops: list[nn.Module], op_names: tuple[str, ...], partial: int = 1,
-                 stride: int = 1) -> None:
+    def __init__(
+        self, ops: list[nn.Module], op_names: tuple[str, ...], partial: int = 1, stride: int = 1
+    ) -> None:
         super().__init__()
         self.ops = nn.ModuleList(ops)
         self.op_names = op_names
@@ -149,8 +150,9 @@ class Nb201SearchCell(nn.Module):
         super().__init__()
         self.nodes = nodes
         self.edges = nn.ModuleList(
-            MixedEdge([nb201_op(op, c // partial, affine=False) for op in NB201_OPS], NB201_OPS,
-                      partial)
+            MixedEdge(
+                [nb201_op(op, c // partial, affine=False) for op in NB201_OPS], NB201_OPS, partial
+            )
             for _ in nb201.edges(nodes)
         )
 
@@ -185,9 +187,7 @@ class Supernet(nn.Module):
             init = [1.0 + 0.01 * torch.randn(n_edges, n_ops) for _ in self.cell_types]
         else:  # 1e-3 * randn (reference §1.1, §4)
             init = [1e-3 * torch.randn(n_edges, n_ops) for _ in self.cell_types]
-        self.alphas = nn.ParameterDict(
-            {t: nn.Parameter(a) for t, a in zip(self.cell_types, init)}
-        )
+        self.alphas = nn.ParameterDict({t: nn.Parameter(a) for t, a in zip(self.cell_types, init)})
         # Ops still in the running per edge (DrNAS progressive pruning); saved in checkpoints.
         for t in self.cell_types:
             self.register_buffer(f"mask_{t}", torch.ones(n_edges, n_ops, dtype=torch.bool))
