@@ -1,11 +1,13 @@
-"""Benchmark: one GDAS search step against a training step of the sampled subnet alone.
+"""Benchmark: a GDAS search step against DARTS (all ops) and the sampled subnet alone.
 
 GDAS runs only the sampled op on each edge, so its weight step should cost little more than
-training the sampled architecture as a plain network (the floor). This script builds the
-supernet, draws one architecture, builds that architecture (every edge with its sampled op) as a
-discrete network, and times a weight step (forward, backward, SGD) of each, side by side in one
-process on the same batch; the floor is the mean over several draws, since GDAS draws a new
-architecture every step. Prints one JSON object per space.
+training the sampled architecture as a plain network (the floor), and far less than DARTS, which
+runs every op of every edge (the GDAS paper claims about |ops| = 8x less memory). This script
+builds one supernet and times a weight step (forward, backward, SGD) of it mixed the GDAS way
+and the DARTS way (the same instance, the same batch), and of the sampled architecture built as
+a discrete network (the mean over several draws, since GDAS draws a new one every step), side by
+side in one process. Memory: the bytes autograd keeps for the backward pass of one step
+(activations, on any device), and on CUDA the allocator's peak. Prints one JSON object per space.
 
     python bench/search_step.py                      # CPU-sized defaults
     python bench/search_step.py --batch 64 --channels 16 --darts-layers 8 --nb201-layers 5 \
@@ -77,6 +79,28 @@ def time_steps(model, x, y, steps: int, warmup: int, device) -> float:
     return (time.perf_counter() - start) / steps
 
 
+def activation_mib(model, x, y) -> float:
+    """MiB of tensors autograd saves for the backward pass of one forward (each storage once)."""
+    seen: set[int] = set()
+    total = 0
+
+    def pack(t):
+        nonlocal total
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in seen:
+            seen.add(storage.data_ptr())
+            total += storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = model(x)
+        out = out[0] if isinstance(out, tuple) else out
+        loss = F.cross_entropy(out, y)
+    loss.backward()
+    model.zero_grad(set_to_none=True)
+    return total / 2**20
+
+
 class WeightStep(torch.nn.Module):
     """The supernet with its alphas frozen out of the step: only the weights train, as in a
     GDAS weight step (a new architecture is drawn every step)."""
@@ -92,7 +116,19 @@ class WeightStep(torch.nn.Module):
         return iter(self.net.weight_parameters())
 
 
-def bench(space: str, args, device) -> dict:
+def _timed(model, x, y, args, device) -> dict:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    out = {"ms": 1000 * time_steps(model, x, y, args.steps, args.warmup, device)}
+    out["activation_mib"] = activation_mib(model, x, y)
+    if device.type == "cuda":
+        out["peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
+
+
+def measure(space: str, args, device) -> dict:
+    """GDAS, DARTS and subnet weight steps of one space: times (ms) and memory (MiB)."""
     torch.manual_seed(0)
     layers = args.darts_layers if space == "darts" else args.nb201_layers
     cls = DartsSupernet if space == "darts" else Nb201Supernet
@@ -108,20 +144,25 @@ def bench(space: str, args, device) -> dict:
         build_network(sampled_genotype(net, space), 3, 10, args.channels, layers).to(device)
         for _ in range(args.subnets)
     ]
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    result["gdas_step_ms"] = round(
-        1000 * time_steps(WeightStep(net), x, y, args.steps, args.warmup, device), 2
+    runs = {}
+    for algorithm in ("gdas", "darts"):  # the same supernet, mixed two ways
+        net.algorithm = algorithm
+        runs[algorithm] = _timed(WeightStep(net), x, y, args, device)
+    subnet_runs = [_timed(m, x, y, args, device) for m in subnets]
+    runs["subnet"] = {k: sum(r[k] for r in subnet_runs) / len(subnet_runs) for k in subnet_runs[0]}
+    for name, run in runs.items():
+        for key, value in run.items():
+            result[f"{name}_{'step_ms' if key == 'ms' else key}"] = round(value, 2)
+    result["subnets"] = len(subnets)
+    result["gdas_over_subnet"] = round(runs["gdas"]["ms"] / runs["subnet"]["ms"], 3)
+    result["darts_over_gdas_time"] = round(runs["darts"]["ms"] / runs["gdas"]["ms"], 2)
+    result["darts_over_gdas_activation_memory"] = round(
+        runs["darts"]["activation_mib"] / runs["gdas"]["activation_mib"], 2
     )
     if device.type == "cuda":
-        result["gdas_peak_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-        torch.cuda.reset_peak_memory_stats()
-    times = [time_steps(m, x, y, args.steps, args.warmup, device) for m in subnets]
-    result["subnet_step_ms"] = round(1000 * sum(times) / len(times), 2)
-    result["subnets"] = len(subnets)
-    if device.type == "cuda":
-        result["subnet_peak_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    result["gdas_over_subnet"] = round(result["gdas_step_ms"] / result["subnet_step_ms"], 3)
+        result["darts_over_gdas_peak_memory"] = round(
+            runs["darts"]["peak_mib"] / runs["gdas"]["peak_mib"], 2
+        )
     return result
 
 
@@ -145,7 +186,7 @@ def main() -> None:
         "machine": platform.machine(),
     }
     for space in ("darts", "nb201"):
-        print(json.dumps({**bench(space, args, device), **env}, sort_keys=True))
+        print(json.dumps({**measure(space, args, device), **env}, sort_keys=True))
 
 
 if __name__ == "__main__":

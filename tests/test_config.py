@@ -54,6 +54,19 @@ def test_the_shipped_params_file_is_valid():
         ({"common": {"seed": -1}}, "common.seed", "greater than or equal to 0"),
         ({"evaluate": {"batch_size": 0}}, "evaluate.batch_size", "greater than or equal to 1"),
         ({"train": {"layer": 5}}, "train.layer", "did you mean 'train.layers'"),
+        ({"search": {"order": 2}}, "search", "order 2 (the unrolled step) needs algorithm darts"),
+        ({"search": {"order": 3}}, "search.order", "1 or 2"),
+        ({"search": {"space": "nb201", "fixed_reduction": True}}, "search", "fixed_reduction"),
+        ({"search": {"partial_channels": [4, 2], "keep_ops": [3]}}, "search", "set search.alg"),
+        (
+            {"search": {"algorithm": "drnas", "partial_channels": [4, 2]}},
+            "search",
+            "keep_ops needs one entry per stage but the last (1",
+        ),
+        ({"search": {"algorithm": "drnas", "partial_channels": [3]}}, "search", "channels (16)"),
+        ({"search": {"arch_optimizer": "rmsprop"}}, "search.arch_optimizer", "'adam' or 'sgd'"),
+        ({"search": {"drnas_reg": "l1"}}, "search.drnas_reg", "'l2' or 'kl'"),
+        ({"search": {"tau_schedule": "cosine"}}, "search.tau_schedule", "'to_last_epoch'"),
     ],
 )
 def test_bad_params_name_the_key(raw, key, hint):

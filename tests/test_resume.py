@@ -1,6 +1,7 @@
 """Checkpoints: an interrupted search or retraining resumes to byte-identical results;
 stale and corrupt checkpoints are set aside, never resumed from."""
 
+import dataclasses
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -66,6 +67,22 @@ def test_interrupted_search_resumes_to_the_same_bytes(
         _search(params, digits_prepared, tmp_path / "b")
     monkeypatch.undo()
     assert _search(params, digits_prepared, tmp_path / "b") == expected
+
+
+def test_progressive_drnas_resumes_in_its_second_stage(monkeypatch, tmp_path, digits_prepared):
+    """The checkpoint of a later stage is restored into the pruned, widened network."""
+    search = {**TINY["search"], "epochs": 4}
+    search.update(algorithm="drnas", partial_channels=[2, 1], keep_ops=[3], arch_warmup=1)
+    params = parse_params({**TINY, "search": search})
+    card = digits_prepared.card
+    splits = {k: v[:256] for k, v in card["splits"].items()}  # 2 steps per epoch
+    data = dataclasses.replace(digits_prepared, card={**card, "splits": splits})
+    expected = _search(params, data, tmp_path / "a")
+    _interrupt_at(monkeypatch, search_loop, 2 * 2 + 1)  # mid-epoch 3, in stage 2
+    with pytest.raises(Interrupted, match="checkpoint saved"):
+        _search(params, data, tmp_path / "b")
+    monkeypatch.undo()
+    assert _search(params, data, tmp_path / "b") == expected
 
 
 def _train(params, genotype, data, root: Path):

@@ -3,7 +3,7 @@
 Each candidate op of each edge has three costs, measured once on the supernet with one example
 of the data's shape: its parameters (size), its multiply-adds (flops, convolutions and linear
 layers as `dnas.evaluate` counts them) and its memory accesses (input + output elements +
-parameters). Per edge the penalty is the cost of the sampled soft mixture,
+parameters); 'none' costs nothing. Per edge the penalty is the cost of the sampled soft mixture,
 
     linear: R = sum_k w_k * (2 * size_k + flops_k / 4000 + mac_k / 100) * 0.43
     log:    R = sum_k w_k * mean(log size_k, log flops_k, log mac_k)  (values < 1 count as 1)
@@ -21,9 +21,12 @@ import torch
 from torch import nn
 
 from dnas.search.supernet import MixedEdge, Supernet
+from dnas.spaces.ops import Zero
 
 
 def _op_costs(op: nn.Module, x: torch.Tensor) -> tuple[float, float, float]:
+    if isinstance(op, Zero):  # 'none' reads and computes nothing
+        return 0.0, 0.0, 0.0
     macs = 0.0
 
     def hook(mod, inputs, output):

@@ -1,0 +1,280 @@
+"""DARTS (first and second order), SNAS, DrNAS and GDAS-FRC against independent facts:
+autograd's exact Hessian-vector product, the Dirichlet's moments, the ops' sizes."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from dnas.config import parse_params
+from dnas.models import build_network
+from dnas.search import drnas, mixing
+from dnas.search.architect import unrolled_arch_grad
+from dnas.search.gdas import tau_at
+from dnas.search.snas import op_costs, resource_penalty
+from dnas.search.supernet import DartsSupernet, MixedEdge, Nb201Supernet
+from dnas.spaces import darts
+from dnas.spaces.ops import DARTS_OPS, FixedReductionCell
+
+
+def _batch(n, seed, classes=10):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 1, 8, 8, generator=g, dtype=torch.float64), torch.randint(
+        classes, (n,), generator=g
+    )
+
+
+def _exact_unrolled_grad(net, w_opt, xt, yt, xv, yv):
+    """d/dalpha L_val(w - xi (mu m + dL_train/dw + lambda w), alpha), by double backward."""
+    group = w_opt.param_groups[0]
+    xi, mu, wd = group["lr"], group["momentum"], group["weight_decay"]
+    params = dict(net.named_parameters())
+    alpha_names = [n for n in params if n.startswith("alphas.")]
+    weight_names = [n for n in params if n not in alpha_names]
+    train_loss = F.cross_entropy(functional_call(net, params, (xt,)), yt)
+    grads = torch.autograd.grad(
+        train_loss, [params[n] for n in weight_names], create_graph=True, allow_unused=True
+    )
+    unrolled = {}
+    for name, g in zip(weight_names, grads):
+        w = params[name]
+        g = torch.zeros_like(w) if g is None else g
+        m = w_opt.state.get(w, {}).get("momentum_buffer")
+        step = g + wd * w if m is None else mu * m + g + wd * w
+        unrolled[name] = w - xi * step
+    alphas = {n: params[n] for n in alpha_names}
+    val_loss = F.cross_entropy(functional_call(net, {**unrolled, **alphas}, (xv,)), yv)
+    return torch.autograd.grad(val_loss, list(alphas.values()))
+
+
+def _smooth(net: nn.Module) -> nn.Module:
+    """ReLU -> softplus, max-pool -> average pool: the same net without kinks."""
+    for module in list(net.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, nn.ReLU):
+                setattr(module, name, nn.Softplus())
+            elif isinstance(child, nn.MaxPool2d):
+                setattr(module, name, nn.AvgPool2d(child.kernel_size, child.stride, child.padding))
+    return net
+
+
+def _rel(a, b) -> float:
+    num = math.sqrt(sum(((x - y) ** 2).sum().item() for x, y in zip(a, b)))
+    return num / math.sqrt(sum((y**2).sum().item() for y in b))
+
+
+# With the reference's eps = 0.01 / ||v|| the central difference is accurate to O(eps^2) on a
+# smooth network. On the ReLU / max-pool network of this size, a perturbation of norm 0.01
+# crosses kinks and the difference is off by more than the term itself (measured: 3x), so the
+# exact network is checked at a small eps, which tests the same formula.
+@pytest.mark.parametrize("smooth, r, tol", [(True, 1e-2, 1e-3), (False, 1e-6, 1e-6)])
+def test_second_order_gradient_matches_autograd_and_first_order_does_not(smooth, r, tol):
+    torch.manual_seed(0)
+    net = DartsSupernet(1, 10, channels=4, layers=3, algorithm="darts").double()
+    if smooth:
+        _smooth(net)
+    w_opt = torch.optim.SGD(net.weight_parameters(), lr=0.5, momentum=0.9, weight_decay=3e-4)
+    x0, y0 = _batch(8, 1)
+    w_opt.zero_grad()
+    F.cross_entropy(net(x0), y0).backward()
+    w_opt.step()  # a momentum buffer now exists, so the virtual step uses it
+    xt, yt = _batch(8, 2)
+    xv, yv = _batch(8, 3)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+
+    approx, _, _ = unrolled_arch_grad(net, w_opt, xt, yt, xv, yv, r=r)
+    after = net.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # weights and BN stats back
+
+    exact = _exact_unrolled_grad(net, w_opt, xt, yt, xv, yv)
+    first = torch.autograd.grad(F.cross_entropy(net(xv), yv), net.arch_parameters())
+    assert _rel(approx, exact) < tol
+    assert _rel(first, exact) > 0.5  # the second-order term matters here
+    assert _rel(first, approx) > 0.5
+
+
+def test_dirichlet_samples_lie_on_the_simplex_with_the_concentration_mean():
+    torch.manual_seed(0)
+    alpha = torch.tensor([[-0.5, 0.0, 1.0, 2.0]]).repeat(20000, 1)
+    w = mixing.edge_weights("drnas", alpha, tau=1.0)
+    assert (w >= 0).all() and torch.allclose(w.sum(1), torch.ones(len(w)), atol=1e-6)
+    beta = F.elu(alpha[0]) + 1  # 0.393, 1, 2, 3
+    mean = beta / beta.sum()
+    var = mean * (1 - mean) / (beta.sum() + 1)
+    stderr = (var / len(w)).sqrt()
+    assert ((w.mean(0) - mean).abs() < 5 * stderr).all()
+    # Pruned ops get exactly 0; the rest is Dir(beta_kept) (subcomposition).
+    mask = torch.tensor([True, False, True, True]).expand_as(alpha)
+    wm = mixing.edge_weights("drnas", alpha, 1.0, mask)
+    kept = beta[[0, 2, 3]] / beta[[0, 2, 3]].sum()
+    assert (wm[:, 1] == 0).all()
+    assert torch.allclose(wm[:, [0, 2, 3]].mean(0), kept, atol=0.01)
+
+
+def test_dirichlet_sample_is_reparameterised():
+    alpha = torch.zeros(3, 5, requires_grad=True)
+    (mixing.edge_weights("drnas", alpha, 1.0)[:, 0]).sum().backward()
+    assert alpha.grad.abs().sum() > 0
+
+
+def test_snas_weights_are_soft_sum_to_one_and_every_op_runs():
+    torch.manual_seed(0)
+    alpha = 1 + 0.01 * torch.randn(14, len(DARTS_OPS))
+    w = mixing.edge_weights("snas", alpha, tau=1.0, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(w.sum(1), torch.ones(14)) and (w > 0).all()
+    assert w.max() < 0.99  # soft: no edge is one-hot at tau 1
+    net = DartsSupernet(1, 10, channels=4, layers=3, algorithm="snas")
+    ran = []
+    for m in net.modules():
+        if isinstance(m, MixedEdge):
+            for k, op in enumerate(m.ops):
+                op.register_forward_hook(lambda *_, k=k: ran.append(k))
+    net(torch.randn(2, 1, 8, 8))
+    n_edges = 3 * len(darts.edges())
+    # every op but 'none' (it adds zeros) ran on every edge
+    assert len(ran) == n_edges * (len(DARTS_OPS) - 1)
+
+
+def test_resource_penalty_rises_with_heavier_ops():
+    net = DartsSupernet(3, 10, channels=8, layers=3, algorithm="snas")
+    for log in (False, True):
+        costs = op_costs(net, torch.zeros(1, 3, 16, 16), log)
+        penalty = {}
+        for op in ("none", "skip_connect", "max_pool_3x3", "sep_conv_3x3", "sep_conv_5x5"):
+            k = DARTS_OPS.index(op)
+            w = {t: F.one_hot(torch.full((14,), k), len(DARTS_OPS)).float() for t in costs}
+            penalty[op] = resource_penalty(w, costs).item()
+        assert penalty["none"] == 0
+        assert penalty["none"] < penalty["max_pool_3x3"] < penalty["sep_conv_3x3"]
+        assert penalty["skip_connect"] < penalty["sep_conv_3x3"] < penalty["sep_conv_5x5"]
+
+
+def test_resource_penalty_gradient_moves_alpha_towards_light_ops():
+    net = DartsSupernet(3, 10, channels=8, layers=3, algorithm="snas")
+    costs = op_costs(net, torch.zeros(1, 3, 16, 16), log=False)
+    alpha = torch.zeros(14, len(DARTS_OPS), requires_grad=True)
+    weights = mixing.edge_weights("snas", alpha, 1.0, generator=torch.Generator().manual_seed(1))
+    resource_penalty({"normal": weights}, {"normal": costs["normal"]}).backward()
+    sep5, skip = DARTS_OPS.index("sep_conv_5x5"), DARTS_OPS.index("skip_connect")
+    assert (alpha.grad[:, sep5] > alpha.grad[:, skip]).all()  # descent lowers sep5 most
+
+
+def test_drnas_pruning_keeps_exactly_the_top_k_ops_per_edge():
+    torch.manual_seed(0)
+    net = DartsSupernet(1, 10, channels=12, layers=3, algorithm="drnas", partial=6)
+    assert net.ops == DARTS_OPS[1:]  # DrNAS's DARTS space has no 'none'
+    with torch.no_grad():
+        for a in net.arch_parameters():
+            a.copy_(torch.randn_like(a))
+    masks = drnas.prune_masks(net, 4)
+    for t, mask in masks.items():
+        assert (mask.sum(1) == 4).all()
+        top = net.alphas[t].detach().topk(4, dim=1).indices
+        assert torch.equal(mask, torch.zeros_like(mask).scatter(1, top, True))
+    net.set_masks(masks)
+    again = drnas.prune_masks(net, 2)  # a second round prunes among the kept ops only
+    assert all(((again[t] & ~masks[t]).sum() == 0) for t in masks)
+
+
+def test_drnas_advance_prunes_widens_and_keeps_the_alphas(digits_prepared):
+    p = parse_params(
+        {
+            "search": {
+                "algorithm": "drnas",
+                "channels": 12,
+                "layers": 3,
+                "epochs": 4,
+                "partial_channels": [6, 3],
+                "keep_ops": [3],
+            }
+        }
+    )
+    from dnas.search.loop import make_supernet
+
+    torch.manual_seed(0)
+    net = make_supernet(p.search, digits_prepared)
+    net.generator = torch.Generator()
+    w_opt = torch.optim.SGD(net.weight_parameters(), lr=0.1, momentum=0.9)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, 4)
+    a_opt = torch.optim.Adam(net.arch_parameters())
+    x = torch.randn(4, 1, 8, 8)
+    F.cross_entropy(net(x), torch.arange(4)).backward()
+    w_opt.step()
+    sched.step()
+    alphas = net.arch_parameters()
+    new, new_opt, new_sched, _ = drnas.Schedule(p.search).advance(
+        net, w_opt, sched, a_opt, 1, digits_prepared, make_supernet
+    )
+    assert all(a is b for a, b in zip(new.arch_parameters(), alphas))
+    assert new_sched.last_epoch == 1 and new_opt.param_groups[0]["lr"] == sched.get_last_lr()[0]
+    edge = next(m for m in new.modules() if isinstance(m, MixedEdge))
+    assert edge.partial == 3 and edge.ops[3][0][1].in_channels == 12 // 3
+    # Net2Wider: each new channel copies an old one; a 1x1 conv reading copied channels
+    # divides by the copy count, so its row sums are those of the old rows it copies.
+    old_edge = next(m for m in net.modules() if isinstance(m, MixedEdge))
+    old_w, new_w = old_edge.ops[3][0][2].weight, edge.ops[3][0][2].weight  # sep3's 1x1 conv
+    assert old_w.shape[:2] == (2, 2) and new_w.shape[:2] == (4, 4)
+    old_sums, new_sums = old_w.sum((1, 2, 3)), new_w.sum((1, 2, 3))
+    assert torch.allclose(new_sums[:2], old_sums)
+    assert all(torch.isclose(old_sums, s).any() for s in new_sums[2:])
+    for p_new in new.weight_parameters():  # momentum buffers follow the weights' shapes
+        buf = new_opt.state.get(p_new, {}).get("momentum_buffer")
+        assert buf is None or buf.shape == p_new.shape
+    ran = []
+    for m in new.modules():
+        if isinstance(m, MixedEdge):
+            for k, op in enumerate(m.ops):
+                op.register_forward_hook(lambda *_, k=k: ran.append(k))
+    out = new(x)
+    assert torch.isfinite(out).all()
+    n_edges = 3 * len(darts.edges())
+    assert len(ran) == n_edges * 3  # only the 3 kept ops run on each edge
+
+
+def test_gdas_frc_searches_normal_cells_only():
+    net = DartsSupernet(1, 10, channels=8, layers=5, fixed_reduction=True)
+    assert list(net.alphas) == ["normal"]
+    assert sum(isinstance(c, FixedReductionCell) for c in net.cells) == 2
+    net.generator = torch.Generator().manual_seed(0)
+    net(torch.randn(2, 1, 8, 8)).sum().backward()
+    genotype = net.derive()
+    assert list(genotype.cells) == ["normal"]
+    retrained = build_network(genotype, 1, 10, 8, 5)
+    assert sum(isinstance(c, FixedReductionCell) for c in retrained.cells) == 2
+
+
+def test_snas_keeps_every_edge_with_its_argmax_op():
+    torch.manual_seed(0)
+    probs = torch.softmax(torch.randn(14, len(DARTS_OPS)), 1).numpy()
+    cell = darts.derive_cell_all_edges(probs)
+    flat = [edge for node in cell.nodes for edge in node]
+    assert [j for _, j in flat] == [j for _, j in darts.edges()]
+    assert [op for op, _ in flat] == [DARTS_OPS[k] for k in probs.argmax(1)]
+
+
+def test_nb201_all_ops_algorithms_run_and_derive():
+    for algorithm in ("darts", "snas", "drnas"):
+        net = Nb201Supernet(1, 10, 4, 1, algorithm=algorithm)
+        net.generator = torch.Generator().manual_seed(0)
+        net(torch.randn(2, 1, 8, 8)).sum().backward()
+        assert all(a.grad is not None for a in net.arch_parameters())
+        assert net.derive().arch.count("~") == 6
+
+
+def test_tau_to_end_stops_one_step_above_tau_min():
+    assert tau_at(0, 150, 1.0, 0.03, "to_end") == 1.0
+    last = tau_at(149, 150, 1.0, 0.03, "to_end")
+    assert last == pytest.approx((1 - 149 / 150) * 0.97 + 0.03) and last > 0.03
+    assert tau_at(149, 150, 1.0, 0.03, "to_last_epoch") == pytest.approx(0.03)
+
+
+def test_search_drop_path_skips_identity_ops():
+    edge = MixedEdge([nn.Identity(), nn.Conv2d(2, 2, 1)], ("skip_connect", "conv"))
+    edge.drop_prob = 0.999
+    torch.manual_seed(0)
+    x = torch.ones(64, 2, 2, 2)
+    out = edge(x, torch.tensor([1.0, 0.0]), None)
+    assert torch.equal(out, x)  # identity never dropped
