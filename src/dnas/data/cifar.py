@@ -197,30 +197,40 @@ def read_bin_batch(file: Path, sp: Spec | None = None) -> tuple[np.ndarray, np.n
     return _planar_to_hwc(records[:, sp.label_offset :]), _check_labels(labels, file, sp)
 
 
-def read_py_batch(file: Path, sp: Spec | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """One python-version batch: a pickled dict with `data` (N, 3072) uint8 and the labels
-    (`labels` in CIFAR-10, `fine_labels` in CIFAR-100)."""
-    sp = sp or spec()
-    what = f"a {sp.title} batch"
-    batch = restricted_load(_require(file, sp), NUMPY_ARRAY_GLOBALS, what)
+def load_pickled_batch(
+    file: Path, image_bytes: int, label_key: str, what: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """`data` (N, image_bytes) uint8 and int64 labels from a pickled dict (the CIFAR python
+    batches and the ImageNet16 files), unpickled without running code."""
+    batch = restricted_load(file, NUMPY_ARRAY_GLOBALS, what)
     if not isinstance(batch, dict):
         raise UserError(f"{file} is not {what}: it holds a {type(batch).__name__}")
     # Python 2 pickles read with latin1 have str keys; ones written by Python 3, bytes keys.
     batch = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in batch.items()}
-    data, labels = batch.get("data"), batch.get(sp.label_key)
+    data, labels = batch.get("data"), batch.get(label_key)
     if (
         not isinstance(data, np.ndarray)
         or data.dtype != np.uint8
         or data.ndim != 2
-        or data.shape[1] != IMAGE_BYTES
+        or data.shape[1] != image_bytes
         or labels is None
         or len(labels) != len(data)
     ):
         raise UserError(
-            f"{file} is not {what}: expected 'data' as uint8 (N, {IMAGE_BYTES}) and "
-            f"N {sp.label_key!r}"
+            f"{file} is not {what}: expected a dict with 'data' as uint8 (N, {image_bytes}) and "
+            f"N {label_key!r}"
         )
-    return _planar_to_hwc(data), _check_labels(np.asarray(labels, dtype=np.int64), file, sp)
+    return data, np.asarray(labels, dtype=np.int64)
+
+
+def read_py_batch(file: Path, sp: Spec | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One python-version batch: a pickled dict with `data` (N, 3072) uint8 and the labels
+    (`labels` in CIFAR-10, `fine_labels` in CIFAR-100)."""
+    sp = sp or spec()
+    data, labels = load_pickled_batch(
+        _require(file, sp), IMAGE_BYTES, sp.label_key, f"a {sp.title} batch"
+    )
+    return _planar_to_hwc(data), _check_labels(labels, file, sp)
 
 
 def read_batches(batch_dir: Path, fmt: str, sp: Spec | None = None) -> dict[str, np.ndarray]:

@@ -28,6 +28,7 @@ import torch
 
 from dnas.config import Prepare
 from dnas.data.images import IMAGE_SUFFIXES, decode
+from dnas.data.loader import PassOrder
 from dnas.data.prepared import atomic_dir, verified_file
 from dnas.data.splits import make_splits
 from dnas.errors import UserError
@@ -266,7 +267,7 @@ class _Images(torch.utils.data.Dataset):
         return transform(img, self.train, seed), int(self.labels[index])
 
 
-class FolderLoader:
+class FolderLoader(PassOrder):
     """Batches of normalised images streamed from an image folder, with the `DeviceLoader`
     interface: iteration, `next_batch()`, `state_dict()` / `load_state_dict()`, `len()`."""
 
@@ -300,19 +301,13 @@ class FolderLoader:
         self.pos: int | None = None
         self._stream: Iterator | None = None
 
-    def __len__(self) -> int:
-        n = len(self.items)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
     @property
     def num_examples(self) -> int:
         return len(self.items)
 
     def _start_pass(self) -> None:
-        n = len(self.items)
-        self.order = torch.randperm(n, generator=self.generator) if self.shuffle else None
+        super()._start_pass()
         self.pass_seed = int(torch.randint(0, 1 << 62, (), generator=self.generator))
-        self.pos = 0
         self._stream = None
 
     def _keys(self, b: int) -> list[tuple[int, int]]:

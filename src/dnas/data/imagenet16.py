@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dnas.data.cifar import NUMPY_ARRAY_GLOBALS, restricted_load
+from dnas.data.cifar import load_pickled_batch
 from dnas.data.download import md5_file
 from dnas.errors import UserError
 
@@ -94,24 +94,7 @@ def read_file(file: Path, keep: int, name: str, raw_dir: Path) -> tuple[np.ndarr
             f"{file} has MD5 {actual}, expected {expected} (AutoDL's published checksum): it is "
             "corrupt, truncated or not the original file; copy it again"
         )
-    entry = restricted_load(file, NUMPY_ARRAY_GLOBALS, "an ImageNet16 batch")
-    if isinstance(entry, dict):
-        entry = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in entry.items()}
-    data = entry.get("data") if isinstance(entry, dict) else None
-    labels = entry.get("labels") if isinstance(entry, dict) else None
-    if (
-        not isinstance(data, np.ndarray)
-        or data.dtype != np.uint8
-        or data.ndim != 2
-        or data.shape[1] != IMAGE_BYTES
-        or labels is None
-        or len(labels) != len(data)
-    ):
-        raise UserError(
-            f"{file} is not an ImageNet16 batch: expected a dict with 'data' as uint8 "
-            f"(N, {IMAGE_BYTES}) and N 'labels'"
-        )
-    labels = np.asarray(labels, dtype=np.int64)
+    data, labels = load_pickled_batch(file, IMAGE_BYTES, "labels", "an ImageNet16 batch")
     if labels.size and (labels.min() < 1 or labels.max() > 1000):
         raise UserError(
             f"{file} has labels outside 1..1000 (min {labels.min()}, max {labels.max()}); "

@@ -25,7 +25,32 @@ class Augment:
     cutout: int = 0
 
 
-class DeviceLoader:
+class PassOrder:
+    """Pass bookkeeping shared by the loaders: the length in batches, and for each pass over
+    the data a permutation drawn from the loader's CPU generator and the position in it."""
+
+    batch_size: int
+    shuffle: bool
+    drop_last: bool
+    generator: torch.Generator
+    order: torch.Tensor | None
+    pos: int | None
+
+    @property
+    def num_examples(self) -> int:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        n = self.num_examples
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def _start_pass(self) -> None:
+        n = self.num_examples
+        self.order = torch.randperm(n, generator=self.generator) if self.shuffle else None
+        self.pos = 0
+
+
+class DeviceLoader(PassOrder):
     """Batches of normalised float images from uint8 (N, H, W, C) arrays held on `device`."""
 
     def __init__(
@@ -66,18 +91,9 @@ class DeviceLoader:
         self.order: torch.Tensor | None = None
         self.pos: int | None = None  # next batch of the current pass; None between passes
 
-    def __len__(self) -> int:
-        n = len(self.y)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
     @property
     def num_examples(self) -> int:
         return len(self.y)
-
-    def _start_pass(self) -> None:
-        n = len(self.y)
-        self.order = torch.randperm(n, generator=self.generator) if self.shuffle else None
-        self.pos = 0
 
     def _next(self) -> tuple[torch.Tensor, torch.Tensor]:
         start = self.pos * self.batch_size
