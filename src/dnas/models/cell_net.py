@@ -59,17 +59,20 @@ class AuxiliaryHead(nn.Module):
     inputs such as digits) the pool becomes an adaptive pool to 2x2, the size the 8x8 CIFAR
     map gives, so the rest of the head is unchanged."""
 
+    pool_stride = 3
+    bn_after_768 = True
+
     def __init__(self, c: int, num_classes: int) -> None:
         super().__init__()
         self.relu = nn.ReLU(inplace=False)
-        self.pool = nn.AvgPool2d(5, stride=3, padding=0, count_include_pad=False)
+        self.pool = nn.AvgPool2d(5, stride=self.pool_stride, padding=0, count_include_pad=False)
         self.small_pool = nn.AdaptiveAvgPool2d(2)
         self.features = nn.Sequential(
             nn.Conv2d(c, 128, 1, bias=False),
             nn.BatchNorm2d(128),
             nn.ReLU(inplace=False),
             nn.Conv2d(128, 768, 2, bias=False),
-            nn.BatchNorm2d(768),
+            *([nn.BatchNorm2d(768)] if self.bn_after_768 else []),
             nn.ReLU(inplace=False),
         )
         self.classifier = nn.Linear(768, num_classes)
@@ -80,29 +83,12 @@ class AuxiliaryHead(nn.Module):
         return self.classifier(self.features(x).flatten(1))
 
 
-class AuxiliaryHeadImageNet(nn.Module):
-    """The ImageNet auxiliary classifier (reference §1.8): ReLU, AvgPool 5 stride 2, 1x1 conv
-    to 128, BN, ReLU, 2x2 conv to 768, ReLU, linear; no BN after the 768 conv, as in the GDAS
-    and DARTS code. Maps smaller than 5x5 (tiny test inputs) are pooled to 2x2 instead."""
+class AuxiliaryHeadImageNet(AuxiliaryHead):
+    """The ImageNet auxiliary classifier (reference §1.8): the same with AvgPool 5 stride 2 and
+    no BN after the 768 conv, as in the GDAS and DARTS code."""
 
-    def __init__(self, c: int, num_classes: int) -> None:
-        super().__init__()
-        self.relu = nn.ReLU(inplace=False)
-        self.pool = nn.AvgPool2d(5, stride=2, padding=0, count_include_pad=False)
-        self.small_pool = nn.AdaptiveAvgPool2d(2)
-        self.features = nn.Sequential(
-            nn.Conv2d(c, 128, 1, bias=False),
-            nn.BatchNorm2d(128),
-            nn.ReLU(inplace=False),
-            nn.Conv2d(128, 768, 2, bias=False),
-            nn.ReLU(inplace=False),
-        )
-        self.classifier = nn.Linear(768, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu(x)
-        x = self.pool(x) if min(x.shape[-2:]) >= 5 else self.small_pool(x)
-        return self.classifier(self.features(x).flatten(1))
+    pool_stride = 2
+    bn_after_768 = False
 
 
 def _build_cells(
