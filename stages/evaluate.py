@@ -1,18 +1,19 @@
-"""Stage `evaluate`: test accuracy, loss, parameters and multiply-adds -> metrics/eval.json."""
+"""Stage `evaluate` -> metrics/eval.json. CNNs: test accuracy, loss, parameters and
+multiply-adds. Language models (a text train.dataset): validation and test perplexity (test
+with the model's test_batch_size, 1 as in the papers) and parameters."""
 
-from dnas.config import load_params
+from dnas.config import TEXT_DATASETS, load_params
 from dnas.data import PREPARED_ROOT, load_prepared
 from dnas.errors import run_main
-from dnas.evaluate import count_macs, count_parameters
 from dnas.io import write_json
-from dnas.models import load_model
 from dnas.runtime import pick_device
-from dnas.train.loop import eval_loader, evaluate_loader
 
 
-def main() -> None:
-    p = load_params()
-    device = pick_device(p.common.device)
+def evaluate_cnn(p, device) -> None:
+    from dnas.evaluate import count_macs, count_parameters
+    from dnas.models import load_model
+    from dnas.train.loop import eval_loader, evaluate_loader
+
     model, _ = load_model("models/model.pt", device)
     data = load_prepared(PREPARED_ROOT / p.train.dataset)
     loader = eval_loader(data, device, p.evaluate.batch_size)
@@ -26,6 +27,29 @@ def main() -> None:
     }
     write_json("metrics/eval.json", metrics)
     print(f"test top-1 {result['top1']:.2f}%  params {metrics['params']:,}")
+
+
+def evaluate_language_model(p, device) -> None:
+    from dnas.evaluate import evaluate_perplexity
+    from dnas.models.rnn_lm import load_lm
+
+    model, config = load_lm("models/model.pt", device)
+    data = load_prepared(PREPARED_ROOT / p.train.dataset)
+    metrics = evaluate_perplexity(model, data, config, device)
+    write_json("metrics/eval.json", metrics)
+    print(
+        f"valid perplexity {metrics['valid']['ppl']:.2f}  test perplexity "
+        f"{metrics['test']['ppl']:.2f}  params {metrics['params']:,}"
+    )
+
+
+def main() -> None:
+    p = load_params()
+    device = pick_device(p.common.device)
+    if p.train.dataset in TEXT_DATASETS:
+        evaluate_language_model(p, device)
+    else:
+        evaluate_cnn(p, device)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ def test_the_shipped_params_file_is_valid():
         ({"train": {"epochs": 2.5}}, "train.epochs", "integer"),
         ({"search": {"tau_mx": 3.0}}, "search.tau_mx", "did you mean 'search.tau_max'"),
         ({"serch": {}}, "serch", "did you mean 'search'"),
-        ({"search": {"space": "resnet"}}, "search.space", "'darts' or 'nb201'"),
+        ({"search": {"space": "resnet"}}, "search.space", "'darts', 'nb201' or 'rnn'"),
         ({"search": {"algorithm": "enas"}}, "search.algorithm", "'gdas'"),
         ({"search": {"tau_min": 20.0}}, "search", "tau_min (20.0) must be smaller than tau_max"),
         ({"search": {"lr": 0.01, "lr_min": 0.1}}, "search", "lr_min (0.1) must not exceed lr"),

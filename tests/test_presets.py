@@ -15,18 +15,20 @@ import torch
 import yaml
 
 from dnas.cli import main as cli_main
-from dnas.config import parse_params
+from dnas.config import TEXT_DATASETS, parse_params
 from dnas.data.prepared import load_prepared, write_prepared
 from dnas.data.splits import search_split
+from dnas.data.text import write_text_prepared
 from dnas.evaluate import DATASET_SHAPES
 from dnas.search.loop import run_search
+from dnas.search.rnn_loop import run_rnn_search
 from dnas.spaces.genotype import Genotype
 from dnas.spaces.published import PUBLISHED, SEARCHED, resolve_genotype
+from dnas.train.lm import run_lm_train
 from dnas.train.loop import run_train
 
 PRESET_DIR = Path(__file__).resolve().parents[1] / "presets"
 PRESETS = sorted(p.stem for p in PRESET_DIR.glob("*.yaml") if p.name != "papers.yaml")
-LM_SECTION = "language_model"  # the language-model track (a later issue)
 CPU = torch.device("cpu")
 
 
@@ -35,7 +37,17 @@ def _raw(name: str) -> dict:
 
 
 def _tiny_data(root: Path, name: str):
-    """A handful of random images of `name`'s real shape, in the prepared format."""
+    """A handful of random images of `name`'s real shape, in the prepared format (a few
+    hundred random words for a text corpus)."""
+    if name in TEXT_DATASETS:
+        rng = np.random.default_rng(0)
+        words = [f"w{i}" for i in range(20)]
+        texts = {
+            part: "".join(" ".join(rng.choice(words, 6)) + "\n" for _ in range(n))
+            for part, n in (("train", 30), ("valid", 10), ("test", 10))
+        }
+        write_text_prepared(root / name, name, texts, {"origin": "test"})
+        return load_prepared(root / name)
     shape = DATASET_SHAPES[name]
     rng = np.random.default_rng(0)
     n_train, n_test = 8, 4
@@ -59,7 +71,15 @@ def _tiny_data(root: Path, name: str):
 
 def _tiny(raw: dict, stage: str) -> dict:
     raw = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
-    section = raw[stage]
+    section = raw.setdefault(stage, {})
+    if section.get("dataset") in TEXT_DATASETS:  # the language-model track: shrink the LM
+        rnn = dict(section.get("rnn", {}))
+        rnn.update(bptt=5, emsize=4, nhid=4)
+        if stage == "train":
+            rnn.update(eval_batch_size=2, test_batch_size=1)
+        section.update(epochs=2, batch_size=4, rnn=rnn)
+        raw["common"] = {**raw.get("common", {}), "device": "cpu", "checkpoint_every": 1}
+        return raw
     nb201 = section.get("space") == "nb201" or (
         stage == "train" and raw["search"].get("space") == "nb201"
     )
@@ -78,6 +98,8 @@ def _stand_in(raw: dict) -> Genotype:
     if spec != SEARCHED:
         return resolve_genotype(spec)
     search = raw["search"]
+    if search.get("space") == "rnn":
+        return PUBLISHED["GDAS_RNN"].genotype
     if search.get("space") == "nb201":
         return resolve_genotype("|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+"
                                 "|skip_connect~0|avg_pool_3x3~1|nor_conv_3x3~2|")  # fmt: skip
@@ -90,29 +112,26 @@ def test_presets_exist_for_every_paper_row():
 
 @pytest.mark.parametrize("name", PRESETS)
 def test_preset_passes_params_check(name, capsys):
-    raw = _raw(name)
-    if LM_SECTION in raw:
-        # Needs the language-model track: the rest of the file must be valid, and the only
-        # complaint is the section that track will own.
-        with pytest.raises(SystemExit):
-            cli_main(["params", "check", str(PRESET_DIR / f"{name}.yaml")])
-        assert f"{LM_SECTION}: unknown key" in capsys.readouterr().err
-        parse_params({k: v for k, v in raw.items() if k != LM_SECTION})
-        return
     cli_main(["params", "check", str(PRESET_DIR / f"{name}.yaml")])
     assert ": ok" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("name", [n for n in PRESETS if LM_SECTION not in _raw(n)])
+@pytest.mark.parametrize("name", PRESETS)
 def test_preset_retraining_runs_a_tiny_step(tmp_path, name):
     raw = _tiny(_raw(name), "train")
     dataset = raw["train"]["dataset"]
     # Only the train section matters here (the default search reads digits); the search is
     # tested on its own below.
     prepare = {"datasets": sorted({dataset, "digits"})}
+    if dataset in TEXT_DATASETS and raw["train"].get("genotype", SEARCHED) == SEARCHED:
+        raw["train"]["genotype"] = "GDAS_RNN"  # the stand-in below; the search is tested apart
     p = parse_params({"common": raw["common"], "prepare": prepare, "train": raw["train"]})
     data = _tiny_data(tmp_path, dataset)
     genotype = _stand_in(_raw(name))
+    if genotype.space == "rnn":
+        model, config, metrics = run_lm_train(p, genotype, data, CPU, tmp_path / "live")
+        assert np.isfinite(metrics["valid_ppl"]) and config["test_batch_size"] == 1
+        return
     model, config, metrics = run_train(p, genotype, data, CPU, tmp_path / "live")
     assert np.isfinite(metrics["train_loss"]) and metrics["epochs"] == 2
     if genotype.space == "darts":
@@ -122,12 +141,13 @@ def test_preset_retraining_runs_a_tiny_step(tmp_path, name):
         assert 1 <= metrics["best_epoch"] <= 2
 
 
-@pytest.mark.parametrize("name", [n for n in PRESETS if LM_SECTION not in _raw(n)])
+@pytest.mark.parametrize("name", PRESETS)
 def test_preset_search_runs_a_tiny_step(tmp_path, name):
     raw = _raw(name)
 
     raw = _tiny(raw, "search")
     p = parse_params(raw)
     data = _tiny_data(tmp_path, p.search.dataset)
-    result = run_search(p, data, CPU, tmp_path / "live")
+    run = run_rnn_search if p.search.space == "rnn" else run_search
+    result = run(p, data, CPU, tmp_path / "live")
     result.genotype.validate()

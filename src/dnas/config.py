@@ -169,12 +169,81 @@ class Optim(Section):
         return self
 
 
+class RnnSearch(Section):
+    """`search.rnn`: the recurrent (language-model) search, used when `search.space` is `rnn`
+    (reference §1.9, §2.3). Defaults: DARTS's search settings."""
+
+    bptt: PositiveInt = 35
+    # Sequence length of each batch: bptt (halved with probability 0.05), plus normal noise of
+    # this std (DARTS / AWD; 0 = none, the GDAS search code), clipped to [5, bptt + max_seq_delta].
+    seq_std: NonNegFloat = 5.0
+    max_seq_delta: Annotated[int, Field(ge=0)] = 20
+    emsize: PositiveInt = 300
+    nhid: PositiveInt = 300
+    dropout: Fraction = 0.75  # output (locked)
+    dropouth: Fraction = 0.25  # states before each W (variational)
+    dropoutx: Fraction = 0.75  # input x_t before W0 (variational)
+    dropouti: Fraction = 0.2  # embedded input (locked)
+    dropoute: Fraction = 0.0  # whole words of the embedding
+    alpha: NonNegFloat = 0.0  # activation regularisation (AR) weight
+    beta: NonNegFloat = 1.0e-3  # temporal activation regularisation (TAR) weight
+    # GDAS: hard = one sampled op per edge, straight-through (the GDAS paper); soft = the soft
+    # Gumbel-softmax weights the GDAS RNN code used (reference §1.9, §5 item 6).
+    gumbel: Literal["hard", "soft"] = "hard"
+    # Derivation: one predecessor per node; 'none' excluded (DARTS) or allowed (GDAS RNN code).
+    keep_none: bool = False
+
+    @model_validator(mode="after")
+    def _tied(self) -> RnnSearch:
+        if self.emsize != self.nhid:
+            raise ValueError(
+                f"emsize ({self.emsize}) must equal nhid ({self.nhid}): the decoder shares the "
+                "embedding's weights"
+            )
+        return self
+
+
+class RnnTrain(Section):
+    """`train.rnn`: retraining a recurrent cell as a language model (reference §1.9, §2.3).
+    Defaults: the PTB recipe (emsize = nhid = 850)."""
+
+    bptt: PositiveInt = 35
+    seq_std: NonNegFloat = 5.0  # seq_len ~ N(bptt, seq_std), bptt halved with p = 0.05
+    max_seq_delta: Annotated[int, Field(ge=0)] = 20  # seq_len <= bptt + max_seq_delta
+    emsize: PositiveInt = 850
+    nhid: PositiveInt = 850
+    dropout: Fraction = 0.75
+    dropouth: Fraction = 0.25
+    dropoutx: Fraction = 0.75
+    dropouti: Fraction = 0.2
+    dropoute: Fraction = 0.1
+    alpha: NonNegFloat = 0.0  # AR on the dropped outputs
+    beta: NonNegFloat = 1.0e-3  # TAR on the raw outputs
+    eval_batch_size: PositiveInt = 10  # validation (every epoch)
+    test_batch_size: PositiveInt = 1  # the evaluate stage's test perplexity (the papers: 1)
+    # NT-ASGD: SGD until the validation loss stops improving, then averaged SGD. `nonmono`
+    # evaluations must have passed; rule gdas: val_loss > min(all previous SGD val losses)
+    # (reference §1.9); darts: val_loss > min(those but the last nonmono) (§2.3).
+    asgd: bool = True
+    nonmono: PositiveInt = 5
+    switch_rule: Literal["gdas", "darts"] = "gdas"
+
+    @model_validator(mode="after")
+    def _tied(self) -> RnnTrain:
+        if self.emsize != self.nhid:
+            raise ValueError(
+                f"emsize ({self.emsize}) must equal nhid ({self.nhid}): the decoder shares the "
+                "embedding's weights"
+            )
+        return self
+
+
 class Search(Optim):
     """The search stage. Which reference each option follows is in the README's compatibility
     table and in the docstrings of `dnas.search` (reference §1-§4)."""
 
     dataset: DatasetName = "digits"
-    space: Literal["darts", "nb201"] = "darts"
+    space: Literal["darts", "nb201", "rnn"] = "darts"
     algorithm: Literal["gdas", "darts", "snas", "drnas"] = "gdas"
     # DARTS: 1 = first order, 2 = the unrolled second-order step (reference §2.1). Also DrNAS.
     order: Literal[1, 2] = 1
@@ -211,6 +280,9 @@ class Search(Optim):
     arch_warmup: Annotated[int, Field(ge=0)] = 0
     drnas_reg: Literal["l2", "kl"] = "l2"
     reg_scale: NonNegFloat = 1.0e-3
+    # The recurrent search (space rnn). Left out of model_dump, so the CNN checkpoints'
+    # fingerprints stay as they were.
+    rnn: RnnSearch = Field(default_factory=RnnSearch, exclude=True)
 
     @model_validator(mode="after")
     def _tau_order(self) -> Search:
@@ -226,6 +298,10 @@ class Search(Optim):
             raise ValueError(
                 f"order 2 (the unrolled step) needs algorithm darts or drnas, not "
                 f"{self.algorithm!r}; set search.order to 1"
+            )
+        if self.space == "rnn" and self.algorithm not in ("gdas", "darts"):
+            raise ValueError(
+                f"space rnn is searched with algorithm gdas or darts, not {self.algorithm!r}"
             )
         if self.fixed_reduction and self.space != "darts":
             raise ValueError("fixed_reduction needs space darts (NB201 has no reduction cell)")
@@ -276,6 +352,9 @@ class Train(Optim):
     # The test accuracy reported: final (DARTS, "at the end of training") or best over all
     # epochs (the GDAS code's `obtain_best`, reference §5 item 11); best adds best_test_acc.
     report: Literal["final", "best"] = "final"
+    # Retraining a recurrent cell as a language model. Left out of model_dump, so the CNN
+    # checkpoints' fingerprints stay as they were.
+    rnn: RnnTrain = Field(default_factory=RnnTrain, exclude=True)
 
     @model_validator(mode="after")
     def _warmup_fits(self) -> Train:
@@ -307,12 +386,6 @@ class Params(Section):
         prepared = self.prepare.datasets
         for stage in ("search", "train"):
             name = getattr(self, stage).dataset
-            if name in TEXT_DATASETS:
-                raise ValueError(
-                    f"{stage}.dataset is {name!r}, a text corpus for the language-model track; "
-                    "the CNN search and training need an image dataset: "
-                    f"{', '.join(n for n in prepared if n not in TEXT_DATASETS) or 'digits'}"
-                )
             if name not in prepared:
                 known = [*DATASETS, *self.prepare.custom]
                 close = difflib.get_close_matches(name, known, n=1)
@@ -323,7 +396,52 @@ class Params(Section):
                     f"{stage}.dataset is {name!r} but prepare.datasets {prepared}"
                     f" does not prepare it; add it there"
                 )
+        self._text_track("search", self.search.space == "rnn")
+        lm = train_is_language_model(self)
+        if lm is not None:
+            self._text_track("train", lm)
         return self
+
+    def _text_track(self, stage: str, lm: bool) -> None:
+        """A text dataset goes with the recurrent cell (the language-model track), an image
+        dataset with the CNN spaces; anything else is one clear error."""
+        name = getattr(self, stage).dataset
+        text = name in TEXT_DATASETS
+        if stage == "search":
+            what = "search.space is 'rnn' (the recurrent cell)"
+            fix = "set search.space to darts or nb201"
+        else:
+            what = f"train.genotype {self.train.genotype!r} is a recurrent cell"
+            if self.train.genotype.strip() == "searched":
+                what = "train.genotype 'searched' retrains the rnn search's cell"
+            fix = "retrain a recurrent cell (search.space rnn, or a published *_RNN genotype)"
+        if lm and not text:
+            raise ValueError(
+                f"{what}, a language model: {stage}.dataset needs a text corpus "
+                f"({', '.join(TEXT_DATASETS)}), not {name!r}"
+            )
+        if text and not lm:
+            images = ", ".join(n for n in self.prepare.datasets if n not in TEXT_DATASETS)
+            raise ValueError(
+                f"{stage}.dataset is {name!r}, a text corpus for the language-model track; "
+                f"{fix}, or use an image dataset ({images or 'digits'})"
+            )
+
+
+def train_is_language_model(p: Params) -> bool | None:
+    """Whether `train` retrains a recurrent cell: True for the rnn search's cell or a published
+    recurrent genotype, False for CNN cells, None for a genotype file (known when it is read)."""
+    spec = p.train.genotype.strip()
+    if spec == "searched":
+        return p.search.space == "rnn"
+    if spec.startswith("|"):
+        return False
+    from dnas.spaces.published import published  # lazy: it imports torch
+
+    entry = published(spec)
+    if entry is not None:
+        return entry.genotype.space == "rnn"
+    return None
 
 
 def _model_at(loc: tuple) -> type[BaseModel] | None:

@@ -8,6 +8,7 @@ eval mode, so the auxiliary head and drop-path never run.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -74,3 +75,24 @@ def count_macs(model: nn.Module, input_shape: tuple[int, int, int]) -> int:
             h.remove()
         model.train(was_training)
     return total
+
+
+def perplexity(loss: float) -> float:
+    """exp of the mean cross-entropy per token (natural log)."""
+    return math.exp(loss)
+
+
+def evaluate_perplexity(model: nn.Module, data, config: dict, device) -> dict:
+    """Validation (batch `eval_batch_size`) and test (batch `test_batch_size`, 1 in the papers,
+    reference §1.9) loss and perplexity of a language model, over the whole split in segments
+    of `bptt` with the hidden state carried; and its parameter count (embedding and decoder
+    tied, counted once)."""
+    from dnas.models.rnn_lm import batchify, count_lm_parameters, evaluate_lm
+
+    out: dict = {"params": count_lm_parameters(model), "vocab_size": int(config["vocab_size"])}
+    for split, key in (("valid", "eval_batch_size"), ("test", "test_batch_size")):
+        stream = batchify(getattr(data, split), int(config[key]), device)
+        loss = evaluate_lm(model, stream, int(config["bptt"]))
+        out[split] = {"loss": loss, "ppl": perplexity(loss)}
+        out[f"{split}_tokens"] = int(stream.shape[0] - 1) * int(stream.shape[1])
+    return out

@@ -5,7 +5,9 @@ incoming edges as (op, input node). The cell output concatenates (DARTS) or is (
 nodes in `concat`. A DARTS genotype with only a "normal" cell uses GDAS-FRC's fixed reduction
 cell (reference §1.2; `reduce=None` in the CVPR genotype file). `genotype.json` holds the
 space, the op set, the cells, the final op probabilities per edge, and for NAS-Bench-201 the
-standard architecture string.
+standard architecture string. A recurrent genotype (space `rnn`, reference §1.9) has one cell
+"rnn" with one input node (s0), 8 nodes of one (op, predecessor) each, and concat 1..8 (the
+cell output is their mean).
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from pathlib import Path
 from dnas.errors import UserError
 from dnas.io import write_json
 from dnas.spaces.ops import DARTS_OPS, NB201_OPS
+from dnas.spaces.rnn import RNN_OPS
 
-SPACE_OPS = {"darts": DARTS_OPS, "nb201": NB201_OPS}
-SPACE_CELLS = {"darts": ("normal", "reduce"), "nb201": ("cell",)}
+SPACE_OPS = {"darts": DARTS_OPS, "nb201": NB201_OPS, "rnn": RNN_OPS}
+SPACE_CELLS = {"darts": ("normal", "reduce"), "nb201": ("cell",), "rnn": ("rnn",)}
 
 Edge = tuple[str, int]
 
@@ -99,6 +102,12 @@ class Genotype:
                         raise ValueError(f"cell {name!r} node {node_id}: unknown op {op!r}")
                     if not 0 <= j < node_id:
                         raise ValueError(f"cell {name!r} node {node_id}: bad input node {j}")
+            if self.space == "rnn":
+                if cell.inputs != 1 or any(len(node) != 1 for node in cell.nodes):
+                    raise ValueError(
+                        f"cell {name!r}: a recurrent cell has 1 input node and exactly one "
+                        "(op, predecessor) per node"
+                    )
             last = cell.inputs + len(cell.nodes)
             if not cell.concat or any(not 0 <= c < last for c in cell.concat):
                 raise ValueError(f"cell {name!r}: bad concat {list(cell.concat)}")

@@ -180,3 +180,38 @@ def resolve_genotype(
         f"{key} = {spec!r}: not a published genotype, a NAS-Bench-201 string or a genotype file;"
         f" {hint}use {SEARCHED!r} (the searched cells) or one of: {', '.join(PUBLISHED)}"
     )
+
+
+# --- recurrent cells (the language-model track) --------------------------------------------
+# (op, predecessor) of nodes 1..8, concat 1..8: DARTS_V1 / DARTS_V2 from quark0/darts
+# `rnn/genotypes.py` (reference §2.3), GDAS from NAS-Projects `lib/nas_rnn/genotypes.py`
+# (§1.9). Named with an `_RNN` suffix beside the CNN cells of the same papers. The ImageNet
+# width does not apply (0).
+
+
+def _rnn(entries: list[tuple[str, int]]) -> Genotype:
+    nodes = tuple((entry,) for entry in entries)
+    g = Genotype("rnn", {"rnn": CellSpec(inputs=1, nodes=nodes, concat=tuple(range(1, 9)))})
+    g.validate()
+    return g
+
+
+_RNN_DARTS_SRC = "DARTS, quark0/darts rnn/genotypes.py (reference §2.3)"
+_RNN_GDAS_SRC = "GDAS CVPR 2019, NAS-Projects lib/nas_rnn/genotypes.py (reference §1.9)"
+_DARTS_V1_RNN = [("relu", 0), ("relu", 1), ("tanh", 2), ("relu", 3), ("relu", 4),
+                 ("identity", 1), ("relu", 5), ("relu", 1)]  # fmt: skip
+_DARTS_V2_RNN = [("sigmoid", 0), ("relu", 1), ("relu", 1), ("identity", 1), ("tanh", 2),
+                 ("sigmoid", 5), ("tanh", 3), ("relu", 5)]  # fmt: skip
+_GDAS_RNN = [("relu", 0), ("relu", 0), ("identity", 1), ("relu", 1), ("tanh", 0),
+             ("relu", 2), ("identity", 4), ("identity", 2)]  # fmt: skip
+
+PUBLISHED.update(
+    {
+        p.name: p
+        for p in (
+            Published("DARTS_V1_RNN", _rnn(_DARTS_V1_RNN), _RNN_DARTS_SRC, 0),
+            Published("DARTS_V2_RNN", _rnn(_DARTS_V2_RNN), _RNN_DARTS_SRC, 0),
+            Published("GDAS_RNN", _rnn(_GDAS_RNN), _RNN_GDAS_SRC, 0),
+        )
+    }
+)
