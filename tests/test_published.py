@@ -156,3 +156,15 @@ def test_genotype_info_cli(capsys):
         cli_main(["genotype", "info", "GDAS_V1", "--dataset", "mnist"])
     assert exc.value.code == 2
     assert "--dataset 'mnist': unknown" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "name, dataset, size", [("GDAS_RNN", "ptb", 850), ("DARTS_V2_RNN", "wt2", 700)]
+)
+def test_genotype_info_counts_a_recurrent_cells_language_model(name, dataset, size, capsys):
+    vocab = {"ptb": 10_000, "wt2": 33_278}[dataset]
+    cli_main(["genotype", "info", name, "--dataset", dataset, "--json"])
+    info = json.loads(capsys.readouterr().out)
+    # tied embedding + decoder bias + W0 (2s x 2s) + 8 node matrices (s x 2s)
+    assert info["params"] == vocab * size + vocab + 4 * size * size + 8 * 2 * size * size
+    assert info["macs"] == 4 * size * size + 8 * 2 * size * size + size * vocab

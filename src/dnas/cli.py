@@ -57,9 +57,12 @@ def _genotype_info(args: argparse.Namespace) -> None:
     from dnas.models import build_network
     from dnas.spaces.published import resolve_genotype
 
+    g = resolve_genotype(args.genotype, key="genotype")
+    if g.space == "rnn":
+        return _recurrent_info(args, g)
+    args.dataset = args.dataset or "cifar10"
     if args.dataset not in DATASET_SHAPES:
         raise UserError(f"--dataset {args.dataset!r}: unknown; known: {', '.join(DATASET_SHAPES)}")
-    g = resolve_genotype(args.genotype, key="genotype")
     shape = DATASET_SHAPES[args.dataset]
     channels, layers = default_size(args.genotype, g.space, args.dataset)
     channels = args.channels or channels
@@ -81,6 +84,38 @@ def _genotype_info(args: argparse.Namespace) -> None:
     print(f"{args.genotype} on {args.dataset} (C={channels}, {size})")
     print(f"  parameters:     {params:,} ({params / 1e6:.3f}M, without the auxiliary head)")
     print(f"  multiply-adds:  {macs:,} ({macs / 1e6:.1f}M, conv + linear, one image)")
+
+
+# Vocabulary and the papers' emsize = nhid for the language-model corpora (reference §1.9).
+LM_SIZES = {"ptb": (10_000, 850), "wt2": (33_278, 700)}
+
+
+def _recurrent_info(args: argparse.Namespace, g) -> None:
+    """A recurrent cell's language model: parameters (tied embedding and decoder) and the
+    multiply-adds per token (W0, the 8 node matrices, the decoder)."""
+    import torch
+
+    from dnas.models.rnn_lm import build_lm, count_lm_parameters
+
+    dataset = args.dataset or "ptb"
+    if dataset not in LM_SIZES:
+        raise UserError(
+            f"--dataset {dataset!r}: a recurrent cell needs one of {', '.join(LM_SIZES)}"
+        )
+    vocab, size = LM_SIZES[dataset]
+    size = args.channels or size
+    config = {"vocab_size": vocab, "emsize": size, "nhid": size}
+    config.update(dropout=0.0, dropouth=0.0, dropoutx=0.0, dropouti=0.0, dropoute=0.0)
+    with torch.device("meta"):
+        params = count_lm_parameters(build_lm(g, config))
+    steps = len(g.cells["rnn"].nodes)
+    macs = 2 * size * 2 * size + steps * size * 2 * size + size * vocab
+    if args.json:
+        print(json.dumps({"params": params, "macs": macs}, sort_keys=True))
+        return
+    print(f"{args.genotype} on {dataset} (emsize = nhid = {size}, vocabulary {vocab:,})")
+    print(f"  parameters:     {params:,} ({params / 1e6:.2f}M, tied embedding and decoder)")
+    print(f"  multiply-adds:  {macs:,} ({macs / 1e6:.1f}M per token)")
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -127,7 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument(
         "genotype", help="a published name (GDAS_V1, ...), a genotype file or an NB201 string"
     )
-    info.add_argument("--dataset", default="cifar10", help="input size and classes")
+    info.add_argument(
+        "--dataset", default=None, help="input size and classes (default cifar10; ptb for rnn)"
+    )
     info.add_argument("--channels", type=int, default=None, help="C (default: the paper's)")
     info.add_argument("--layers", type=int, default=None, help="cells (default: the paper's)")
     info.add_argument("--json", action="store_true", help="print {params, macs} as JSON")
