@@ -1,5 +1,9 @@
-"""Stage `search`: run the architecture search, write genotype.json and metrics/search.json."""
+"""Stage `search`: run the architecture search, write genotype.json and metrics/search.json.
 
+Runs data-parallel under `torchrun --nproc_per_node N -m stages.search` (README "Many GPUs");
+rank 0 writes the outputs."""
+
+from dnas import distributed
 from dnas.config import load_params
 from dnas.data import PREPARED_ROOT, load_prepared
 from dnas.errors import run_main
@@ -11,12 +15,14 @@ from dnas.spaces.genotype import save_genotype
 
 def main() -> None:
     p = load_params()
-    device = pick_device(p.common.device)
-    data = load_prepared(PREPARED_ROOT / p.search.dataset)
-    result = run_search(p, data, device, "dvclive/search", "checkpoints/search")
-    save_genotype("genotype.json", result.genotype)
-    write_json("metrics/search.json", result.metrics)
-    print(f"genotype: {result.genotype.arch or 'genotype.json'}")
+    with distributed.session(p.common.device):
+        device = pick_device(p.common.device)
+        data = load_prepared(PREPARED_ROOT / p.search.dataset)
+        result = run_search(p, data, device, "dvclive/search", "checkpoints/search")
+        if distributed.is_main():
+            save_genotype("genotype.json", result.genotype)
+            write_json("metrics/search.json", result.metrics)
+            print(f"genotype: {result.genotype.arch or 'genotype.json'}")
 
 
 if __name__ == "__main__":
