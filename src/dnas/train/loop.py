@@ -84,8 +84,8 @@ def evaluate_loader(
 ) -> dict[str, float]:
     """Mean cross-entropy, top-1 and top-5 accuracy (percent) over a loader. `forward` runs
     the model (its compiled form) if given; under torchrun each rank takes its shard."""
-    fast = fast or FastPath()
-    forward = forward or model
+    fast = FastPath() if fast is None else fast
+    forward = model if forward is None else forward
     model.eval()
     sums = torch.zeros(3, dtype=torch.float64, device=loader.device)
     for x, y in loader:
