@@ -19,7 +19,10 @@ from dnas.spaces.published import resolve_genotype
 from dnas.train.loop import run_train
 
 SWITCHES = ("compile", "bf16", "channels_last", "cudnn_benchmark")
-ARCH = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_3x3~1|+|skip_connect~0|skip_connect~1|nor_conv_3x3~2|"
+ARCH = (
+    "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_3x3~1|"
+    "+|skip_connect~0|skip_connect~1|nor_conv_3x3~2|"
+)
 CPU = torch.device("cpu")
 
 
@@ -84,3 +87,10 @@ def test_fast_path_reaches_the_same_accuracy_within_seed_noise(
     binomial = 100 * (mean / 100 * (1 - mean / 100) / n_test) ** 0.5
     spread = max(statistics.stdev(plain), binomial) * (1 + 1 / len(plain)) ** 0.5
     assert abs(fast - mean) <= 3 * spread, (fast, plain)
+
+
+def test_device_may_name_a_gpu():
+    assert parse_params({"common": {"device": "cuda:1"}}).common.device == "cuda:1"
+    for bad in ("gpu1", "cuda:", "cuda:x"):
+        with pytest.raises(UserError, match=r"common\.device.*cuda:N"):
+            parse_params({"common": {"device": bad}})

@@ -22,17 +22,26 @@ def seed_everything(seed: int) -> None:
 
 
 def pick_device(name: str) -> torch.device:
-    """`auto` takes CUDA when there is a GPU, else the CPU; `cuda` without one is an error.
+    """`auto` takes CUDA when there is a GPU, else the CPU; `cuda` (GPU 0) or `cuda:N` without
+    that GPU is an error.
     Under torchrun each process takes the GPU of its local rank (dnas.distributed)."""
     from dnas import distributed
 
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("common.device = 'cuda' but no CUDA GPU is visible; use auto or cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"common.device = {name!r} but no CUDA GPU is visible; use auto or cpu")
     device = torch.device(name)
-    if device.type == "cuda":
+    if device.type == "cuda" and distributed.world_size() > 1:
         device = torch.device("cuda", distributed.local_rank() % torch.cuda.device_count())
+    elif device.type == "cuda":
+        index = 0 if device.index is None else device.index
+        if index >= torch.cuda.device_count():
+            raise UserError(
+                f"common.device = {name!r} but only {torch.cuda.device_count()} GPUs are visible"
+            )
+        device = torch.device("cuda", index)
+    if device.type == "cuda":
         torch.cuda.set_device(device)
         torch.backends.cudnn.benchmark = True
     return device
