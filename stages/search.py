@@ -1,11 +1,13 @@
 """Stage `search`: run the architecture search, write genotype.json and metrics/search.json.
 
 `search.space: rnn` searches the recurrent cell on a text corpus (dnas.search.rnn_loop); the
-other spaces search CNN cells (dnas.search.loop)."""
+other spaces search CNN cells (dnas.search.loop), data-parallel under
+`torchrun --nproc_per_node N -m stages.search` (README "Many GPUs"); rank 0 writes the outputs."""
 
+from dnas import distributed
 from dnas.config import load_params
 from dnas.data import PREPARED_ROOT, load_prepared
-from dnas.errors import run_main
+from dnas.errors import UserError, run_main
 from dnas.io import write_json
 from dnas.runtime import pick_device
 from dnas.spaces.genotype import save_genotype
@@ -13,16 +15,20 @@ from dnas.spaces.genotype import save_genotype
 
 def main() -> None:
     p = load_params()
-    device = pick_device(p.common.device)
-    data = load_prepared(PREPARED_ROOT / p.search.dataset)
-    if p.search.space == "rnn":
-        from dnas.search.rnn_loop import run_rnn_search as run
-    else:
-        from dnas.search.loop import run_search as run
-    result = run(p, data, device, "dvclive/search", "checkpoints/search")
-    save_genotype("genotype.json", result.genotype)
-    write_json("metrics/search.json", result.metrics)
-    print(f"genotype: {result.genotype.arch or 'genotype.json'}")
+    with distributed.session(p.common.device):
+        device = pick_device(p.common.device)
+        data = load_prepared(PREPARED_ROOT / p.search.dataset)
+        if p.search.space == "rnn":
+            if distributed.world_size() > 1:
+                raise UserError("the recurrent search runs in one process; run it without torchrun")
+            from dnas.search.rnn_loop import run_rnn_search as run
+        else:
+            from dnas.search.loop import run_search as run
+        result = run(p, data, device, "dvclive/search", "checkpoints/search")
+        if distributed.is_main():
+            save_genotype("genotype.json", result.genotype)
+            write_json("metrics/search.json", result.metrics)
+            print(f"genotype: {result.genotype.arch or 'genotype.json'}")
 
 
 if __name__ == "__main__":

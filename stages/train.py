@@ -2,8 +2,10 @@
 genotype.json; or a published name, an NB201 string, a genotype file), save models/model.pt.
 
 A recurrent (rnn) genotype is retrained as a language model on a text corpus
-(dnas.train.lm); the others as CNNs (dnas.train.loop)."""
+(dnas.train.lm); the others as CNNs (dnas.train.loop), data-parallel under
+`torchrun --nproc_per_node N -m stages.train` (README "Many GPUs"); rank 0 writes the outputs."""
 
+from dnas import distributed
 from dnas.config import TEXT_DATASETS, load_params
 from dnas.data import PREPARED_ROOT, load_prepared
 from dnas.errors import UserError, run_main
@@ -14,34 +16,32 @@ from dnas.spaces.published import resolve_genotype
 
 def main() -> None:
     p = load_params()
-    device = pick_device(p.common.device)
-    genotype = resolve_genotype(p.train.genotype, "genotype.json")
-    text = p.train.dataset in TEXT_DATASETS
-    if (genotype.space == "rnn") != text:
-        kind = "a recurrent cell" if genotype.space == "rnn" else f"a {genotype.space} CNN cell"
-        need = "a text corpus" if genotype.space == "rnn" else "an image dataset"
-        raise UserError(
-            f"train.genotype {p.train.genotype!r} is {kind}: train.dataset "
-            f"{p.train.dataset!r} must be {need}"
-        )
-    data = load_prepared(PREPARED_ROOT / p.train.dataset)
-    if text:
-        from dnas.models.rnn_lm import save_lm
-        from dnas.train.lm import run_lm_train
-
-        model, config, metrics = run_lm_train(
+    with distributed.session(p.common.device):
+        device = pick_device(p.common.device)
+        genotype = resolve_genotype(p.train.genotype, "genotype.json")
+        text = p.train.dataset in TEXT_DATASETS
+        if (genotype.space == "rnn") != text:
+            kind = "a recurrent cell" if genotype.space == "rnn" else f"a {genotype.space} CNN cell"
+            need = "a text corpus" if genotype.space == "rnn" else "an image dataset"
+            raise UserError(
+                f"train.genotype {p.train.genotype!r} is {kind}: train.dataset "
+                f"{p.train.dataset!r} must be {need}"
+            )
+        data = load_prepared(PREPARED_ROOT / p.train.dataset)
+        if text:
+            if distributed.world_size() > 1:
+                raise UserError("language-model retraining runs in one process; drop torchrun")
+            from dnas.models.rnn_lm import save_lm as save
+            from dnas.train.lm import run_lm_train as run
+        else:
+            from dnas.models import save_model as save
+            from dnas.train.loop import run_train as run
+        model, config, metrics = run(
             p, genotype, data, device, "dvclive/train", "checkpoints/train"
         )
-        save_lm("models/model.pt", model, genotype, config)
-    else:
-        from dnas.models import save_model
-        from dnas.train.loop import run_train
-
-        model, config, metrics = run_train(
-            p, genotype, data, device, "dvclive/train", "checkpoints/train"
-        )
-        save_model("models/model.pt", model, genotype, config)
-    write_json("metrics/train.json", metrics)
+        if distributed.is_main():
+            save("models/model.pt", model, genotype, config)
+            write_json("metrics/train.json", metrics)
 
 
 if __name__ == "__main__":

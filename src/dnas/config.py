@@ -55,9 +55,23 @@ class Section(BaseModel):
 
 class Common(Section):
     seed: Annotated[int, Field(ge=0)] = 0
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # auto | cpu | cuda | cuda:N (GPU N: one GPU per queued experiment, README "Many GPUs")
+    device: str = "auto"
     # Save a resumable checkpoint every this many epochs (and on SIGTERM / SIGINT).
     checkpoint_every: PositiveInt = 1
+    # The fast path (DESIGN.md "Speed", dnas.runtime.FastPath): auto = on with CUDA, off on
+    # the CPU, where the outputs stay byte-identical to the plain path.
+    compile: bool | Literal["auto"] = "auto"  # torch.compile the retrained network
+    bf16: bool | Literal["auto"] = "auto"  # bfloat16 autocast in search and retraining
+    channels_last: bool | Literal["auto"] = "auto"  # NHWC memory layout
+    cudnn_benchmark: bool | Literal["auto"] = "auto"  # cuDNN autotuning
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, device: str) -> str:
+        if device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", device):
+            return device
+        raise ValueError("Input should be 'auto', 'cpu' or 'cuda' (or cuda:N for GPU N)")
 
 
 class Custom(Section):

@@ -1,10 +1,13 @@
-"""Run-time choices shared by the stages: seeding, the device, and epoch progress output."""
+"""Run-time choices shared by the stages: seeding, the device, the fast path, and epoch
+progress output."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -19,27 +22,105 @@ def seed_everything(seed: int) -> None:
 
 
 def pick_device(name: str) -> torch.device:
-    """`auto` takes CUDA when there is a GPU, else the CPU; `cuda` without one is an error."""
+    """`auto` takes CUDA when there is a GPU, else the CPU; `cuda` (GPU 0) or `cuda:N` without
+    that GPU is an error.
+    Under torchrun each process takes the GPU of its local rank (dnas.distributed)."""
+    from dnas import distributed
+
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("common.device = 'cuda' but no CUDA GPU is visible; use auto or cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"common.device = {name!r} but no CUDA GPU is visible; use auto or cpu")
     device = torch.device(name)
+    if device.type == "cuda" and distributed.world_size() > 1:
+        device = torch.device("cuda", distributed.local_rank() % torch.cuda.device_count())
+    elif device.type == "cuda":
+        index = 0 if device.index is None else device.index
+        if index >= torch.cuda.device_count():
+            raise UserError(
+                f"common.device = {name!r} but only {torch.cuda.device_count()} GPUs are visible"
+            )
+        device = torch.device("cuda", index)
     if device.type == "cuda":
+        torch.cuda.set_device(device)
         torch.backends.cudnn.benchmark = True
     return device
+
+
+# The torch.compile backend. Tests set "aot_eager": it traces and differentiates the graph as
+# inductor does, without the minutes of C++ code generation inductor takes on a CPU.
+COMPILE_BACKEND = "inductor"
+
+
+@dataclass(frozen=True)
+class FastPath:
+    """The speed switches of `common` resolved for a device (DESIGN.md, "Speed"): each
+    `auto` is on with CUDA and off on the CPU, where every switch off leaves the code path,
+    and so the outputs, exactly as without them.
+
+    - compile: `torch.compile` the static retrained network (not the supernet, whose graph
+      changes with every sampled architecture: reference peers §3.2).
+    - bf16: bfloat16 autocast of forward passes and losses; weights, gradients and optimiser
+      states stay float32, and bfloat16's float32 range needs no loss scaling.
+    - channels_last: NHWC weights and inputs, the layout cuDNN's convolutions run natively.
+    - cudnn_benchmark: let cuDNN time its algorithms per shape (GDAS changes which op runs,
+      never the shapes, so the cache warms after each op has run once).
+    """
+
+    compile: bool = False
+    bf16: bool = False
+    channels_last: bool = False
+    cudnn_benchmark: bool = False
+
+    @classmethod
+    def resolve(cls, common, device: torch.device) -> FastPath:
+        """From a `Common` params section: auto -> whether `device` is CUDA."""
+        cuda = torch.device(device).type == "cuda"
+        names = ("compile", "bf16", "channels_last", "cudnn_benchmark")
+        values = {n: getattr(common, n) for n in names}
+        return cls(**{n: cuda if v == "auto" else bool(v) for n, v in values.items()})
+
+    def apply_backends(self, device: torch.device) -> None:
+        """Set the global backend flags (cuDNN autotuning) for this run."""
+        if torch.device(device).type == "cuda":
+            torch.backends.cudnn.benchmark = self.cudnn_benchmark
+
+    def autocast(self, device: torch.device):
+        """A bfloat16 autocast context, or one that does nothing."""
+        if not self.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+
+    def model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """Put `model`'s weights in the chosen layout (in place; returns it)."""
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        return model
+
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last and x.dim() == 4:
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def compiled(self, model: torch.nn.Module):
+        """The callable to run `model` through: compiled, or `model` itself. Its weights stay
+        those of `model`, so checkpoints and saved models keep their keys."""
+        if not self.compile:
+            return model
+        return torch.compile(model, backend=COMPILE_BACKEND)
 
 
 class EpochProgress:
     """Epoch indices with a progress bar on a terminal (the last epoch's numbers beside it),
     and one plain line per epoch otherwise (CI, `dvc queue logs`)."""
 
-    def __init__(self, total: int, desc: str, start: int = 0) -> None:
+    def __init__(self, total: int, desc: str, start: int = 0, quiet: bool = False) -> None:
         self.total = total
         self.desc = desc
         self.start = start
+        self.quiet = quiet  # the other ranks of a torchrun run: rank 0 reports
         self.bar = None
-        if sys.stderr.isatty():
+        if sys.stderr.isatty() and not quiet:
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, initial=start, desc=desc, unit="epoch", dynamic_ncols=True)
@@ -52,6 +133,8 @@ class EpochProgress:
                 self.bar.close()
 
     def report(self, epoch: int, values: dict[str, float]) -> None:
+        if self.quiet:
+            return
         text = {k: f"{v:.4g}" for k, v in values.items()}
         if self.bar is not None:
             self.bar.set_postfix(text, refresh=False)

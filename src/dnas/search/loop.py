@@ -18,6 +18,12 @@ splits the epochs evenly into stages; between stages it prunes each edge to its 
 `arch_warmup` epochs of each stage.
 
 tau (GDAS, SNAS) decays linearly per epoch from tau_max towards tau_min (`tau_schedule`).
+
+The fast path (`common.bf16`, `channels_last`, `cudnn_benchmark`; no compile: the supernet's
+graph changes with every sample) and torchrun data parallelism (dnas.distributed: each rank a
+shard of every batch, the same samples, gradients of weights and alphas averaged) leave a
+single-process run with the switches off exactly as it was. Under torchrun the second-order
+step's virtual weight step uses each rank's own shard (the alpha gradients are averaged).
 """
 
 from __future__ import annotations
@@ -32,11 +38,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from dnas import distributed as dist
 from dnas.checkpoint import (
     Checkpointer,
     GeneratorState,
     capture,
     fingerprint,
+    restore,
     stop_on_signals,
 )
 from dnas.config import Params, Search
@@ -46,7 +54,7 @@ from dnas.evaluate import count_parameters
 from dnas.io import round_floats
 from dnas.models import build_network
 from dnas.optim import sgd_cosine
-from dnas.runtime import EpochProgress, FiniteLossGuard, seed_everything
+from dnas.runtime import EpochProgress, FastPath, FiniteLossGuard, seed_everything
 from dnas.search import drnas
 from dnas.search.architect import first_order, unrolled_arch_grad
 from dnas.search.gdas import tau_at
@@ -120,7 +128,13 @@ def run_search(
     from a checkpoint of the same params and data (see dnas.checkpoint)."""
     s = p.search
     seed_everything(p.common.seed)
-    net = make_supernet(s, data).to(device)
+    fast = FastPath.resolve(p.common, device)
+    fast.apply_backends(device)
+    net = fast.model(make_supernet(s, data).to(device))
+
+    def build(s, data, stage):  # DrNAS's next stage, in the same memory layout
+        return fast.model(make_supernet(s, data, stage))
+
     single_level = s.algorithm == "snas"
     costs = None
     if single_level and s.resource_lambda > 0:
@@ -142,25 +156,37 @@ def run_search(
         if s.arch_grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(net.arch_parameters(), s.arch_grad_clip)
 
-    def weight_step(x, y):
+    # Under torchrun, per-example noise (drop-path) comes from a generator of its own per step
+    # and rank; DrNAS's Dirichlet sample comes from the global generator and must be the same
+    # on every rank, so its steps share theirs.
+    per_rank = s.algorithm != "drnas"
+
+    def noise(key, phase):
+        return dist.step_rng(device, *key, phase, per_rank=per_rank)
+
+    def weight_step(x, y, weight, key):
         w_opt.zero_grad(set_to_none=True)
-        logits = net(x, detach_alpha=True)
-        loss = F.cross_entropy(logits, y)
+        with noise(key, 0), fast.autocast(device):
+            logits = net(fast.inputs(x), detach_alpha=True)
+            loss = F.cross_entropy(logits, y)
         loss.backward()
+        dist.average_gradients(net.weight_parameters(), weight)
         if s.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(net.weight_parameters(), s.grad_clip)
         w_opt.step()
         return loss.detach(), (logits.argmax(1) == y).sum()
 
-    def joint_step(x, y):  # SNAS: weights and alphas from one backward pass
+    def joint_step(x, y, weight, key):  # SNAS: weights and alphas from one backward pass
         w_opt.zero_grad(set_to_none=True)
         a_opt.zero_grad(set_to_none=True)
-        logits = net(x)
-        loss = F.cross_entropy(logits, y)
+        with noise(key, 0), fast.autocast(device):
+            logits = net(fast.inputs(x))
+            loss = F.cross_entropy(logits, y)
         total = loss
         if costs is not None:
             total = loss + s.resource_lambda * resource_penalty(net.last_weights, costs)
         total.backward()
+        dist.average_gradients(net.parameters(), weight)
         if s.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(net.weight_parameters(), s.grad_clip)
         clip_arch()
@@ -168,20 +194,24 @@ def run_search(
         a_opt.step()
         return loss.detach(), (logits.argmax(1) == y).sum()
 
-    def arch_step(xt, yt, xv, yv, epoch):
+    def arch_step(xt, yt, xv, yv, epoch, weight, key):
+        xt, xv = fast.inputs(xt), fast.inputs(xv)
         if not schedule.arch_moves(epoch):  # DrNAS warm-up: watch only
-            with torch.no_grad():
+            with torch.no_grad(), noise(key, 1), fast.autocast(device):
                 logits = net(xv)
-            return F.cross_entropy(logits, yv), (logits.argmax(1) == yv).sum()
+                loss = F.cross_entropy(logits, yv)
+            return loss, (logits.argmax(1) == yv).sum()
         a_opt.zero_grad(set_to_none=True)
-        if s.order == 2:
-            grads, loss, logits = unrolled_arch_grad(
-                net, w_opt, xt, yt, xv, yv, extra_loss=extra_loss
-            )
-            for a, g in zip(net.arch_parameters(), grads):
-                a.grad = g
-        else:
-            loss, logits = first_order(net, xv, yv, extra_loss)
+        with noise(key, 1), fast.autocast(device):  # backward passes run in the forward dtypes
+            if s.order == 2:
+                grads, loss, logits = unrolled_arch_grad(
+                    net, w_opt, xt, yt, xv, yv, extra_loss=extra_loss
+                )
+                for a, g in zip(net.arch_parameters(), grads):
+                    a.grad = g
+            else:
+                loss, logits = first_order(net, xv, yv, extra_loss)
+        dist.average_gradients(net.arch_parameters(), weight)
         clip_arch()
         a_opt.step()
         return loss, (logits.argmax(1) == yv).sum()
@@ -192,13 +222,17 @@ def run_search(
         n = 0
         with torch.no_grad():
             for x, y in valid_loader:
-                logits = net(x)
-                sums += torch.stack(
-                    [F.cross_entropy(logits, y) * len(y), (logits.argmax(1) == y).sum()]
-                ).double()
                 n += len(y)
+                part = dist.shard(x, y)
+                x, y = part.x, part.y
+                with fast.autocast(device):
+                    logits = net(fast.inputs(x))
+                    loss = F.cross_entropy(logits, y)
+                sums += part.tally(
+                    torch.stack([loss * len(y), (logits.argmax(1) == y).sum()]).double()
+                )
         net.train()
-        return sums, n
+        return dist.all_reduce_sum(sums), n
 
     guard = FiniteLossGuard(device, "search", "search.lr or search.arch_lr")
     history: list[dict] = []  # the values logged per epoch
@@ -215,19 +249,24 @@ def run_search(
         "valid_loader": valid_loader,
     }
     checkpointer = Checkpointer(
-        checkpoint_dir,
+        checkpoint_dir if dist.is_main() else None,  # rank 0 alone reads and writes files
         fingerprint(p.common.seed, s.model_dump(), data.card["sha256"]),
         p.common.checkpoint_every,
     )
-    state = checkpointer.load()
+    state = dist.broadcast_object(checkpointer.load())
     if state is not None:
         # A progressive DrNAS run resumed in a later stage: rebuild that stage's network first.
         for stage in range(1, state.get("stage", 0) + 1):
             net, w_opt, scheduler, a_opt = schedule.advance(
-                net, w_opt, scheduler, a_opt, stage, data, make_supernet
+                net, w_opt, scheduler, a_opt, stage, data, build
             )
             stateful.update(model=net, w_opt=w_opt, scheduler=scheduler, a_opt=a_opt)
-        checkpointer.restore(stateful, state, "search")
+        if dist.is_main():
+            checkpointer.restore(stateful, state, "search")
+        else:
+            restore(stateful, state)
+            if state["epoch_state"] is not None:  # rank 0 holds the interrupted epoch's sums
+                state["epoch_state"]["sums"].zero_()
         history, prob_rows = json.loads(state["log"])
         start, epoch_state = state["epoch"], state["epoch_state"]
 
@@ -242,19 +281,22 @@ def run_search(
         }
 
     seconds: list[float] = []
-    with (
-        Live(str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None) as live,
-        stop_on_signals() as stop,
-    ):
+    live = (
+        Live(str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None)
+        if dist.is_main()
+        else dist.NullLive()
+    )
+    with live, stop_on_signals() as request:
+        stop = dist.agreed_stop(request)
         for past in history:  # replaying a resumed run's log gives the same files
             _log(live, past["values"], past["epoch"], prob_rows)
-        progress = EpochProgress(s.epochs, "search", start=start)
+        progress = EpochProgress(s.epochs, "search", start=start, quiet=not dist.is_main())
         for epoch in progress:
             began = time.perf_counter()
             if schedule.starts_stage(epoch) and epoch_state is None:
                 stage = schedule.stage_of(epoch)
                 net, w_opt, scheduler, a_opt = schedule.advance(
-                    net, w_opt, scheduler, a_opt, stage, data, make_supernet
+                    net, w_opt, scheduler, a_opt, stage, data, build
                 )
                 stateful.update(model=net, w_opt=w_opt, scheduler=scheduler, a_opt=a_opt)
             net.tau = tau_at(epoch, s.epochs, s.tau_max, s.tau_min, s.tau_schedule)
@@ -269,25 +311,32 @@ def run_search(
             sums = epoch_state["sums"].to(device)  # loss*n, correct (train, valid)
             n_train, n_valid = epoch_state["n"]
             for xt, yt in train_loader:
+                n_train += len(yt)
+                t_part = dist.shard(xt, yt)
+                xt, yt = t_part.x, t_part.y
+                key = (p.common.seed, epoch, guard.step)
                 if single_level:
-                    lt, ct = joint_step(xt, yt)
+                    lt, ct = joint_step(xt, yt, t_part.weight, key)
                     guard.observe(lt)
-                    sums[:2] += torch.stack([lt * len(yt), ct]).double()
+                    sums[:2] += t_part.tally(torch.stack([lt * len(yt), ct]).double())
                 else:
                     xv, yv = valid_loader.next_batch()
-                    if s.step_order == "weights_first":
-                        lt, ct = weight_step(xt, yt)
-                        lv, cv = arch_step(xt, yt, xv, yv, epoch)
-                    else:
-                        lv, cv = arch_step(xt, yt, xv, yv, epoch)
-                        lt, ct = weight_step(xt, yt)
-                    guard.observe(lt, lv)
-                    sums += torch.stack([lt * len(yt), ct, lv * len(yv), cv]).double()
                     n_valid += len(yv)
-                n_train += len(yt)
+                    v_part = dist.shard(xv, yv)
+                    xv, yv = v_part.x, v_part.y
+                    if s.step_order == "weights_first":
+                        lt, ct = weight_step(xt, yt, t_part.weight, key)
+                        lv, cv = arch_step(xt, yt, xv, yv, epoch, v_part.weight, key)
+                    else:
+                        lv, cv = arch_step(xt, yt, xv, yv, epoch, v_part.weight, key)
+                        lt, ct = weight_step(xt, yt, t_part.weight, key)
+                    guard.observe(lt, lv)
+                    sums[:2] += t_part.tally(torch.stack([lt * len(yt), ct]).double())
+                    sums[2:] += v_part.tally(torch.stack([lv * len(yv), cv]).double())
                 if stop:
+                    dist.agree_on_guard(guard)
                     partial = {
-                        "sums": sums.cpu(),
+                        "sums": dist.all_reduce_sum(sums).cpu(),
                         "n": [n_train, n_valid],
                         "guard": guard.state_dict(),
                     }
@@ -296,7 +345,10 @@ def run_search(
                 test_sums, n_valid = watch_test()
                 sums[2:] = test_sums
             scheduler.step()
+            dist.agree_on_guard(guard)
             guard.check(epoch)
+            dist.all_reduce_sum(sums[:2] if single_level else sums)  # SNAS's test: done
+            dist.broadcast_buffers(net)
             loss_t, correct_t, loss_v, correct_v = sums.tolist()
             values = {
                 "tau": net.tau,

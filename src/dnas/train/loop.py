@@ -5,6 +5,10 @@ drop_path * epoch / epochs, cutout, and optional label smoothing (train loss onl
 is evaluated after every epoch for the curves. `test_acc` is the final model's (DARTS); with
 `report: best` the metrics add the best test accuracy over the epochs and its epoch (the GDAS
 code's `obtain_best`, §5 item 11). The saved model is always the final one.
+
+The fast path (`common.compile`, `bf16`, `channels_last`, `cudnn_benchmark`: dnas.runtime.FastPath)
+and data parallelism under torchrun (dnas.distributed) change how a step runs, not what it
+computes; with every switch off and one process the loop runs as it always has.
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dnas import distributed as dist
 from dnas.checkpoint import (
     Checkpointer,
     capture,
     fingerprint,
+    restore,
     stop_on_signals,
 )
 from dnas.config import Params
@@ -28,7 +34,7 @@ from dnas.data import Prepared
 from dnas.data.loader import DeviceLoader, split_loader
 from dnas.io import round_floats
 from dnas.models import build_network
-from dnas.runtime import EpochProgress, FiniteLossGuard, seed_everything
+from dnas.runtime import EpochProgress, FastPath, FiniteLossGuard, seed_everything
 from dnas.spaces.genotype import Genotype
 from dnas.train.schedule import sgd_schedule
 from dvclive import Live
@@ -73,23 +79,26 @@ def eval_loader(data: Prepared, device: torch.device, batch_size: int) -> Device
 
 
 @torch.no_grad()
-def evaluate_loader(model: nn.Module, loader: DeviceLoader) -> dict[str, float]:
-    """Mean cross-entropy, top-1 and top-5 accuracy (percent) over a loader."""
+def evaluate_loader(
+    model: nn.Module, loader: DeviceLoader, fast: FastPath | None = None, forward=None
+) -> dict[str, float]:
+    """Mean cross-entropy, top-1 and top-5 accuracy (percent) over a loader. `forward` runs
+    the model (its compiled form) if given; under torchrun each rank takes its shard."""
+    fast = FastPath() if fast is None else fast
+    forward = model if forward is None else forward
     model.eval()
     sums = torch.zeros(3, dtype=torch.float64, device=loader.device)
     for x, y in loader:
-        logits = model(x)
+        part = dist.shard(x, y)
+        x, y = part.x, part.y
+        with fast.autocast(loader.device):
+            logits = forward(fast.inputs(x))
+            loss = F.cross_entropy(logits, y, reduction="sum")
         k = min(5, logits.shape[1])
         topk = logits.topk(k, dim=1).indices
         hits = topk == y.unsqueeze(1)
-        sums += torch.stack(
-            [
-                F.cross_entropy(logits, y, reduction="sum"),
-                hits[:, 0].sum(),
-                hits.any(dim=1).sum(),
-            ]
-        ).double()
-    loss, top1, top5 = sums.tolist()
+        sums += part.tally(torch.stack([loss, hits[:, 0].sum(), hits.any(dim=1).sum()]).double())
+    loss, top1, top5 = dist.all_reduce_sum(sums).tolist()
     n = loader.num_examples
     return {"loss": loss / n, "top1": 100.0 * top1 / n, "top5": 100.0 * top5 / n}
 
@@ -108,6 +117,8 @@ def run_train(
     checkpoint of the same params, genotype and data (see dnas.checkpoint)."""
     t = p.train
     seed_everything(p.common.seed)
+    fast = FastPath.resolve(p.common, device)
+    fast.apply_backends(device)
     config = {
         "in_channels": data.channels,
         "num_classes": data.num_classes,
@@ -117,7 +128,8 @@ def run_train(
     }
     if genotype.space == "darts" and network_kind(p) == "imagenet":
         config["network"] = "imagenet"  # only when set, so CIFAR model files stay as they were
-    model = build_network(genotype, **config).to(device)
+    model = fast.model(build_network(genotype, **config).to(device))
+    forward = fast.compiled(model)
     loader = train_loader(p, data, device)
     test = eval_loader(data, device, p.evaluate.batch_size)
     opt, scheduler = sgd_schedule(model.parameters(), t)
@@ -127,7 +139,7 @@ def run_train(
     start = 0
     stateful = {"model": model, "opt": opt, "scheduler": scheduler, "loader": loader}
     checkpointer = Checkpointer(
-        checkpoint_dir,
+        checkpoint_dir if dist.is_main() else None,  # rank 0 alone reads and writes files
         fingerprint(
             p.common.seed,
             _fingerprint_fields(t),
@@ -137,8 +149,14 @@ def run_train(
         ),
         p.common.checkpoint_every,
     )
-    state = checkpointer.resume(stateful, "train")
+    state = dist.broadcast_object(checkpointer.load())
     if state is not None:
+        if dist.is_main():
+            checkpointer.restore(stateful, state, "train")
+        else:
+            restore(stateful, state)
+            if state["epoch_state"] is not None:  # rank 0 holds the interrupted epoch's sums
+                state["epoch_state"]["sums"].zero_()
         history = json.loads(state["log"])
         start, epoch_state = state["epoch"], state["epoch_state"]
 
@@ -146,13 +164,16 @@ def run_train(
         log = json.dumps(history)
         return {**capture(stateful), "log": log, "epoch": epoch, "epoch_state": partial}
 
-    with (
-        Live(str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None) as live,
-        stop_on_signals() as stop,
-    ):
+    live = (
+        Live(str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None)
+        if dist.is_main()
+        else dist.NullLive()
+    )
+    with live, stop_on_signals() as request:
+        stop = dist.agreed_stop(request)
         for past in history:  # replaying a resumed run's log gives the same files
             _log(live, past)
-        progress = EpochProgress(t.epochs, "train", start=start)
+        progress = EpochProgress(t.epochs, "train", start=start, quiet=not dist.is_main())
         for epoch in progress:
             if hasattr(model, "set_drop_prob"):
                 model.set_drop_prob(t.drop_path * epoch / t.epochs)
@@ -165,30 +186,37 @@ def run_train(
                 guard.load_state_dict(epoch_state["guard"])
             sums = epoch_state["sums"].to(device)
             for x, y in loader:
+                part = dist.shard(x, y)
+                x, y = part.x, part.y
                 opt.zero_grad(set_to_none=True)
-                out = model(x)
-                logits, aux = out if isinstance(out, tuple) else (out, None)
-                loss = F.cross_entropy(logits, y, label_smoothing=t.label_smoothing)
-                if aux is not None:
-                    loss = loss + t.auxiliary_weight * F.cross_entropy(
-                        aux, y, label_smoothing=t.label_smoothing
-                    )
+                with dist.step_rng(device, p.common.seed, epoch, guard.step), fast.autocast(device):
+                    out = forward(fast.inputs(x))
+                    logits, aux = out if isinstance(out, tuple) else (out, None)
+                    loss = F.cross_entropy(logits, y, label_smoothing=t.label_smoothing)
+                    if aux is not None:
+                        loss = loss + t.auxiliary_weight * F.cross_entropy(
+                            aux, y, label_smoothing=t.label_smoothing
+                        )
                 loss.backward()
+                dist.average_gradients(model.parameters(), part.weight)
                 if t.grad_clip > 0:
                     nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
                 opt.step()
                 guard.observe(loss)
-                sums += torch.stack(
-                    [loss.detach() * len(y), (logits.argmax(1) == y).sum()]
-                ).double()
+                sums += part.tally(
+                    torch.stack([loss.detach() * len(y), (logits.argmax(1) == y).sum()]).double()
+                )
                 if stop:
-                    partial = {"sums": sums.cpu(), "guard": guard.state_dict()}
+                    dist.agree_on_guard(guard)
+                    partial = {"sums": dist.all_reduce_sum(sums).cpu(), "guard": guard.state_dict()}
                     raise checkpointer.interrupt(functools.partial(snapshot, epoch, partial))
             scheduler.step()
+            dist.agree_on_guard(guard)
             guard.check(epoch)
-            loss_sum, correct = sums.tolist()
+            loss_sum, correct = dist.all_reduce_sum(sums).tolist()
             n = loader.num_examples
-            result = evaluate_loader(model, test)
+            dist.broadcast_buffers(model)
+            result = evaluate_loader(model, test, fast, forward)
             values = {
                 "lr": lr,
                 "loss/train": loss_sum / n,
