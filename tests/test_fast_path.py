@@ -67,9 +67,10 @@ def test_compile_and_channels_last_compute_the_same_training(aot_eager, digits_p
     plain = _train(digits_prepared, tmp_path, 0, 1)
     fast = _train(digits_prepared, tmp_path, 0, 1, compile=True, channels_last=True)
     # float32 throughout: only the order of floating-point sums differs, so the epoch's mean
-    # training loss (over 1437 images, 23 steps) agrees closely (measured: 5e-5 relative).
+    # training loss (over 1437 images, 23 steps) agrees closely (measured: 5e-5 relative with
+    # one thread, 3e-3 with two, as the rounding differences compound over the steps).
     # Accuracies after one epoch are sensitive: rounding moves images across the argmax.
-    assert fast["train_loss"] == pytest.approx(plain["train_loss"], rel=5e-4)
+    assert fast["train_loss"] == pytest.approx(plain["train_loss"], rel=1e-2)
     assert fast["train_acc"] == pytest.approx(plain["train_acc"], abs=1.5)  # 21 of 1437
 
 
