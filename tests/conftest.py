@@ -4,6 +4,15 @@ import pytest
 
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Parallel workers share the cores: one thread each (also for the stages and torchrun
+    # processes the tests start), or the thread pools oversubscribe the machine.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["MKL_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
 
 @pytest.fixture(scope="session")
 def digits_prepared(tmp_path_factory):
