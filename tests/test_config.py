@@ -119,3 +119,31 @@ def test_cli_params_check(tmp_path, capsys):
         main(["params", "check", str(bad)])
     assert exit_info.value.code == 2
     assert "search.epochs = 'zero'" in capsys.readouterr().err
+
+
+def _missing_keys(model, raw: dict, prefix: str = "") -> list[str]:
+    from pydantic import BaseModel
+
+    missing = []
+    for name, field in model.model_fields.items():
+        if name not in raw:
+            missing.append(prefix + name)
+            continue
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel) and isinstance(raw[name], dict):
+            missing += _missing_keys(ann, raw[name], f"{prefix}{name}.")
+    return missing
+
+
+PARAMS_FILES = ["params.yaml"] + sorted(
+    f"presets/{p.name}" for p in (ROOT / "presets").glob("*.yaml") if p.name != "papers.yaml"
+)
+
+
+@pytest.mark.parametrize("name", PARAMS_FILES)
+def test_params_files_list_every_key_so_exp_run_can_set_it(name):
+    """`dvc exp run -S search.order=2` can only override keys that the params file has."""
+    from dnas.config import Params
+
+    raw = yaml.safe_load((ROOT / name).read_text())
+    assert _missing_keys(Params, raw) == []
