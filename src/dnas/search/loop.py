@@ -289,7 +289,7 @@ def run_search(
     with live, stop_on_signals() as request:
         stop = dist.agreed_stop(request)
         for past in history:  # replaying a resumed run's log gives the same files
-            _log(live, past["values"], past["epoch"], prob_rows)
+            log_epoch(live, past["values"], past["epoch"], prob_rows)
         progress = EpochProgress(s.epochs, "search", start=start, quiet=not dist.is_main())
         for epoch in progress:
             began = time.perf_counter()
@@ -359,9 +359,9 @@ def run_search(
                 "acc/valid": 100.0 * correct_v / n_valid,
             }
             values = round_floats(values)  # 6 significant digits, as in the JSON outputs
-            prob_rows.extend(_prob_rows(epoch, net))
+            prob_rows.extend(arch_prob_rows(epoch, net))
             history.append({"epoch": epoch, "values": values})
-            _log(live, values, epoch, prob_rows)
+            log_epoch(live, values, epoch, prob_rows)
             progress.report(epoch, values)
             epoch_state = None
             checkpointer.after_epoch(epoch, s.epochs, functools.partial(snapshot, epoch + 1, None))
@@ -392,7 +392,8 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def _log(live: Live, values: dict, epoch: int, prob_rows: list[dict]) -> None:
+def log_epoch(live: Live, values: dict, epoch: int, prob_rows: list[dict]) -> None:
+    """One epoch's values and the op probabilities so far, to dvclive (search loops)."""
     for name, value in values.items():
         live.log_metric(name, value)
     rows = [r for r in prob_rows if r["epoch"] <= epoch]
@@ -400,7 +401,8 @@ def _log(live: Live, values: dict, epoch: int, prob_rows: list[dict]) -> None:
     live.next_step()
 
 
-def _prob_rows(epoch: int, net: Supernet) -> list[dict]:
+def arch_prob_rows(epoch: int, net) -> list[dict]:
+    """One row per cell type, edge and op: the op's probability after `epoch`."""
     rows = []
     for cell, edges in net.derive().probs.items():
         for edge, ops in edges.items():

@@ -44,7 +44,7 @@ from dnas.models.rnn_lm import (
 )
 from dnas.runtime import EpochProgress, FiniteLossGuard, seed_everything
 from dnas.search.gdas import tau_at
-from dnas.search.loop import SearchResult, peak_memory_mb
+from dnas.search.loop import SearchResult, arch_prob_rows, log_epoch, peak_memory_mb
 from dnas.search.rnn import RNNSupernet, first_order, unrolled_arch_grad
 from dnas.spaces.genotype import Genotype
 from dvclive import Live
@@ -146,7 +146,7 @@ def run_rnn_search(
         stop_on_signals() as stop,
     ):
         for past in history:
-            _log(live, past["values"], past["epoch"], prob_rows)
+            log_epoch(live, past["values"], past["epoch"], prob_rows)
         progress = EpochProgress(s.epochs, "search", start=start)
         for epoch in progress:
             began = time.perf_counter()
@@ -203,9 +203,9 @@ def run_rnn_search(
                 "ppl/valid": math.exp(loss_v / n_v),
             }
             values = round_floats(values)
-            prob_rows.extend(_prob_rows(epoch, net))
+            prob_rows.extend(arch_prob_rows(epoch, net))
             history.append({"epoch": epoch, "values": values})
-            _log(live, values, epoch, prob_rows)
+            log_epoch(live, values, epoch, prob_rows)
             progress.report(epoch, values)
             epoch_state = None
             checkpointer.after_epoch(epoch, s.epochs, functools.partial(snapshot, epoch + 1, None))
@@ -226,20 +226,3 @@ def run_rnn_search(
         },
     }
     return SearchResult(genotype=genotype, metrics=metrics)
-
-
-def _log(live: Live, values: dict, epoch: int, prob_rows: list[dict]) -> None:
-    for name, value in values.items():
-        live.log_metric(name, value)
-    rows = [row for row in prob_rows if row["epoch"] <= epoch]
-    live.log_plot("arch_probs", rows, x="epoch", y="prob", template="linear")
-    live.next_step()
-
-
-def _prob_rows(epoch: int, net: RNNSupernet) -> list[dict]:
-    table = net.derive().probs["rnn"]
-    return [
-        {"epoch": epoch, "cell": "rnn", "edge": edge, "op": op, "prob": round_floats(prob)}
-        for edge, ops in table.items()
-        for op, prob in ops.items()
-    ]
