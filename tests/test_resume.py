@@ -2,7 +2,6 @@
 stale and corrupt checkpoints are set aside, never resumed from."""
 
 import dataclasses
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from dnas.config import parse_params
 from dnas.io import MEASURED, dumps_json
 from dnas.search import loop as search_loop
 from dnas.train import loop as train_loop
+from tests.interrupt import files, interrupt_at
 
 TINY = {
     "search": {"epochs": 3, "channels": 4, "layers": 3, "batch_size": 128},
@@ -22,38 +22,11 @@ TINY = {
 CPU = torch.device("cpu")
 
 
-def _files(directory: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(directory)): p.read_bytes()
-        for p in sorted(directory.rglob("*"))
-        if p.is_file()
-    }
-
-
-class _StopAfter:
-    """A stop request that turns true after `n` checks (one check per step)."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def __bool__(self) -> bool:
-        self.n -= 1
-        return self.n < 0
-
-
-def _interrupt_at(monkeypatch, module, step: int):
-    @contextmanager
-    def fake():
-        yield _StopAfter(step)
-
-    monkeypatch.setattr(module, "stop_on_signals", fake)
-
-
 def _search(params, data, root: Path):
     result = search_loop.run_search(params, data, CPU, root / "live", root / "ckpt")
     genotype = dumps_json(result.genotype.to_json())
     metrics = {k: v for k, v in result.metrics.items() if k != MEASURED}  # timings differ
-    return genotype + dumps_json(metrics), _files(root / "live"), _files(root / "ckpt")
+    return genotype + dumps_json(metrics), files(root / "live"), files(root / "ckpt")
 
 
 @pytest.mark.parametrize("stop_step", [7, 12])  # mid-epoch 2; the end of epoch 2 (6 steps each)
@@ -62,7 +35,7 @@ def test_interrupted_search_resumes_to_the_same_bytes(
 ):
     params = parse_params(TINY)
     expected = _search(params, digits_prepared, tmp_path / "a")
-    _interrupt_at(monkeypatch, search_loop, stop_step)
+    interrupt_at(monkeypatch, search_loop, stop_step)
     with pytest.raises(Interrupted, match="checkpoint saved"):
         _search(params, digits_prepared, tmp_path / "b")
     monkeypatch.undo()
@@ -78,7 +51,7 @@ def test_progressive_drnas_resumes_in_its_second_stage(monkeypatch, tmp_path, di
     splits = {k: v[:256] for k, v in card["splits"].items()}  # 2 steps per epoch
     data = dataclasses.replace(digits_prepared, card={**card, "splits": splits})
     expected = _search(params, data, tmp_path / "a")
-    _interrupt_at(monkeypatch, search_loop, 2 * 2 + 1)  # mid-epoch 3, in stage 2
+    interrupt_at(monkeypatch, search_loop, 2 * 2 + 1)  # mid-epoch 3, in stage 2
     with pytest.raises(Interrupted, match="checkpoint saved"):
         _search(params, data, tmp_path / "b")
     monkeypatch.undo()
@@ -90,14 +63,14 @@ def _train(params, genotype, data, root: Path):
         params, genotype, data, CPU, root / "live", root / "ckpt"
     )
     weights = b"".join(v.numpy().tobytes() for v in model.state_dict().values())
-    return dumps_json(metrics), weights, _files(root / "live"), _files(root / "ckpt")
+    return dumps_json(metrics), weights, files(root / "live"), files(root / "ckpt")
 
 
 def test_interrupted_retraining_resumes_to_the_same_bytes(monkeypatch, tmp_path, digits_prepared):
     params = parse_params({**TINY, "train": {**TINY["train"], "drop_path": 0.2}})
     genotype = search_loop.make_supernet(params.search, digits_prepared).derive()
     expected = _train(params, genotype, digits_prepared, tmp_path / "a")
-    _interrupt_at(monkeypatch, train_loop, 8)  # 12 steps per epoch: mid-epoch 1
+    interrupt_at(monkeypatch, train_loop, 8)  # 12 steps per epoch: mid-epoch 1
     with pytest.raises(Interrupted):
         _train(params, genotype, digits_prepared, tmp_path / "b")
     monkeypatch.undo()
@@ -143,6 +116,6 @@ def test_a_stale_search_checkpoint_starts_from_scratch(tmp_path, digits_prepared
 
 
 def test_a_signal_without_checkpointing_still_stops(monkeypatch, tmp_path, digits_prepared):
-    _interrupt_at(monkeypatch, search_loop, 2)
+    interrupt_at(monkeypatch, search_loop, 2)
     with pytest.raises(Interrupted, match="not checkpointing"):
         search_loop.run_search(parse_params(TINY), digits_prepared, CPU, tmp_path / "live")

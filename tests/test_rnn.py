@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +35,7 @@ from dnas.spaces.published import PUBLISHED, resolve_genotype
 from dnas.spaces.rnn import RNN_OPS, derive_cell
 from dnas.train import lm as train_lm
 from dnas.train.lm import ParamAverage, nt_asgd_switch
+from tests.interrupt import files, interrupt_at
 
 CPU = torch.device("cpu")
 NO_DROP = dict.fromkeys(("dropout", "dropouth", "dropoutx", "dropouti", "dropoute"), 0.0)
@@ -446,36 +446,11 @@ def test_rnn_keys_stay_out_of_the_cnn_fingerprint():
 # --- runs, resume, plots --------------------------------------------------------------------
 
 
-def _files(directory: Path) -> dict[str, bytes]:
-    return {
-        str(f.relative_to(directory)): f.read_bytes()
-        for f in sorted(directory.rglob("*"))
-        if f.is_file()
-    }
-
-
-class _StopAfter:
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def __bool__(self) -> bool:
-        self.n -= 1
-        return self.n < 0
-
-
-def _interrupt_at(monkeypatch, module, step: int):
-    @contextmanager
-    def fake():
-        yield _StopAfter(step)
-
-    monkeypatch.setattr(module, "stop_on_signals", fake)
-
-
 def _search(p, data, root):
     result = rnn_loop.run_rnn_search(p, data, CPU, root / "live", root / "ckpt")
     metrics = {k: v for k, v in result.metrics.items() if k != "cost"}
     text = dumps_json(result.genotype.to_json()) + dumps_json(metrics)
-    return text, _files(root / "live"), _files(root / "ckpt")
+    return text, files(root / "live"), files(root / "ckpt")
 
 
 @pytest.mark.parametrize("algorithm, order", [("gdas", 1), ("darts", 2)])
@@ -484,7 +459,7 @@ def test_interrupted_rnn_search_resumes_to_the_same_bytes(
 ):
     p = tiny_params(search__algorithm=algorithm, search__order=order)
     expected = _search(p, corpus, tmp_path / "a")
-    _interrupt_at(monkeypatch, rnn_loop, 5)  # mid-epoch 1
+    interrupt_at(monkeypatch, rnn_loop, 5)  # mid-epoch 1
     with pytest.raises(Interrupted, match="checkpoint saved"):
         _search(p, corpus, tmp_path / "b")
     monkeypatch.undo()
@@ -496,14 +471,14 @@ def _train(p, data, root):
         p, PUBLISHED["GDAS_RNN"].genotype, data, CPU, root / "live", root / "ckpt"
     )
     weights = b"".join(v.numpy().tobytes() for v in model.state_dict().values())
-    return dumps_json(metrics), weights, _files(root / "live"), _files(root / "ckpt")
+    return dumps_json(metrics), weights, files(root / "live"), files(root / "ckpt")
 
 
 def test_interrupted_lm_retraining_resumes_to_the_same_bytes(monkeypatch, tmp_path, corpus):
     p = tiny_params(train__epochs=4)  # nonmono 1: ASGD starts during the run
     expected = _train(p, corpus, tmp_path / "a")
     assert 1 <= json.loads(expected[0])["asgd_epoch"] <= 3  # the interruption hits ASGD
-    _interrupt_at(monkeypatch, train_lm, 70)  # in epoch 4
+    interrupt_at(monkeypatch, train_lm, 70)  # in epoch 4
     with pytest.raises(Interrupted):
         _train(p, corpus, tmp_path / "b")
     monkeypatch.undo()
