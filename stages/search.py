@@ -8,7 +8,7 @@ from dnas import distributed
 from dnas.config import load_params
 from dnas.data import PREPARED_ROOT, load_prepared
 from dnas.errors import UserError, run_main
-from dnas.io import write_json
+from dnas.io import MEASURED, write_json
 from dnas.runtime import pick_device
 from dnas.spaces.genotype import save_genotype
 
@@ -27,7 +27,11 @@ def main() -> None:
         result = run(p, data, device, "dvclive/search", "checkpoints/search")
         if distributed.is_main():
             save_genotype("genotype.json", result.genotype)
-            write_json("metrics/search.json", result.metrics)
+            # The run's timings and memory are measurements of this machine, not results:
+            # they go beside the outputs, in a file DVC does not track (README "Outputs").
+            metrics = dict(result.metrics)
+            write_json("measurements/search.json", metrics.pop(MEASURED))
+            write_json("metrics/search.json", metrics)
             print(f"genotype: {result.genotype.arch or 'genotype.json'}")
 
 

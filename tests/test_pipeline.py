@@ -82,7 +82,7 @@ def repo(tmp_path_factory):
 def test_repro_runs_every_stage_then_nothing(repo):
     path, run = repo
     _, out = run("dvc", "repro")
-    for stage in ("prepare@digits", "search", "train", "evaluate", "plots"):
+    for stage in ("validate", "prepare@digits", "search", "train", "evaluate", "plots"):
         assert f"Running stage '{stage}'" in out
     genotype = json.loads((path / "genotype.json").read_text())
     assert genotype["space"] == "darts" and set(genotype["cells"]) == {"normal", "reduce"}
@@ -146,13 +146,107 @@ def test_nb201_space_runs_end_to_end(repo):
     run("dvc", "checkout", "-q")
 
 
-def test_bad_value_stops_with_one_message(repo):
+def _produced(path: Path) -> dict[str, bytes]:
+    """The bytes of what the pipeline produced (cached and git-tracked outputs)."""
+    files = [*(path / "data" / "prepared").rglob("*"), path / "models" / "model.pt"]
+    files += [path / "genotype.json", *(path / "metrics").glob("*.json")]
+    return {str(f.relative_to(path)): f.read_bytes() for f in files if f.is_file()}
+
+
+def _status_clean(run) -> None:
+    _, out = run("dvc", "status")
+    assert "up to date" in out, out
+    _, out = run("dvc", "repro", "--dry")
+    assert "Running stage" not in out, out
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("search.tau_max=abc", "search.tau_max = 'abc'"),
+        ("search.dataset=mnist", "search.dataset"),
+        ("prepare.test_fraction=0.99", "prepare.test_fraction"),
+    ],
+)
+def test_bad_value_stops_before_any_output_is_removed(repo, setting, message):
+    """The validation stage runs first: DVC removes a stage's outputs only when it runs the
+    stage, so a bad value costs nothing; the README's recovery recipe brings back a clean
+    `dvc status`."""
     path, run = repo
-    code, out = run("dvc", "exp", "run", "-S", "search.tau_max=abc", check=False)
+    before = _produced(path)
+    code, out = run("dvc", "exp", "run", "-S", setting, check=False)
     assert code != 0
-    assert "search.tau_max = 'abc'" in out and "Traceback" not in out
+    assert message in out and "Traceback" not in out and "Errno" not in out, out
+    assert "Running stage 'prepare" not in out and "Running stage 'search'" not in out
+    assert _produced(path) == before  # the prepared data, model and metrics are intact
     run("git", "checkout", "-q", ".")
-    run("dvc", "checkout", "-q", check=False)
+    run("dvc", "checkout", "--force", "-q")
+    _status_clean(run)
+
+
+def test_dvc_status_is_clean_after_each_documented_workflow(repo):
+    """repro; exp run; `git checkout . && dvc checkout`: nothing looks stale, in particular
+    not the checkpoints a finished search and retraining leave behind (they live outside the
+    DVC outputs, guarded by their fingerprint)."""
+    path, run = repo
+    run("dvc", "repro")
+    assert (path / "checkpoints" / "search" / "last.pt").is_file()
+    _status_clean(run)
+    run("dvc", "exp", "run", "-S", "search.tau_max=3", "-n", "tau3")
+    _status_clean(run)
+    run("git", "checkout", "-q", ".")
+    run("dvc", "checkout", "-q")
+    _status_clean(run)
+    # a corrupted output (cached: the model) and the README's recovery recipe
+    (path / "models" / "model.pt").write_bytes(b"corrupt")
+    run("git", "checkout", "-q", ".")
+    run("dvc", "checkout", "--force", "-q")
+    _status_clean(run)
+
+
+def test_a_permuted_but_equal_genotype_does_not_retrain(repo):
+    """Genotypes are written in one canonical order: the same architecture with its edges in
+    another order gives the same bytes, so DVC sees nothing to retrain."""
+    from dnas.spaces.genotype import CellSpec, Genotype, save_genotype
+
+    path, run = repo
+    original = (path / "genotype.json").read_bytes()
+    g = Genotype.from_json(json.loads(original))
+    permuted = Genotype(
+        g.space,
+        {n: CellSpec(c.inputs, tuple(node[::-1] for node in c.nodes), c.concat)
+         for n, c in g.cells.items()},  # fmt: skip
+        probs=g.probs,
+        arch=g.arch,
+    )
+    save_genotype(path / "genotype.json", permuted)
+    assert (path / "genotype.json").read_bytes() == original
+    _, out = run("dvc", "status", "train")
+    assert "genotype.json" not in out, out
+
+
+def test_a_second_clone_pulls_from_a_remote_instead_of_recomputing(repo, tmp_path):
+    """README "Sharing results": push the cached outputs (prepared data, the model) to a
+    remote; a fresh clone pulls them and has nothing to reproduce."""
+    path, run = repo
+    remote = tmp_path / "remote"
+    run("dvc", "remote", "add", "-d", "-f", "store", str(remote))
+    run("git", "add", ".dvc/config")
+    run("git", "commit", "-qm", "a remote")
+    run("dvc", "push")
+    clone = tmp_path / "clone"
+    run("git", "clone", "-q", str(path), str(clone))
+
+    def in_clone(*cmd):
+        proc = subprocess.run(cmd, cwd=clone, env=run.env, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout + proc.stderr
+
+    in_clone("dvc", "pull")
+    assert (clone / "models" / "model.pt").read_bytes() == (path / "models/model.pt").read_bytes()
+    assert "up to date" in in_clone("dvc", "status")
+    out = in_clone("dvc", "repro")
+    assert "Running stage" not in out, out
 
 
 def test_same_seed_same_bytes(tmp_path, digits_prepared):

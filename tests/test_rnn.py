@@ -432,10 +432,26 @@ def test_language_model_params_are_accepted():
     transfer = parse_params(
         {
             "prepare": {"datasets": ["digits", "wt2"]},
-            "train": {"dataset": "wt2", "genotype": "GDAS_RNN"},
+            "train": {"dataset": "wt2", "genotype": "GDAS_RNN", "rnn": {}},
         }
     )
     assert transfer.train.dataset == "wt2"
+
+
+@pytest.mark.parametrize(
+    ("raw", "missing"),
+    [
+        ({"prepare": {"datasets": ["pydoc"]}, "search": {"dataset": "pydoc", "space": "rnn"},
+          "train": {"dataset": "pydoc", "rnn": {}}}, "search.rnn missing"),  # fmt: skip
+        ({"prepare": {"datasets": ["digits", "wt2"]},
+          "train": {"dataset": "wt2", "genotype": "GDAS_RNN"}}, "train.rnn missing"),  # fmt: skip
+    ],
+)
+def test_the_language_model_track_needs_its_knobs_in_the_params_file(raw, missing):
+    """CNN params files leave the rnn knobs out (so `dvc exp show` lists only what the CNN
+    stages read); a language-model run without them is told where to start from."""
+    with pytest.raises(UserError, match=f"{missing}.*cp presets/rnn-pydoc.yaml params.yaml"):
+        parse_params(raw)
 
 
 def test_rnn_keys_stay_out_of_the_cnn_fingerprint():

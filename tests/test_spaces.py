@@ -46,13 +46,43 @@ def test_darts_rule_on_hand_made_probabilities():
     }
     probs = np.array([rows[e] for e in darts.edges()])
     cell = darts.derive_cell(probs)
-    assert cell.nodes == (
+    assert cell.nodes == (  # each node's edges in canonical order: by input node
         (("sep_conv_3x3", 0), ("skip_connect", 1)),
-        (("sep_conv_5x5", 2), ("max_pool_3x3", 0)),
-        (("skip_connect", 2), ("dil_conv_3x3", 1)),
+        (("max_pool_3x3", 0), ("sep_conv_5x5", 2)),
+        (("dil_conv_3x3", 1), ("skip_connect", 2)),
         (("max_pool_3x3", 0), ("max_pool_3x3", 1)),
     )
     assert cell.concat == (2, 3, 4, 5)
+
+
+def test_equal_architectures_with_permuted_edges_write_the_same_bytes(tmp_path):
+    """A node sums its edges, so [sep5(1), sep3(0)] and [sep3(0), sep5(1)] are one
+    architecture: equal genotypes and byte-equal genotype.json (DVC then skips retraining)."""
+    import random
+
+    from dnas.spaces.genotype import CellSpec, Genotype, load_genotype, save_genotype
+    from dnas.spaces.published import resolve_genotype
+
+    g = resolve_genotype("GDAS_V1", tmp_path / "unused.json")
+    rng = random.Random(0)
+    for trial in range(5):
+        shuffled = {
+            name: CellSpec(
+                cell.inputs,
+                tuple(tuple(rng.sample(node, len(node))) for node in cell.nodes),
+                cell.concat,
+            )
+            for name, cell in g.cells.items()
+        }
+        permuted = Genotype(g.space, shuffled)
+        assert permuted == g
+        save_genotype(tmp_path / "a.json", g)
+        save_genotype(tmp_path / "b.json", permuted)
+        assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+        assert load_genotype(tmp_path / "b.json") == g
+    # the order is by input node, so a real difference still shows
+    other = Genotype(g.space, {**g.cells, "normal": CellSpec(2, ((("none", 0), ("none", 1)),) * 4, (2, 3, 4, 5))})
+    assert other != g
 
 
 def test_nb201_rule_is_per_edge_argmax_including_none():

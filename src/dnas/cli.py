@@ -4,6 +4,8 @@ dnas params check [FILE]     validate a params file (default: params.yaml)
 dnas genotype show [FILE]    print a genotype's cells (default: genotype.json)
 dnas genotype info NAME|FILE|NB201-STRING [--dataset D] [--channels C] [--layers L] [--json]
                              parameters (without the auxiliary head) and multiply-adds
+dnas genotype table [--input FILE]
+                             the genotypes this commit's experiments found, with metrics
 dnas report [--input FILE] [--out MD] [--png PNG]
                              experiments grouped by preset, mean ± std against the papers
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from dnas.errors import UserError, run_main
 
@@ -143,6 +146,14 @@ def _report(args: argparse.Namespace) -> None:
     print(text, end="")
 
 
+def _genotype_table(args: argparse.Namespace) -> None:
+    from dnas.genotype_table import markdown, rows_from_exp_show
+    from dnas.report import exp_show_json
+
+    rows = json.loads(Path(args.input).read_text()) if args.input else exp_show_json(False)
+    print(markdown(rows_from_exp_show(rows)), end="")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dnas", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -169,6 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--layers", type=int, default=None, help="cells (default: the paper's)")
     info.add_argument("--json", action="store_true", help="print {params, macs} as JSON")
     info.set_defaults(func=_genotype_info)
+    table = genotype.add_parser(
+        "table", help="the genotypes this commit's experiments found, with their metrics"
+    )
+    table.add_argument("--input", help="saved `dvc exp show --json` output (default: run it)")
+    table.set_defaults(func=_genotype_table)
     rep = sub.add_parser(
         "report", help="experiments grouped by preset: mean ± std against the papers"
     )

@@ -500,9 +500,30 @@ def parse_params(raw: Any, source: str = "params") -> Params:
     if not isinstance(raw, dict):
         raise UserError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
     try:
-        return Params.model_validate(raw)
+        params = Params.model_validate(raw)
     except ValidationError as exc:
         raise UserError(format_validation_error(exc, source)) from None
+    _require_language_model_knobs(params, raw, source)
+    return params
+
+
+def _require_language_model_knobs(params: Params, raw: dict, source: str) -> None:
+    """The language-model knobs (`search.rnn`, `train.rnn`) live only in the params files of
+    that track (presets/rnn-pydoc.yaml, the PTB/WT2 presets), so that a CNN run's params, and
+    `dvc exp show`, list only what the CNN stages read. A run that needs them must have them in
+    its file: DVC tracks the file, not this module's defaults."""
+    needed = []
+    if params.search.space == "rnn":
+        needed.append("search")
+    if train_is_language_model(params):
+        needed.append("train")
+    missing = [f"{s}.rnn" for s in needed if "rnn" not in (raw.get(s) or {})]
+    if missing:
+        raise UserError(
+            f"{source}: {' and '.join(missing)} missing: the language-model track needs its "
+            "knobs in the params file; start from a language-model preset "
+            "(cp presets/rnn-pydoc.yaml params.yaml)"
+        )
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -51,7 +51,7 @@ from dnas.config import Params, Search
 from dnas.data import Prepared
 from dnas.data.loader import split_loader
 from dnas.evaluate import count_parameters
-from dnas.io import round_floats
+from dnas.io import round_floats, write_json
 from dnas.models import build_network
 from dnas.optim import sgd_cosine
 from dnas.runtime import EpochProgress, FastPath, FiniteLossGuard, seed_everything
@@ -290,6 +290,7 @@ def run_search(
         stop = dist.agreed_stop(request)
         for past in history:  # replaying a resumed run's log gives the same files
             log_epoch(live, past["values"], past["epoch"], prob_rows)
+        write_genotype_log(live_dir, history)
         progress = EpochProgress(s.epochs, "search", start=start, quiet=not dist.is_main())
         for epoch in progress:
             began = time.perf_counter()
@@ -358,10 +359,13 @@ def run_search(
                 "loss/valid": loss_v / n_valid,
                 "acc/valid": 100.0 * correct_v / n_valid,
             }
+            current = net.derive()
+            values.update(arch_values(current))
             values = round_floats(values)  # 6 significant digits, as in the JSON outputs
-            prob_rows.extend(arch_prob_rows(epoch, net))
-            history.append({"epoch": epoch, "values": values})
+            prob_rows.extend(arch_prob_rows(epoch, current))
+            history.append({"epoch": epoch, "values": values, "genotype": current.brief()})
             log_epoch(live, values, epoch, prob_rows)
+            write_genotype_log(live_dir, history)
             progress.report(epoch, values)
             epoch_state = None
             checkpointer.after_epoch(epoch, s.epochs, functools.partial(snapshot, epoch + 1, None))
@@ -374,6 +378,8 @@ def run_search(
         "train_acc": summary["acc/train"],
         "train_loss": summary["loss/train"],
         "final_tau": summary["tau"],
+        "arch_entropy": summary["arch/entropy"],
+        "arch_top_prob": summary["arch/top_prob"],
         "epochs": s.epochs,
         "genotype_params": genotype_params(genotype, data),
         # Measurements of this run, not results: they differ between runs and machines.
@@ -401,10 +407,24 @@ def log_epoch(live: Live, values: dict, epoch: int, prob_rows: list[dict]) -> No
     live.next_step()
 
 
-def arch_prob_rows(epoch: int, net) -> list[dict]:
+def arch_values(genotype: Genotype) -> dict[str, float]:
+    """The per-epoch summary of the op distributions (Genotype.prob_stats), as dvclive
+    metrics `arch/entropy` and `arch/top_prob`."""
+    return {f"arch/{k}": v for k, v in genotype.prob_stats().items()}
+
+
+def write_genotype_log(live_dir: str | Path, history: list[dict]) -> None:
+    """`genotypes.json` in the dvclive directory: the genotype derived after every epoch, one
+    line per cell (as AutoDL and NASLib log it), to see when the architecture settles."""
+    if dist.is_main():
+        rows = [{"epoch": h["epoch"], **h["genotype"]} for h in history if "genotype" in h]
+        write_json(Path(live_dir) / "genotypes.json", rows)
+
+
+def arch_prob_rows(epoch: int, genotype: Genotype) -> list[dict]:
     """One row per cell type, edge and op: the op's probability after `epoch`."""
     rows = []
-    for cell, edges in net.derive().probs.items():
+    for cell, edges in genotype.probs.items():
         for edge, ops in edges.items():
             for op, prob in ops.items():
                 rows.append(

@@ -44,7 +44,14 @@ from dnas.models.rnn_lm import (
 )
 from dnas.runtime import EpochProgress, FiniteLossGuard, seed_everything
 from dnas.search.gdas import tau_at
-from dnas.search.loop import SearchResult, arch_prob_rows, log_epoch, peak_memory_mb
+from dnas.search.loop import (
+    SearchResult,
+    arch_prob_rows,
+    arch_values,
+    log_epoch,
+    peak_memory_mb,
+    write_genotype_log,
+)
 from dnas.search.rnn import RNNSupernet, first_order, unrolled_arch_grad
 from dnas.spaces.genotype import Genotype
 from dvclive import Live
@@ -147,6 +154,7 @@ def run_rnn_search(
     ):
         for past in history:
             log_epoch(live, past["values"], past["epoch"], prob_rows)
+        write_genotype_log(live_dir, history)
         progress = EpochProgress(s.epochs, "search", start=start)
         for epoch in progress:
             began = time.perf_counter()
@@ -202,10 +210,13 @@ def run_rnn_search(
                 "loss/valid": loss_v / n_v,
                 "ppl/valid": math.exp(loss_v / n_v),
             }
+            current = net.derive(r.keep_none)
+            values.update(arch_values(current))
             values = round_floats(values)
-            prob_rows.extend(arch_prob_rows(epoch, net))
-            history.append({"epoch": epoch, "values": values})
+            prob_rows.extend(arch_prob_rows(epoch, current))
+            history.append({"epoch": epoch, "values": values, "genotype": current.brief()})
             log_epoch(live, values, epoch, prob_rows)
+            write_genotype_log(live_dir, history)
             progress.report(epoch, values)
             epoch_state = None
             checkpointer.after_epoch(epoch, s.epochs, functools.partial(snapshot, epoch + 1, None))
@@ -218,6 +229,8 @@ def run_rnn_search(
         "train_loss": summary["loss/train"],
         "train_ppl": summary["ppl/train"],
         "final_tau": summary["tau"],
+        "arch_entropy": summary["arch/entropy"],
+        "arch_top_prob": summary["arch/top_prob"],
         "epochs": s.epochs,
         "genotype_params": genotype_params(genotype, data.vocab_size),
         "cost": {

@@ -13,6 +13,7 @@ cell output is their mean).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,9 +30,17 @@ Edge = tuple[str, int]
 
 @dataclass(frozen=True)
 class CellSpec:
+    """A cell. A node's incoming edges are summed, so their order carries no meaning: they are
+    kept sorted by (input node, op), and two equal architectures are equal objects and write
+    byte-equal JSON (so DVC does not retrain an architecture it has already trained)."""
+
     inputs: int
     nodes: tuple[tuple[Edge, ...], ...]
     concat: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        canonical = tuple(tuple(sorted(node, key=lambda e: (e[1], e[0]))) for node in self.nodes)
+        object.__setattr__(self, "nodes", canonical)
 
     def to_json(self) -> dict:
         return {
@@ -76,6 +85,29 @@ class Genotype:
         )
         g.validate()
         return g
+
+    def prob_stats(self) -> dict[str, float]:
+        """How far the search has moved from uniform, from `probs` (empty without them):
+        `entropy`, the mean over edges of each edge's op entropy divided by log(#ops) (1 =
+        uniform, 0 = one op certain); `top_prob`, the mean over edges of the largest op
+        probability (1/#ops when uniform)."""
+        rows = [list(ops.values()) for edges in self.probs.values() for ops in edges.values()]
+        if not rows:
+            return {}
+        entropy = [
+            -sum(p * math.log(p) for p in row if p > 0) / math.log(len(row)) for row in rows
+        ]
+        return {
+            "entropy": sum(entropy) / len(rows),
+            "top_prob": sum(max(row) for row in rows) / len(rows),
+        }
+
+    def brief(self) -> dict[str, str]:
+        """Each cell in one line: nodes separated by ' | ', edges as op(input)."""
+        return {
+            name: " | ".join(" ".join(f"{op}({j})" for op, j in node) for node in cell.nodes)
+            for name, cell in self.cells.items()
+        }
 
     def validate(self) -> None:
         """Raise ValueError if the genotype is not a well-formed architecture of its space."""
