@@ -514,7 +514,9 @@ def test_the_stages_run_the_language_model_track(tmp_path, monkeypatch, corpus, 
     prepared = Path("data/prepared/pydoc")
     prepared.parent.mkdir(parents=True)
     (tmp_path / prepared).symlink_to(corpus_dir)
-    p = tiny_params(train__lr=5.0, train__epochs=4)
+    # 8 epochs at lr 10: test perplexity 1.83-1.91 over seeds 0-3 with one thread (4 epochs
+    # at lr 5 ranged 2.9-12.2 with the seed and the CPU's float kernels)
+    p = tiny_params(train__lr=10.0, train__epochs=8)
     train_rnn = {**p.train.rnn.model_dump(), **NO_DROP, "emsize": 16, "nhid": 16}
     raw = {
         "common": p.common.model_dump(),
@@ -527,8 +529,10 @@ def test_the_stages_run_the_language_model_track(tmp_path, monkeypatch, corpus, 
         stage.main()
 
     ev = json.loads(Path("metrics/eval.json").read_text())
-    # below the uniform baseline (the vocabulary size) and the unigram one (about 12 here)
-    assert ev["test"]["ppl"] < 10 and ev["params"] > 0
+    # The toy grammar's own perplexity is about 1.77 (2, 3, 2, 2, 2, 1, 2 and 1 choices at the
+    # 8 positions of a sentence: exp of their mean log); the unigram model's is about 12 and
+    # the uniform one's 16. Below 4 is a model that learned the grammar, with a 2x margin.
+    assert ev["test"]["ppl"] < 4 and ev["params"] > 0
     assert ev["valid"]["ppl"] == pytest.approx(
         json.loads(Path("metrics/train.json").read_text())["valid_ppl"], rel=1e-4
     )
