@@ -1,0 +1,1 @@
+"""Tabular NAS benchmarks: looking up a searched cell's recorded accuracies."""
