@@ -12,6 +12,7 @@ import pickle
 import random
 
 import pytest
+import test_pipeline
 
 from dnas.benchmarks import nb201 as bench
 from dnas.errors import UserError
@@ -83,6 +84,21 @@ def write_benchmark(root, indices=INDICES) -> list[str]:
             per_hp[hp] = results.state_dict()
         pickle_save(per_hp, str(root / f"{index:06d}.pickle"))
     return archs
+
+
+def link_all(root) -> None:
+    """Give every architecture a file, hard links to the five written for indices 0-4 (writing
+    15,625 real ones takes minutes): for tests where a search may end in any cell."""
+    for index in range(5, bench.NUM_ARCHS):
+        os.link(root / f"{index % 5:06d}.pickle.pbz2", root / f"{index:06d}.pickle.pbz2")
+
+
+@pytest.fixture(scope="module")
+def full_bench_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("nats-full") / "NATS-tss-v1_0-3ffb9-simple"
+    write_benchmark(root, indices=range(5))
+    link_all(root)
+    return root
 
 
 @pytest.fixture(scope="module")
@@ -233,3 +249,71 @@ def test_cli_lookup_prints_the_row(bench_dir, capsys):
         main(["nb201", "lookup", "|none~0|", "--benchmark", str(bench_dir)])
     assert stop.value.code != 0
     assert "not a NAS-Bench-201 cell" in capsys.readouterr().err
+
+
+TINY_NB201 = {"space": "nb201", "epochs": 2, "channels": 4, "layers": 1, "batch_size": 128}
+
+
+def test_search_writes_the_found_cells_row_and_logs_it_every_epoch(
+    tmp_path, digits_prepared, full_bench_dir
+):
+    import torch
+
+    from dnas.config import Params
+    from dnas.search.loop import run_search
+
+    p = Params()
+    p.search = p.search.model_copy(update={**TINY_NB201, "benchmark": str(full_bench_dir)})
+    result = run_search(p, digits_prepared, torch.device("cpu"), tmp_path / "live")
+    row = bench.Benchmark.open(full_bench_dir).lookup(result.genotype.arch)
+    assert result.metrics["benchmark"] == bench.metrics_row(row)
+    assert result.metrics["benchmark"]["cifar100"]["hp200"]["test_acc"] > 0
+    curves = tmp_path / "live" / "plots" / "metrics"
+    lines = (curves / "benchmark_test_acc" / "ImageNet16-120.tsv").read_text().splitlines()
+    assert len(lines) == 1 + TINY_NB201["epochs"]  # header + one value per epoch
+    assert float(lines[-1].split("\t")[-1]) == pytest.approx(
+        row["ImageNet16-120"]["hp200"]["test_acc"], rel=1e-5
+    )
+    assert not (curves / "benchmark_valid_acc" / "cifar10.tsv").exists()  # cifar10: no valid
+
+
+def test_benchmark_needs_the_nb201_space():
+    from dnas.config import parse_params
+
+    with pytest.raises(UserError, match=r"search.*benchmark.*needs space nb201, not 'darts'"):
+        parse_params({"search": {"space": "darts", "benchmark": "/somewhere"}})
+    assert parse_params({"search": {"space": "nb201", "benchmark": "/x"}}).search.benchmark == "/x"
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    """The e2e tests' temporary git + DVC repository on tiny params (tests/test_pipeline.py)."""
+    return test_pipeline.repo.__wrapped__(tmp_path_factory)
+
+
+@pytest.mark.e2e
+def test_exp_run_with_a_benchmark_writes_the_lookup_metrics(repo, full_bench_dir):
+    """`dvc exp run search` (the search alone: lookup-only, no retraining) of an NB201 run with
+    a benchmark path; `dvc metrics diff` shows the row."""
+    path, run = repo
+    _, out = run(
+        "dvc", "exp", "run", "search", "-n", "lookup", "-S", "search.space=nb201",
+        "-S", f"search.benchmark={full_bench_dir}",
+    )  # fmt: skip
+    assert "Running stage 'search'" in out and "Running stage 'train'" not in out
+    arch = json.loads((path / "genotype.json").read_text())["arch"]
+    row = bench.Benchmark.open(full_bench_dir).lookup(arch)
+    written = json.loads((path / "metrics/search.json").read_text())["benchmark"]
+    assert written["index"] == row["index"]
+    assert written["cifar10"]["hp200"]["test_acc"] == pytest.approx(
+        row["cifar10"]["hp200"]["test_acc"], rel=1e-5
+    )
+    _, diff = run("dvc", "metrics", "diff", "--json")  # HEAD has no metrics: old is null
+    search = json.JSONDecoder().raw_decode(diff)[0]["metrics/search.json"]  # then a warning
+    assert search["benchmark.index"]["new"] == row["index"]
+    shown = search["benchmark.ImageNet16-120.hp200.test_acc"]["new"]
+    assert shown == pytest.approx(row["ImageNet16-120"]["hp200"]["test_acc"], rel=1e-5)
+    live = json.loads((path / "dvclive/search/metrics.json").read_text())
+    assert live["benchmark_test_acc"]["cifar100"] == pytest.approx(
+        row["cifar100"]["hp200"]["test_acc"], rel=1e-5
+    )
