@@ -10,6 +10,7 @@ import json
 import os
 import pickle
 import random
+from pathlib import Path
 
 import pytest
 import test_pipeline
@@ -317,3 +318,31 @@ def test_exp_run_with_a_benchmark_writes_the_lookup_metrics(repo, full_bench_dir
     assert live["benchmark_test_acc"]["cifar100"] == pytest.approx(
         row["cifar100"]["hp200"]["test_acc"], rel=1e-5
     )
+
+
+def test_report_uses_the_looked_up_accuracy_of_nb201_presets(tmp_path):
+    """Two seeds of the NB201 preset, searched with a benchmark (no retraining): the report's
+    mean ± std is over the benchmark's test accuracy on the preset's dataset."""
+    import statistics
+
+    import yaml
+
+    from dnas.report import report
+
+    presets = Path(__file__).resolve().parents[1] / "presets"
+    preset = yaml.safe_load((presets / "gdas-nb201-cifar100.yaml").read_text())
+    revs = []
+    accs = [70.25, 71.5]
+    for seed, acc in enumerate(accs):
+        params = json.loads(json.dumps(preset))
+        params["common"]["seed"] = seed
+        params["search"]["benchmark"] = "/data/NATS-tss-v1_0-3ffb9-simple"
+        row = {"index": 7, "cifar100": {"hp200": {"test_acc": acc}, "hp12": {"test_acc": 1.0}}}
+        row["cifar10"] = {"hp200": {"test_acc": 99.0}}  # another dataset's: not this preset's
+        metrics = {"metrics/search.json": {"data": {"benchmark": row}}}
+        data = {"params": {"params.yaml": {"data": params}}, "metrics": metrics}
+        revs.append({"rev": f"{seed:040d}", "name": f"s{seed}", "data": data, "error": None})
+    text = report(revs, presets, None, None)
+    line = next(x for x in text.splitlines() if x.startswith("| gdas-nb201-cifar100"))
+    mean, std = statistics.mean(accs), statistics.stdev(accs)
+    assert f"{mean:.2f} ± {std:.2f}" in line and "70.70" in line  # against the paper's 70.70

@@ -37,8 +37,6 @@ SPLITS = {
     "cifar100": (("valid", "x-valid"), ("test", "x-test")),
     "ImageNet16-120": (("valid", "x-valid"), ("test", "x-test")),
 }
-# The project's dataset names -> the benchmark's dataset whose test accuracy a paper reports.
-TEST_DATASET = {"cifar10": "cifar10", "cifar100": "cifar100", "imagenet16-120": "ImageNet16-120"}
 # The benchmark's pickles hold dicts, lists, tuples, numbers and strings (built by opcodes) and
 # OrderedDicts; a protocol-2 pickle names set / frozenset. Nothing callable beyond these.
 PICKLE_GLOBALS = {
