@@ -82,7 +82,7 @@ class Benchmark:
             what = "a NAS-Bench-201 .pth file" if root.suffix == ".pth" else "a file"
             raise UserError(
                 f"benchmark {root}: {what}, not a directory; this project reads only the "
-                f"NATS-Bench simple directory (the same results, no full pickle); {LAYOUT}"
+                f"NATS-Bench simple directory, one small file per cell; {LAYOUT}"
             )
         meta = _load(root / f"meta{EXT}", root)
         archs = meta.get("meta_archs") if isinstance(meta, dict) else None
