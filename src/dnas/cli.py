@@ -8,6 +8,8 @@ dnas genotype table [--input FILE]
                              the genotypes this commit's experiments found, with metrics
 dnas report [--input FILE] [--out MD] [--png PNG]
                              experiments grouped by preset, mean ± std against the papers
+dnas nb201 lookup ARCH|GENOTYPE-FILE [--benchmark DIR] [--json]
+                             a cell's recorded accuracies in NAS-Bench-201 (NATS-Bench)
 """
 
 from __future__ import annotations
@@ -154,6 +156,43 @@ def _genotype_table(args: argparse.Namespace) -> None:
     print(markdown(rows_from_exp_show(rows)), end="")
 
 
+def _nb201_lookup(args: argparse.Namespace) -> None:
+    """The benchmark row of a cell: an architecture string or a genotype file (genotype.json);
+    the benchmark from --benchmark or params.yaml's search.benchmark."""
+    from pathlib import Path
+
+    from dnas.benchmarks.nb201 import DATASETS, HPS, Benchmark
+
+    root = args.benchmark
+    if root is None:
+        from dnas.config import load_params
+
+        root = load_params().search.benchmark if Path("params.yaml").is_file() else None
+        if root is None:
+            raise UserError("no benchmark: give --benchmark DIR or set search.benchmark")
+    arch = args.arch
+    if "|" not in arch:  # a genotype file
+        from dnas.spaces.genotype import load_genotype
+
+        g = load_genotype(arch)
+        if g.space != "nb201" or not g.arch:
+            raise UserError(f"{arch}: a {g.space} genotype; the benchmark holds NB201 cells")
+        arch = g.arch
+    row = Benchmark.open(root).lookup(arch)
+    if args.json:
+        print(json.dumps(row, sort_keys=True))
+        return
+    print(f"{row['arch']}: index {row['index']} in {root}")
+    print(f"{'dataset':<15} {'epochs':>6} {'train':>7} {'valid':>7} {'test':>7}   params   FLOPs")
+    for dataset in DATASETS:
+        entry = row[dataset]
+        for hp in HPS:
+            accs = [entry[f"hp{hp}"].get(f"{s}_acc") for s in ("train", "valid", "test")]
+            cols = " ".join(f"{a:7.2f}" if a is not None else f"{'-':>7}" for a in accs)
+            cost = f"   {entry['params']:.3f}M {entry['flops']:.1f}M" if hp == HPS[0] else ""
+            print(f"{dataset:<15} {hp:>6} {cols}{cost}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dnas", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -196,6 +235,16 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default="reports/reproduction.md", help="markdown table")
     rep.add_argument("--png", default="reports/reproduction.png", help="figure")
     rep.set_defaults(func=_report)
+    nb = sub.add_parser("nb201", help="NAS-Bench-201").add_subparsers(dest="action", required=True)
+    lookup = nb.add_parser("lookup", help="a cell's recorded accuracies in the benchmark")
+    lookup.add_argument("arch", help="an NB201 architecture string or a genotype file")
+    lookup.add_argument(
+        "--benchmark",
+        default=None,
+        help="the NATS-tss-v1_0-3ffb9-simple directory (default: params.yaml search.benchmark)",
+    )
+    lookup.add_argument("--json", action="store_true", help="print the row as JSON")
+    lookup.set_defaults(func=_nb201_lookup)
     return parser
 
 

@@ -294,6 +294,10 @@ class Search(Optim):
     arch_warmup: Annotated[int, Field(ge=0)] = 0
     drnas_reg: Literal["l2", "kl"] = "l2"
     reg_scale: NonNegFloat = 1.0e-3
+    # NAS-Bench-201 only: the NATS-Bench topology "simple" directory
+    # (NATS-tss-v1_0-3ffb9-simple/). With it, the searched cell's recorded accuracies go into
+    # metrics/search.json and the current cell's are logged every epoch (docs/nb201-benchmark.md).
+    benchmark: str | None = None
     # The recurrent search (space rnn). Left out of model_dump, so the CNN checkpoints'
     # fingerprints stay as they were.
     rnn: RnnSearch = Field(default_factory=RnnSearch, exclude=True)
@@ -316,6 +320,11 @@ class Search(Optim):
         if self.space == "rnn" and self.algorithm not in ("gdas", "darts"):
             raise ValueError(
                 f"space rnn is searched with algorithm gdas or darts, not {self.algorithm!r}"
+            )
+        if self.benchmark is not None and self.space != "nb201":
+            raise ValueError(
+                f"benchmark (a NAS-Bench-201 lookup) needs space nb201, not {self.space!r};"
+                " set search.benchmark to null"
             )
         if self.fixed_reduction and self.space != "darts":
             raise ValueError("fixed_reduction needs space darts (NB201 has no reduction cell)")

@@ -137,15 +137,16 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 
 def restricted_load(
-    file: str | Path, allowed: set[tuple[str, str]], what: str = "a CIFAR batch"
+    file: str | Path, allowed: set[tuple[str, str]], what: str = "a CIFAR batch", opener=open
 ) -> object:
     """Unpickle `file`, allowing only the globals in `allowed` as (module, name) pairs.
 
     Anything else (os.system, builtins.eval, ...) raises a UserError before it is called.
-    Python 2 strings are decoded as latin1, which numpy needs for its array data.
+    Python 2 strings are decoded as latin1, which numpy needs for its array data. `opener`
+    opens the file (e.g. `bz2.open` for a compressed pickle); its errors count as corruption.
     """
     file = Path(file)
-    with open(file, "rb") as f:
+    with opener(file, "rb") as f:
         try:
             return _RestrictedUnpickler(f, allowed, str(file), what).load()
         except UserError:

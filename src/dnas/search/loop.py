@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from dnas import distributed as dist
+from dnas.benchmarks import nb201 as nb201_bench
 from dnas.checkpoint import (
     Checkpointer,
     GeneratorState,
@@ -127,6 +128,7 @@ def run_search(
     """Search; with `checkpoint_dir`, checkpoint as `common.checkpoint_every` says and resume
     from a checkpoint of the same params and data (see dnas.checkpoint)."""
     s = p.search
+    bench = nb201_bench.Benchmark.open(s.benchmark) if s.benchmark else None  # fails early
     seed_everything(p.common.seed)
     fast = FastPath.resolve(p.common, device)
     fast.apply_backends(device)
@@ -250,7 +252,8 @@ def run_search(
     }
     checkpointer = Checkpointer(
         checkpoint_dir if dist.is_main() else None,  # rank 0 alone reads and writes files
-        fingerprint(p.common.seed, s.model_dump(), data.card["sha256"]),
+        # The benchmark path only adds lookups: a checkpoint resumes with or without it.
+        fingerprint(p.common.seed, s.model_dump(exclude={"benchmark"}), data.card["sha256"]),
         p.common.checkpoint_every,
     )
     state = dist.broadcast_object(checkpointer.load())
@@ -361,6 +364,8 @@ def run_search(
             }
             current = net.derive()
             values.update(arch_values(current))
+            if bench is not None:  # the current cell's recorded accuracies (AutoDL's curves)
+                values.update(nb201_bench.curve_values(bench.lookup(current.arch)))
             values = round_floats(values)  # 6 significant digits, as in the JSON outputs
             prob_rows.extend(arch_prob_rows(epoch, current))
             history.append({"epoch": epoch, "values": values, "genotype": current.brief()})
@@ -382,6 +387,7 @@ def run_search(
         "arch_top_prob": summary["arch/top_prob"],
         "epochs": s.epochs,
         "genotype_params": genotype_params(genotype, data),
+        **({"benchmark": nb201_bench.metrics_row(bench.lookup(genotype.arch))} if bench else {}),
         # Measurements of this run, not results: they differ between runs and machines.
         "cost": {
             "seconds_per_epoch": round_floats(sum(seconds) / max(len(seconds), 1)),
