@@ -18,8 +18,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 SIGNIFICANT_DIGITS = 6
 
 
@@ -85,28 +83,6 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-MEASURED = "cost"  # the key of a metrics file that holds the run's timings and memory
-
-
-def without_measurements(files: dict[str, str]) -> dict[str, str]:
-    """Result files (path -> text: dvc.lock, genotype.json, metrics JSON) with the run's own
-    measurements left out, so results of the same seed compare equal byte for byte: the
-    `cost` entry of metrics JSON, and in dvc.lock the hash and size of the files holding one."""
-    out, measured = {}, set()
-    for path, text in files.items():
-        if path.endswith(".json") and path != "genotype.json":
-            data = json.loads(text)
-            if isinstance(data, dict) and MEASURED in data:
-                measured.add(path)
-                data = {k: v for k, v in data.items() if k != MEASURED}
-                text = dumps_json(data)
-        out[path] = text
-    if "dvc.lock" in out:
-        lock = yaml.safe_load(out["dvc.lock"])
-        for stage in (lock or {}).get("stages", {}).values():
-            for entry in stage.get("outs", []):
-                if entry["path"] in measured:
-                    entry.pop("md5", None)
-                    entry.pop("size", None)
-        out["dvc.lock"] = yaml.safe_dump(lock, sort_keys=True)
-    return out
+# The key of the metrics a search returns that holds the run's timings and memory: the search
+# stage writes it to measurements/ (not a DVC output), apart from the results.
+MEASURED = "cost"
