@@ -1,10 +1,10 @@
 """The two promises about results (dnas.results, docs/pipeline.md "Same results"):
 
-  python .ci/same_results.py reference     fresh results vs the committed ones, within the
-                                           stated tolerances; the committed genotype.json
-                                           consistent with the committed metrics (exactly)
-  python .ci/same_results.py save DIR      keep the bytes of this run's results in DIR
-  python .ci/same_results.py same DIR      this run's results are byte-identical to DIR's
+python .ci/same_results.py reference     fresh results vs the committed ones, within the
+                                         stated tolerances; the committed genotype.json
+                                         consistent with the committed metrics (exactly)
+python .ci/same_results.py save DIR      keep the bytes of this run's results in DIR
+python .ci/same_results.py same DIR      this run's results are byte-identical to DIR's
 """
 
 from __future__ import annotations

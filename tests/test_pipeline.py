@@ -214,8 +214,10 @@ def test_a_permuted_but_equal_genotype_does_not_retrain(repo):
     g = Genotype.from_json(json.loads(original))
     permuted = Genotype(
         g.space,
-        {n: CellSpec(c.inputs, tuple(node[::-1] for node in c.nodes), c.concat)
-         for n, c in g.cells.items()},  # fmt: skip
+        {
+            n: CellSpec(c.inputs, tuple(node[::-1] for node in c.nodes), c.concat)
+            for n, c in g.cells.items()
+        },  # fmt: skip
         probs=g.probs,
         arch=g.arch,
     )

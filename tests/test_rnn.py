@@ -441,10 +441,21 @@ def test_language_model_params_are_accepted():
 @pytest.mark.parametrize(
     ("raw", "missing"),
     [
-        ({"prepare": {"datasets": ["pydoc"]}, "search": {"dataset": "pydoc", "space": "rnn"},
-          "train": {"dataset": "pydoc", "rnn": {}}}, "search.rnn missing"),  # fmt: skip
-        ({"prepare": {"datasets": ["digits", "wt2"]},
-          "train": {"dataset": "wt2", "genotype": "GDAS_RNN"}}, "train.rnn missing"),  # fmt: skip
+        (
+            {
+                "prepare": {"datasets": ["pydoc"]},
+                "search": {"dataset": "pydoc", "space": "rnn"},
+                "train": {"dataset": "pydoc", "rnn": {}},
+            },
+            "search.rnn missing",
+        ),  # fmt: skip
+        (
+            {
+                "prepare": {"datasets": ["digits", "wt2"]},
+                "train": {"dataset": "wt2", "genotype": "GDAS_RNN"},
+            },
+            "train.rnn missing",
+        ),  # fmt: skip
     ],
 )
 def test_the_language_model_track_needs_its_knobs_in_the_params_file(raw, missing):

@@ -65,7 +65,7 @@ def test_equal_architectures_with_permuted_edges_write_the_same_bytes(tmp_path):
 
     g = resolve_genotype("GDAS_V1", tmp_path / "unused.json")
     rng = random.Random(0)
-    for trial in range(5):
+    for _ in range(5):
         shuffled = {
             name: CellSpec(
                 cell.inputs,
@@ -81,7 +81,9 @@ def test_equal_architectures_with_permuted_edges_write_the_same_bytes(tmp_path):
         assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
         assert load_genotype(tmp_path / "b.json") == g
     # the order is by input node, so a real difference still shows
-    other = Genotype(g.space, {**g.cells, "normal": CellSpec(2, ((("none", 0), ("none", 1)),) * 4, (2, 3, 4, 5))})
+    other = Genotype(
+        g.space, {**g.cells, "normal": CellSpec(2, ((("none", 0), ("none", 1)),) * 4, (2, 3, 4, 5))}
+    )
     assert other != g
 
 

@@ -91,9 +91,13 @@ def markdown(rows: list[Row]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         brief = r.genotype.brief() if r.genotype else {}
-        values = [
-            "" if r.metrics[c] is None else f"{r.metrics[c]:,.4g}" if isinstance(r.metrics[c], float)
-            else f"{r.metrics[c]:,}" for c in columns
-        ]  # fmt: skip
-        lines.append("| " + " | ".join([r.name, *(brief.get(c, "") for c in cells), *values]) + " |")
+        values = [_fmt(r.metrics[c]) for c in columns]
+        row = [r.name, *(brief.get(c, "") for c in cells), *values]
+        lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return ""
+    return f"{value:,.4g}" if isinstance(value, float) else f"{value:,}"

@@ -84,8 +84,10 @@ def genotype_consistent(genotype: dict, search_metrics: dict, data) -> list[Find
     if counted != search_metrics["genotype_params"]:
         return [
             Finding(
-                "genotype.json", search_metrics["genotype_params"], counted, "parameters of "
-                "its network must equal metrics/search.json:genotype_params exactly"
+                "genotype.json",
+                search_metrics["genotype_params"],
+                counted,
+                "parameters of its network must equal metrics/search.json:genotype_params exactly",
             )
         ]
     return []

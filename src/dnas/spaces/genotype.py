@@ -94,9 +94,7 @@ class Genotype:
         rows = [list(ops.values()) for edges in self.probs.values() for ops in edges.values()]
         if not rows:
             return {}
-        entropy = [
-            -sum(p * math.log(p) for p in row if p > 0) / math.log(len(row)) for row in rows
-        ]
+        entropy = [-sum(p * math.log(p) for p in row if p > 0) / math.log(len(row)) for row in rows]
         return {
             "entropy": sum(entropy) / len(rows),
             "top_prob": sum(max(row) for row in rows) / len(rows),
