@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Circle, FancyArrowPatch
 
 from dnas.plots.style import FAMILY_COLORS, FAMILY_LABELS, op_family, plt
+from dnas.spaces.published import SEARCHED, published
 
 INCH_PER_UNIT = 0.85  # scale of the cell drawings
 NODE_R = 0.36  # node radius, data units
@@ -189,7 +191,32 @@ def _route_edges(pos: dict[int, np.ndarray], edges: list[_Edge]) -> None:
             placed_boxes.append(e.box)
 
 
-def cells_figure(geno: dict[str, Any]) -> Figure:
+def genotype_source(spec: str) -> str:
+    """How the figure names the cells that `train.genotype = spec` retrains: "searched",
+    "published GDAS_V1", "NB201 string" or "file <path>"."""
+    spec = spec.strip()
+    if spec == SEARCHED:
+        return SEARCHED
+    entry = published(spec)
+    if entry is not None:
+        return f"published {entry.name}"
+    if spec.startswith("|"):
+        return "NB201 string"
+    return f"file {spec}"
+
+
+def cells_heading(source: str, space: str, cells: Sequence[str]) -> str:
+    """The figure's title: which cells these are (searched, or what was retrained instead)."""
+    heading = "Searched cells" if source == SEARCHED else f"Trained cells: {source}"
+    heading += f" ({space})" if space else ""
+    if space == "darts" and list(cells) == ["normal"]:
+        heading += ", fixed reduction cell"
+    return heading
+
+
+def cells_figure(geno: dict[str, Any], source: str = SEARCHED) -> Figure:
+    """The cells of `geno` (a genotype as JSON); `source` (`genotype_source`) says in the
+    title where they come from."""
     space = str(geno.get("space") or "")
     cells = geno["cells"]
     panels = []
@@ -238,7 +265,7 @@ def cells_figure(geno: dict[str, Any]) -> Figure:
             )
         families.update(_draw_cell(ax, int(cell["inputs"]), pos, edges, out, extra))
 
-    heading = "Searched cells" + (f" ({space})" if space else "")
+    heading = cells_heading(source, space, list(cells))
     fig.text(0.5, 1 - 0.12 / fig_h, heading, ha="center", va="top", fontsize=14, fontweight="bold")
     if geno.get("arch"):
         fig.text(

@@ -11,7 +11,7 @@ import pandas as pd
 from dnas.errors import UserError
 from dnas.spaces.genotype import load_genotype
 
-PANEL_ORDER = ["loss", "acc", "tau", "lr"]
+PANEL_ORDER = ["loss", "ppl", "acc", "arch", "tau", "lr"]
 SERIES_ORDER = ["train", "valid", "test"]
 
 

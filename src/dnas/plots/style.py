@@ -31,7 +31,13 @@ FAMILY_LABELS = {
     "other": "other",
 }
 # Colours of the series in the curve figures.
-SERIES_COLORS = {"train": "#1f77b4", "valid": "#ff7f0e", "test": "#d62728"}
+SERIES_COLORS = {
+    "train": "#1f77b4",
+    "valid": "#ff7f0e",
+    "test": "#d62728",
+    "entropy": "#9467bd",
+    "top_prob": "#2ca02c",
+}
 
 _STYLE = {
     "axes.grid": True,
