@@ -11,6 +11,7 @@ is exp(loss), so where `ppl/` is logged the loss panel is left out.
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -93,7 +94,12 @@ def curves_figure(run_dir: Path, title: str, n_ops: int | None = None) -> Figure
     n = len(panels)
     ncols = n if n <= 3 else math.ceil(n / 2)
     nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows + 0.5), squeeze=False)
+    fig_w = 4.6 * ncols
+    # The subtitle wrapped to the figure's width (a 10 pt character is about 0.6 x 10 pt wide).
+    lines = textwrap.wrap(subtitle, max(30, int(fig_w * 72 / 6.5))) if subtitle else []
+    head = 0.55 + 0.2 * len(lines)  # inches above the panels for the title and the subtitle
+    fig_h = 3.4 * nrows + 0.5 + (head - 0.4 if lines else 0.0)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(fig_w, fig_h), squeeze=False)
     for ax, (name, series) in zip(axes.flat, panels):
         for label, s in series:
             color = SERIES_COLORS.get(label) if len(series) > 1 else "#444444"
@@ -140,7 +146,7 @@ def curves_figure(run_dir: Path, title: str, n_ops: int | None = None) -> Figure
                 ax.axhline(
                     1 / n_ops, color="black", ls=":", lw=1.0, label=f"uniform 1/K, K={n_ops}"
                 )
-            if values.min() >= 0 and values.max() <= 1:  # normalised: the whole range
+            if values.min() >= -1e-6 and values.max() <= 1 + 1e-6:  # normalised: the whole range
                 ax.set_ylim(-0.02, 1.08)
         if name == "lr":
             ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
@@ -153,21 +159,19 @@ def curves_figure(run_dir: Path, title: str, n_ops: int | None = None) -> Figure
         ax.legend(loc="best")
     for ax in list(axes.flat)[n:]:
         ax.remove()
-    if subtitle:
-        head = 0.75 / fig.get_figheight()
-        fig.suptitle(
-            title, fontsize=14, fontweight="bold", y=1 - 0.08 / fig.get_figheight(), va="top"
-        )
+    if lines:
+        fig.text(0.5, 1 - 0.1 / fig_h, title, ha="center", va="top", fontsize=14, fontweight="bold")
         fig.text(
             0.5,
-            1 - 0.45 / fig.get_figheight(),
-            subtitle,
+            1 - 0.45 / fig_h,
+            "\n".join(lines),
             ha="center",
             va="top",
             fontsize=10,
             color="#444444",
+            linespacing=1.3,
         )
-        fig.tight_layout(rect=(0, 0, 1, 1 - head))
+        fig.tight_layout(rect=(0, 0, 1, 1 - head / fig_h))
     else:
         fig.suptitle(title, fontsize=14, fontweight="bold")
         fig.tight_layout()
