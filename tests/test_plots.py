@@ -601,3 +601,26 @@ def test_plots_stage_draws_the_trained_cells(
     if ops is not None:  # not the searched cells
         searched = json.loads((tmp_path / "genotype.json").read_text())
         assert geno["cells"] != searched["cells"]
+
+
+def test_plots_stage_bad_train_genotype_is_user_error(
+    darts_inputs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `train.genotype` that names nothing: one message naming the key, no figure touched."""
+    import yaml
+
+    from stages import plots as stage
+
+    genotype, search, train = darts_inputs
+    shutil.copy(genotype, tmp_path / "genotype.json")
+    shutil.copytree(search, tmp_path / "dvclive" / "search")
+    shutil.copytree(train, tmp_path / "dvclive" / "train")
+    params = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
+    params["train"]["genotype"] = "GDAS_V9"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "plots").mkdir()
+    (tmp_path / "plots" / "cells.png").write_bytes(b"earlier")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match="train.genotype"):
+        stage.main()
+    assert (tmp_path / "plots" / "cells.png").read_bytes() == b"earlier"
