@@ -1,20 +1,30 @@
-"""Stage `plots`: PNGs of the cells, architecture-probability evolution and curves -> plots/."""
+"""Stage `plots`: PNGs of the cells, architecture-probability evolution and curves -> plots/.
+
+`cells.png` draws the cells the `train` stage retrained: `train.genotype` is resolved as
+stages/train.py resolves it (the searched genotype.json, a published name, an NB201 string or a
+genotype file), and the figure's title says which."""
 
 from pathlib import Path
 
 from dnas.config import load_params
 from dnas.errors import run_main
-from dnas.plots import make_plots
+from dnas.plots import genotype_source, make_plots
+from dnas.spaces.published import SEARCHED, resolve_genotype
 
 
 def main() -> None:
     p = load_params()
+    searched = Path("genotype.json")
+    spec = p.train.genotype
+    trained = None if spec.strip() == SEARCHED else resolve_genotype(spec, searched)
     written = make_plots(
-        Path("genotype.json"),
+        searched,
         Path("dvclive/search"),
         Path("dvclive/train"),
         Path("plots"),
         dpi=p.plots.dpi,
+        trained=trained,
+        trained_as=genotype_source(spec),
     )
     for path in written:
         print(f"wrote {path}")
