@@ -34,6 +34,17 @@ from dnas.data.splits import stratified_split
 from dnas.errors import UserError
 from dnas.io import sha256_file
 
+# The test set is held out class by class, so every class needs two examples; the search split
+# (prepare.search_split) does not enter here, so advice about it would not help.
+HOLD_OUT_FIX = (
+    "give every class at least two images, or a test set of your own (train/ and test/ "
+    "folders, or x_test and y_test in the .npz), or change prepare.test_fraction"
+)
+
+
+def hold_out_key(name: str, test_fraction: float) -> str:
+    return f"prepare.custom.{name} with prepare.test_fraction = {test_fraction}"
+
 
 def load(name: str, spec: Custom, test_fraction: float, seed: int) -> tuple[dict, dict]:
     """Arrays and card entries of the custom dataset `name`."""
@@ -50,7 +61,9 @@ def load(name: str, spec: Custom, test_fraction: float, seed: int) -> tuple[dict
     held_out = "test_x" not in arrays
     if held_out:
         x, y = arrays.pop("train_x"), arrays.pop("train_y")
-        tr, te = stratified_split(y, test_fraction, seed)
+        tr, te = stratified_split(
+            y, test_fraction, seed, HOLD_OUT_FIX, hold_out_key(name, test_fraction)
+        )
         arrays = {"train_x": x[tr], "train_y": y[tr], "test_x": x[te], "test_y": y[te]}
     mean, std = channel_stats(arrays["train_x"])
     side = arrays["train_x"].shape[1]
@@ -65,6 +78,34 @@ def load(name: str, spec: Custom, test_fraction: float, seed: int) -> tuple[dict
     if held_out:
         meta["test_split"] = {"protocol": "stratified", "fraction": test_fraction}
     return arrays, meta
+
+
+def labels(spec: Custom) -> tuple[np.ndarray, np.ndarray | None]:
+    """The train labels and the test labels (None without a test set of its own), read
+    without decoding an image: the class folders' file counts, or the .npz's label arrays.
+    For checking the splits before preparing (dnas.config.validate_params)."""
+    path = Path(spec.path).expanduser()
+    if spec.format == "npz":
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                y = np.asarray(z["y"]).astype(np.int64)
+                test = np.asarray(z["y_test"]).astype(np.int64) if "y_test" in z.files else None
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
+            raise UserError(f"{path} is not a readable .npz ({exc})") from None
+        return y, test
+    parts = {"train": path / "train", "test": path / "test"}
+    if parts["train"].is_dir() and parts["test"].is_dir():
+        listed = {k: list_class_folders(v) for k, v in parts.items()}
+    else:
+        listed = {"train": list_class_folders(path)}
+    classes = sorted(listed["train"])
+    out = {
+        part: np.array(
+            [i for i, c in enumerate(classes) for _ in by_class.get(c, [])], dtype=np.int64
+        )
+        for part, by_class in listed.items()
+    }
+    return out["train"], out.get("test")
 
 
 # --- npz ---------------------------------------------------------------------------------
