@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dnas.errors import UserError
+from dnas.errors import UserError, disk_error
 from dnas.io import dumps_json, sha256_file, umask
 
 ARRAYS = ("train_x", "train_y", "test_x", "test_y")
@@ -63,14 +63,24 @@ def channel_stats(x: np.ndarray) -> tuple[list[float], list[float]]:
 def atomic_dir(out_dir: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling of `out_dir`; swap it in for `out_dir` if the block succeeds.
 
-    If anything fails, an earlier `out_dir` is left as it was and the temporary one removed.
+    If anything fails, an earlier `out_dir` is left as it was and the temporary one removed; a
+    full disk or a read-only directory is one `UserError` naming `out_dir`.
     """
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    except OSError as exc:
+        raise (disk_error(exc, out_dir) or exc) from None
     tmp.chmod(0o777 & ~umask())  # mkdtemp makes 0700
     try:
-        yield tmp
+        try:
+            yield tmp
+        except OSError as exc:
+            error = disk_error(exc, out_dir)
+            if error is None:
+                raise
+            raise error from None
         backup = None
         if out_dir.exists():
             backup = out_dir.with_name(f".{out_dir.name}.old")
