@@ -9,11 +9,12 @@ Declared in params.yaml and then listed in `prepare.datasets` like any other dat
 
 - `folder`: one subfolder of images per class (`<path>/<class>/*.png`), or `<path>/train/` and
   `<path>/test/` each holding such subfolders. Classes are numbered in sorted folder-name
-  order. PNG, JPEG, GIF and WebP are decoded with torchvision; grayscale stays one channel
-  unless the folder mixes it with colour, alpha is dropped. Images must share a size unless
-  `size` resizes them all to size x size.
+  order. PNG, JPEG, GIF and WebP are decoded with Pillow (16-bit scaled to 8); grayscale
+  stays one channel unless the folder mixes it with colour, alpha is dropped. Images must share
+  a size unless `size` resizes them all to size x size.
 - `npz`: `x` uint8 (N, H, W) or (N, H, W, C) and `y` integer labels (N,), optionally `x_test`
-  and `y_test`; read with `allow_pickle=False`, so an object array is refused.
+  and `y_test`; read with `allow_pickle=False`, so an object array is refused. `size`
+  resizes these images too.
 
 Without a test set of its own, a stratified, seeded `prepare.test_fraction` is held out (as
 for digits). Normalisation constants are the training set's own channel statistics.
@@ -26,6 +27,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from dnas.config import Custom
 from dnas.data.images import IMAGE_SUFFIXES, decode
@@ -57,6 +59,10 @@ def load(name: str, spec: Custom, test_fraction: float, seed: int) -> tuple[dict
         source = {"format": "folder", "path": spec.path, "listing_sha256": listing}
     else:
         arrays, classes = _load_npz(path, key)
+        if spec.size is not None:  # as the folder route: every image to size x size
+            arrays = {
+                k: _resize(v, spec.size) if k.endswith("_x") else v for k, v in arrays.items()
+            }
         source = {"format": "npz", "path": spec.path, "sha256": sha256_file(path)}
     held_out = "test_x" not in arrays
     if held_out:
@@ -209,6 +215,17 @@ def _decode(file: Path, size: int | None) -> np.ndarray:
     if size is not None and tuple(img.shape[1:]) != (size, size):
         img = TF.resize(img, [size, size], antialias=True)
     return img.permute(1, 2, 0).numpy()
+
+
+def _resize(x: np.ndarray, size: int) -> np.ndarray:
+    """uint8 images (N, H, W, C) resized to size x size, by the folder route's resize."""
+    from torchvision.transforms.v2 import functional as TF
+
+    if tuple(x.shape[1:3]) == (size, size):
+        return x
+    images = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2)
+    out = TF.resize(images, [size, size], antialias=True)
+    return np.ascontiguousarray(out.permute(0, 2, 3, 1).numpy())
 
 
 def _load_folder(path: Path, name: str, spec: Custom) -> tuple[dict, list[str], str]:
