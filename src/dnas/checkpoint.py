@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dnas.errors import UserError
+from dnas.errors import UserError, unpickling_reason
 from dnas.io import write_bytes
 
 FINISHED = "finished.pt"  # a finished run whose outputs were not written
@@ -217,17 +217,6 @@ def keep_finished_run(directory: str | Path | None) -> Iterator[None]:
     else:
         if finished.is_file():
             finished.replace(last)
-
-
-def unpickling_reason(exc: BaseException) -> str:
-    """The first line of a load error, without torch's advice to load with
-    `weights_only=False` (which would run whatever code the file holds)."""
-    text = str(exc)
-    if isinstance(exc, pickle.UnpicklingError) or "weights_only" in text:
-        return (
-            "it holds pickled objects other than tensors, which are refused (they could run code)"
-        )
-    return (text.splitlines() or [type(exc).__name__])[0]
 
 
 def _canonical(obj: Any) -> Any:

@@ -8,6 +8,7 @@ those cases; `run_main` prints it and exits with status 2.
 from __future__ import annotations
 
 import errno
+import pickle
 import sys
 from collections.abc import Callable
 
@@ -37,6 +38,17 @@ def disk_error(exc: OSError, path: object = None) -> UserError | None:
         f"{path}: cannot write ({what}); {fix}, then rerun `dvc repro` "
         "(the outputs of earlier runs are left as they were)"
     )
+
+
+def unpickling_reason(exc: BaseException) -> str:
+    """The first line of a load error, without torch's advice to load with
+    `weights_only=False` (which would run whatever code the file holds)."""
+    text = str(exc)
+    if isinstance(exc, pickle.UnpicklingError) or "weights_only" in text:
+        return (
+            "it holds pickled objects other than tensors, refused: loading them could run code"
+        )
+    return (text.splitlines() or [type(exc).__name__])[0]
 
 
 def run_main(main: Callable[[], object]) -> None:
