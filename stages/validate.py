@@ -1,13 +1,24 @@
 """Stage `validate`: check the whole params.yaml before any other stage runs, so a bad value
-stops the pipeline before DVC removes a single output (DVC deletes a stage's outputs before it
-runs the stage). Exit status 2 and one `error: ...` line naming the key; otherwise one line."""
+stops the pipeline before DVC removes a single output (DVC deletes a stage's outputs just before
+it runs that stage). Exit status 2 and one `error: ...` line naming the key; otherwise one line.
+
+`--out FILE` also writes FILE (always the same bytes), an output the other stages can list as
+a dependency so that DVC runs this stage first without rerunning them when it passes."""
+
+import argparse
 
 from dnas.config import validate_params
 from dnas.errors import run_main
+from dnas.io import write_bytes
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", help="file to write when the params are valid")
+    args = parser.parse_args()
     p = validate_params("params.yaml")
+    if args.out:
+        write_bytes(args.out, b"params.yaml: ok\n")
     print(f"params.yaml: ok (datasets {', '.join(p.prepare.datasets)})")
 
 

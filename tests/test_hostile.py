@@ -460,3 +460,17 @@ def test_validate_accepts_the_shipped_params(tmp_path):
     proc = stage(tmp_path, "stages.validate")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "params.yaml: ok (datasets digits)" and not proc.stderr
+
+
+def test_validate_writes_the_same_stamp_every_time(tmp_path):
+    """The stamp other stages may depend on: written only when valid, always the same bytes."""
+    write_params(tmp_path)
+    assert stage(tmp_path, "stages.validate", "--out", "validated.txt").returncode == 0
+    stamp = (tmp_path / "validated.txt").read_bytes()
+    write_params(tmp_path, plots={"dpi": 90})
+    assert stage(tmp_path, "stages.validate", "--out", "validated.txt").returncode == 0
+    assert (tmp_path / "validated.txt").read_bytes() == stamp
+    write_params(tmp_path, prepare={"test_fraction": 0.99})
+    (tmp_path / "validated.txt").unlink()
+    assert_clean_failure(stage(tmp_path, "stages.validate", "--out", "validated.txt"))
+    assert not (tmp_path / "validated.txt").exists()
