@@ -474,3 +474,32 @@ def test_validate_writes_the_same_stamp_every_time(tmp_path):
     (tmp_path / "validated.txt").unlink()
     assert_clean_failure(stage(tmp_path, "stages.validate", "--out", "validated.txt"))
     assert not (tmp_path / "validated.txt").exists()
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 120.00 GiB"),
+        RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory"
+        ),
+        MemoryError(),
+    ],
+)
+def test_out_of_memory_at_a_step_names_the_params(exc):
+    """The GPU's and the CPU allocator's errors, raised where a step would raise them."""
+    from dnas.runtime import out_of_memory_hint
+
+    with pytest.raises(UserError) as err:
+        with out_of_memory_hint("train", {"train.channels": 16, "train.batch_size": 64}):
+            raise exc
+    assert "train: out of memory" in str(err.value)
+    assert "train.channels = 16, train.batch_size = 64" in str(err.value)
+
+
+def test_other_runtime_errors_pass_through_the_memory_hint():
+    from dnas.runtime import out_of_memory_hint
+
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        with out_of_memory_hint("train", {"train.channels": 16}):
+            raise RuntimeError("shape mismatch")
