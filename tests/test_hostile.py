@@ -503,3 +503,26 @@ def test_other_runtime_errors_pass_through_the_memory_hint():
     with pytest.raises(RuntimeError, match="shape mismatch"):
         with out_of_memory_hint("train", {"train.channels": 16}):
             raise RuntimeError("shape mismatch")
+
+
+def test_the_readme_quotes_an_nb201_string_for_dvc_set_param(tmp_path):
+    """The README's `dvc exp run -S "train.genotype='|...|'"`, through DVC's own override
+    parser and the shell's word splitting, sets the architecture string in params.yaml."""
+    import re
+    import shlex
+
+    from dvc.utils.hydra import apply_overrides
+
+    from dnas.spaces.published import resolve_genotype
+
+    readme = (ROOT / "README.md").read_text()
+    line = next(
+        x for x in readme.splitlines() if re.match(r"dvc exp run -S \"train.genotype='\|", x)
+    )
+    override = shlex.split(line)[-1]
+    params = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", params)
+    apply_overrides(params, [override])
+    p = parse_params(yaml.safe_load(params.read_text()))
+    genotype = resolve_genotype(p.train.genotype)
+    assert genotype.space == "nb201" and p.train.genotype == genotype.arch
