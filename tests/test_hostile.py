@@ -152,6 +152,7 @@ def full_tmpfs(directory: Path, size: str = "4k"):
     directory.mkdir(parents=True, exist_ok=True)
     mounted = (
         os.geteuid() == 0
+        and not os.environ.get("DNAS_TEST_NO_TMPFS")  # to run the injected fault instead
         and subprocess.run(
             ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(directory)],
             capture_output=True,
@@ -172,7 +173,8 @@ def test_full_disk_at_model_save_keeps_the_run_and_the_rerun_does_not_retrain(pr
     shutil.rmtree(project / "checkpoints" / "train")  # so the run below trains from scratch
     before = snapshot(project)
     with full_tmpfs(project / "models") as mounted:
-        fault = None if mounted else ("ENOSPC", project / "models")
+        # without a mount: every write of the model's temporary file fails
+        fault = None if mounted else ("ENOSPC", project / "models" / ".model.pt.")
         proc = stage(project, "stages.train", fault=fault)
     line = assert_clean_failure(proc, "models/model.pt", "checkpoints/train/finished.pt")
     assert "no space left" in line
