@@ -67,6 +67,15 @@ def _admits_bool(annotation: Any) -> bool:
     return any(_admits_bool(a) for a in typing.get_args(annotation))
 
 
+def _wants_number(annotation: Any) -> bool:
+    """Whether a field's type is (or holds) an int, a float or a Literal of numbers."""
+    if annotation in (int, float):
+        return True
+    if typing.get_origin(annotation) is Literal:
+        return any(isinstance(a, (int, float)) for a in typing.get_args(annotation))
+    return any(_wants_number(a) for a in typing.get_args(annotation))
+
+
 def _holds_bool(value: Any) -> bool:
     if isinstance(value, bool):
         return True
@@ -83,7 +92,12 @@ class Section(BaseModel):
         """pydantic reads true as 1 for an int, float or Literal[1, 2]: `train.epochs: true`
         would silently train one epoch. A boolean is accepted only where the type says bool."""
         field = cls.model_fields.get(info.field_name)
-        if field is not None and _holds_bool(value) and not _admits_bool(field.annotation):
+        if (
+            field is not None
+            and _holds_bool(value)
+            and _wants_number(field.annotation)
+            and not _admits_bool(field.annotation)
+        ):
             shown = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...")
             what = "holds a boolean" if isinstance(value, (list, tuple)) else "is a boolean"
             raise ValueError(f"{shown.strip()} {what}, expected a number")
