@@ -3,8 +3,9 @@
 import argparse
 
 from dnas.config import load_params
-from dnas.data import prepare_dataset
+from dnas.data import PREPARED_ROOT, prepare_dataset
 from dnas.errors import UserError, run_main
+from dnas.io import check_writable
 
 
 def main() -> None:
@@ -14,6 +15,7 @@ def main() -> None:
     p = load_params()
     if args.dataset not in p.prepare.datasets:
         raise UserError(f"--dataset {args.dataset!r} is not in prepare.datasets")
+    check_writable(PREPARED_ROOT)  # a read-only data/ stops before any download or decoding
     out = prepare_dataset(args.dataset, p.prepare)
     print(f"prepared {args.dataset} -> {out}")
 

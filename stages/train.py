@@ -6,11 +6,12 @@ A recurrent (rnn) genotype is retrained as a language model on a text corpus
 `torchrun --nproc_per_node N -m stages.train` (README "Many GPUs"); rank 0 writes the outputs."""
 
 from dnas import distributed
+from dnas.checkpoint import keep_finished_run
 from dnas.config import TEXT_DATASETS, load_params
 from dnas.data import PREPARED_ROOT, load_prepared
 from dnas.errors import UserError, run_main
-from dnas.io import write_json
-from dnas.runtime import pick_device
+from dnas.io import check_writable, write_json
+from dnas.runtime import out_of_memory_hint, pick_device
 from dnas.spaces.published import resolve_genotype
 
 
@@ -36,15 +37,29 @@ def main() -> None:
         else:
             from dnas.models import save_model as save
             from dnas.train.loop import run_train as run
-        model, config, metrics = run(
-            p, genotype, data, device, "dvclive/train", "checkpoints/train"
-        )
-        if distributed.is_main():
-            save("models/model.pt", model, genotype, config)
-            # One metric per fact: the final network's test accuracy is the evaluate stage's
-            # (metrics/eval.json); the curve over the epochs is in dvclive/train.
-            metrics = {k: v for k, v in metrics.items() if k != "test_acc"}
-            write_json("metrics/train.json", metrics)
+        t = p.train
+        if text:
+            sizes = {"train.rnn.nhid": t.rnn.nhid, "train.rnn.bptt": t.rnn.bptt}
+            sizes["train.rnn.eval_batch_size"] = t.rnn.eval_batch_size
+        else:
+            sizes = {"train.channels": t.channels, "train.layers": t.layers}
+            sizes["evaluate.batch_size"] = p.evaluate.batch_size
+        sizes["train.batch_size"] = t.batch_size
+        main = distributed.is_main()
+        if main:  # a read-only or full directory stops here, not after the first epoch
+            check_writable("checkpoints/train", "dvclive/train", "models", "metrics")
+        # A full disk at the model save keeps the finished run: the rerun does not retrain.
+        with keep_finished_run("checkpoints/train" if main else None):
+            with out_of_memory_hint("train", sizes):
+                model, config, metrics = run(
+                    p, genotype, data, device, "dvclive/train", "checkpoints/train"
+                )
+            if main:
+                save("models/model.pt", model, genotype, config)
+                # One metric per fact: the final network's test accuracy is the evaluate
+                # stage's (metrics/eval.json); the curve over the epochs is in dvclive/train.
+                metrics = {k: v for k, v in metrics.items() if k != "test_acc"}
+                write_json("metrics/train.json", metrics)
 
 
 if __name__ == "__main__":

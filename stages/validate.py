@@ -1,21 +1,26 @@
-"""Stage `validate`: check the whole params.yaml before any other stage runs.
+"""Stage `validate`: check the whole params.yaml before any other stage runs, so a bad value
+stops the pipeline before DVC removes a single output (DVC deletes a stage's outputs just before
+it runs that stage; docs/pipeline.md). Exit status 2 and one `error: ...` line naming the key;
+otherwise one line.
 
-DVC removes a stage's outputs just before it runs the stage, so a value that only the stage
-itself would refuse costs the outputs of the last good run. Every other stage depends on this
-one's output, which holds the same bytes whenever the check passes: a passing check never makes
-anything downstream rerun, a failing one stops `dvc repro` before any output is touched."""
+`--out FILE` also writes FILE (always the same bytes), an output the other stages can list as
+a dependency so that DVC runs this stage first without rerunning them when it passes."""
 
-from dnas.config import load_params
+import argparse
+
+from dnas.config import validate_params
 from dnas.errors import run_main
 from dnas.io import write_bytes
 
-OK = b"params.yaml passed validation (stages/validate.py)\n"
-
 
 def main() -> None:
-    load_params()
-    write_bytes("data/params.ok", OK)
-    print("params.yaml: ok")
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", help="file to write when the params are valid")
+    args = parser.parse_args()
+    p = validate_params("params.yaml")
+    if args.out:
+        write_bytes(args.out, b"params.yaml: ok\n")
+    print(f"params.yaml: ok (datasets {', '.join(p.prepare.datasets)})")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,10 @@ is not resumed either, so a rerun forced by a code change starts from scratch.
 Checkpoints are written every `common.checkpoint_every` epochs and when SIGTERM or SIGINT
 arrives (at the next step boundary), always to a temporary name and renamed, so a kill at any
 moment leaves the previous checkpoint intact. Loading uses `torch.load(weights_only=True)`.
+
+A run that finished but could not write its outputs (a full disk at the model save) is not
+thrown away: `keep_finished_run` renames its complete checkpoint to `finished.pt`, and the
+rerun takes the result from there instead of training again (docs/failure-modes.md).
 """
 
 from __future__ import annotations
@@ -31,8 +35,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from dnas.errors import UserError
+from dnas.errors import UserError, unpickling_reason
 from dnas.io import write_bytes
+
+FINISHED = "finished.pt"  # a finished run whose outputs were not written
+_finished_here: set[Path] = set()  # complete checkpoints written by this process
 
 
 def fingerprint(*parts: Any) -> str:
@@ -99,35 +106,48 @@ class Checkpointer:
         """Where unusable checkpoints go: beside, not inside, the directory DVC tracks."""
         return self.path.parent.parent / "set-aside"
 
-    def _set_aside(self, suffix: str, why: str) -> None:
+    def _set_aside(self, suffix: str, why: str, path: Path | None = None) -> None:
+        path = self.path if path is None else path
         self.aside_dir.mkdir(parents=True, exist_ok=True)
-        target = self.aside_dir / f"{self.path.parent.name}.{suffix}.pt"
-        self.path.replace(target)
+        target = self.aside_dir / f"{path.parent.name}.{suffix}.pt"
+        path.replace(target)
         print(
-            f"checkpoint {self.path} {why}; moved to {target}, starting from scratch",
+            f"checkpoint {path} {why}; moved to {target}, starting from scratch",
             file=sys.stderr,
         )
 
+    def _read(self, path: Path) -> dict | None:
+        """The state in `path` if it belongs to this run; unusable files are set aside."""
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(state, dict) or "fingerprint" not in state:
+                raise ValueError("not a dnas checkpoint")
+        except (RuntimeError, ValueError, EOFError, OSError, pickle.UnpicklingError) as exc:
+            self._set_aside("corrupt", f"is unreadable ({unpickling_reason(exc)})", path)
+            return None
+        if state["fingerprint"] != self.fingerprint:
+            self._set_aside("stale", "belongs to other params or data", path)
+            return None
+        return state
+
     def load(self) -> dict | None:
-        """The state to resume from, or None to start from scratch."""
+        """The state to resume from, or None to start from scratch. A finished run kept by
+        `keep_finished_run` comes first: its state has epoch = the last, so nothing retrains."""
         if self.path is None:
             return None
         for leftover in self.path.parent.glob(f".{self.path.name}.*.tmp"):
             leftover.unlink()  # a write cut short by SIGKILL
+        finished = self.path.with_name(FINISHED)
+        if finished.is_file():
+            state = self._read(finished)
+            if state is not None and state.get("complete"):
+                return state
+            if state is not None:  # not complete: never written by keep_finished_run
+                self._set_aside("stale", "is not a finished run", finished)
         if not self.path.is_file():
             return None
-        try:
-            state = torch.load(self.path, map_location="cpu", weights_only=True)
-            if not isinstance(state, dict) or "fingerprint" not in state:
-                raise ValueError("not a dnas checkpoint")
-        except (RuntimeError, ValueError, EOFError, OSError, pickle.UnpicklingError) as exc:
-            first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
-            self._set_aside("corrupt", f"is unreadable ({first_line})")
-            return None
-        if state["fingerprint"] != self.fingerprint:
-            self._set_aside("stale", "belongs to other params or data")
-            return None
-        if state.get("complete"):
+        state = self._read(self.path)
+        if state is None or state.get("complete"):
             return None
         return state
 
@@ -138,6 +158,8 @@ class Checkpointer:
         buffer = io.BytesIO()
         torch.save(state, buffer)
         write_bytes(self.path, buffer.getvalue())
+        if complete:
+            _finished_here.add(self.path.resolve())
 
     def resume(self, stateful: dict[str, Any], stage: str) -> dict | None:
         """Restore `stateful` from a usable checkpoint and return the whole state, or None."""
@@ -149,6 +171,10 @@ class Checkpointer:
     def restore(self, stateful: dict[str, Any], state: dict, stage: str) -> None:
         """Restore `stateful` from a state `load()` returned."""
         restore(stateful, state)
+        if state.get("complete"):
+            where = self.path.with_name(FINISHED)
+            print(f"{stage}: the run in {where} finished; writing its outputs", file=sys.stderr)
+            return
         print(f"{stage}: resuming at epoch {state['epoch'] + 1} from {self.path}", file=sys.stderr)
 
     def after_epoch(self, epoch: int, epochs: int, snapshot: Callable[[], dict]) -> None:
@@ -161,6 +187,36 @@ class Checkpointer:
         """Save a mid-epoch checkpoint; return the error that stops the run."""
         self.save(snapshot())
         return Interrupted(self.path)
+
+
+@contextmanager
+def keep_finished_run(directory: str | Path | None) -> Iterator[None]:
+    """Around a stage's run and the writing of its outputs: if the block fails after this
+    process wrote the run's complete checkpoint (e.g. the disk filled at the model save), keep
+    that checkpoint as `directory/finished.pt`, from which the rerun takes the result without
+    training again. When the block succeeds, a finished.pt it used goes back to last.pt."""
+    if directory is None:
+        yield
+        return
+    last = Path(directory) / "last.pt"
+    finished = last.with_name(FINISHED)
+    try:
+        yield
+    except BaseException as exc:
+        if last.resolve() in _finished_here and last.is_file():
+            try:
+                last.replace(finished)
+            except OSError:
+                raise exc from None
+            if isinstance(exc, UserError):
+                raise UserError(
+                    f"{exc}; the finished run is kept in {finished}, so the rerun writes the "
+                    "outputs without training again"
+                ) from None
+        raise
+    else:
+        if finished.is_file():
+            finished.replace(last)
 
 
 def _canonical(obj: Any) -> Any:

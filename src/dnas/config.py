@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -27,6 +28,16 @@ from pydantic import (
 from dnas.errors import UserError
 
 PositiveInt = Annotated[int, Field(ge=1)]
+# Values with a real bound (docs/failure-modes.md): numpy seeds are 32-bit; widths and batch
+# sizes far beyond any published setting are typing errors that would otherwise end in an
+# allocation of hundreds of gigabytes (the papers' widest network is C=52, batch 768).
+Seed = Annotated[int, Field(ge=0, lt=2**32)]
+MAX_CHANNELS = 2048
+MAX_BATCH = 65536
+MAX_LAYERS = 100
+Channels = Annotated[int, Field(ge=1, le=MAX_CHANNELS)]
+BatchSize = Annotated[int, Field(ge=1, le=MAX_BATCH)]
+Layers = Annotated[int, Field(ge=1, le=MAX_LAYERS)]
 NonNegFloat = Annotated[float, Field(ge=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0, lt=1)]
@@ -49,12 +60,52 @@ DATASET_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
 DatasetName = Annotated[str, Field(min_length=1)]
 
 
+def _admits_bool(annotation: Any) -> bool:
+    """Whether a field's type lists `bool` anywhere (bool, bool | Literal["auto"], ...)."""
+    if annotation is bool:
+        return True
+    return any(_admits_bool(a) for a in typing.get_args(annotation))
+
+
+def _wants_number(annotation: Any) -> bool:
+    """Whether a field's type is (or holds) an int, a float or a Literal of numbers."""
+    if annotation in (int, float):
+        return True
+    if typing.get_origin(annotation) is Literal:
+        return any(isinstance(a, (int, float)) for a in typing.get_args(annotation))
+    return any(_wants_number(a) for a in typing.get_args(annotation))
+
+
+def _holds_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return True
+    return isinstance(value, (list, tuple)) and any(isinstance(v, bool) for v in value)
+
+
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    # allow_inf_nan=False: `.inf`, `1e999` and `.nan` are refused for every float.
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """pydantic reads true as 1 for an int, float or Literal[1, 2]: `train.epochs: true`
+        would silently train one epoch. A boolean is accepted only where the type says bool."""
+        field = cls.model_fields.get(info.field_name)
+        if (
+            field is not None
+            and _holds_bool(value)
+            and _wants_number(field.annotation)
+            and not _admits_bool(field.annotation)
+        ):
+            shown = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...")
+            what = "holds a boolean" if isinstance(value, (list, tuple)) else "is a boolean"
+            raise ValueError(f"{shown.strip()} {what}, expected a number")
+        return value
 
 
 class Common(Section):
-    seed: Annotated[int, Field(ge=0)] = 0
+    seed: Seed = 0
     # auto | cpu | cuda | cuda:N (GPU N: one GPU per queued experiment, README "Many GPUs")
     device: str = "auto"
     # Save a resumable checkpoint every this many epochs (and on SIGTERM / SIGINT).
@@ -82,7 +133,7 @@ class Custom(Section):
     # npz: arrays x (N, H, W[, C]) uint8 and y (N,) int, optionally x_test and y_test.
     format: Literal["folder", "npz"]
     # Resize every image of a folder to size x size (needed when their sizes differ).
-    size: PositiveInt | None = None
+    size: Annotated[int, Field(ge=1, le=4096)] | None = None
     flip: bool = True  # horizontal flips are a valid augmentation for these images
     pad: Annotated[int, Field(ge=0)] | None = None  # pad-and-crop; default: side // 8
 
@@ -91,7 +142,7 @@ class Prepare(Section):
     # Declared before `datasets`, whose validator needs it: name -> source of a user's dataset.
     custom: dict[DatasetName, Custom] = {}
     datasets: Annotated[list[DatasetName], Field(min_length=1)] = ["digits"]
-    seed: Annotated[int, Field(ge=0)] = 0  # split seed, separate from common.seed
+    seed: Seed = 0  # split seed, separate from common.seed
     raw_dir: str = "data/raw"
     # Local directory or archive to read a dataset from instead of downloading it.
     paths: dict[DatasetName, str] = {}
@@ -165,9 +216,9 @@ class Optim(Section):
     """SGD with cosine annealing from `lr` to `lr_min`, per epoch (reference §1.4)."""
 
     epochs: PositiveInt = 10
-    batch_size: PositiveInt = 64
-    channels: PositiveInt = 16
-    layers: PositiveInt = 8
+    batch_size: BatchSize = 64
+    channels: Channels = 16
+    layers: Layers = 8
     lr: PositiveFloat = 0.025
     lr_min: NonNegFloat = 0.001
     momentum: Fraction = 0.9
@@ -192,8 +243,8 @@ class RnnSearch(Section):
     # this std (DARTS / AWD; 0 = none, the GDAS search code), clipped to [5, bptt + max_seq_delta].
     seq_std: NonNegFloat = 5.0
     max_seq_delta: Annotated[int, Field(ge=0)] = 20
-    emsize: PositiveInt = 300
-    nhid: PositiveInt = 300
+    emsize: Channels = 300
+    nhid: Channels = 300
     dropout: Fraction = 0.75  # output (locked)
     dropouth: Fraction = 0.25  # states before each W (variational)
     dropoutx: Fraction = 0.75  # input x_t before W0 (variational)
@@ -224,8 +275,8 @@ class RnnTrain(Section):
     bptt: PositiveInt = 35
     seq_std: NonNegFloat = 5.0  # seq_len ~ N(bptt, seq_std), bptt halved with p = 0.05
     max_seq_delta: Annotated[int, Field(ge=0)] = 20  # seq_len <= bptt + max_seq_delta
-    emsize: PositiveInt = 850
-    nhid: PositiveInt = 850
+    emsize: Channels = 850
+    nhid: Channels = 850
     dropout: Fraction = 0.75
     dropouth: Fraction = 0.25
     dropoutx: Fraction = 0.75
@@ -233,8 +284,8 @@ class RnnTrain(Section):
     dropoute: Fraction = 0.1
     alpha: NonNegFloat = 0.0  # AR on the dropped outputs
     beta: NonNegFloat = 1.0e-3  # TAR on the raw outputs
-    eval_batch_size: PositiveInt = 10  # validation (every epoch)
-    test_batch_size: PositiveInt = 1  # the evaluate stage's test perplexity (the papers: 1)
+    eval_batch_size: BatchSize = 10  # validation (every epoch)
+    test_batch_size: BatchSize = 1  # the evaluate stage's test perplexity (the papers: 1)
     # NT-ASGD: SGD until the validation loss stops improving, then averaged SGD. `nonmono`
     # evaluations must have passed; rule gdas: val_loss > min(all previous SGD val losses)
     # (reference §1.9); darts: val_loss > min(those but the last nonmono) (§2.3).
@@ -389,7 +440,7 @@ class Train(Optim):
 
 
 class Evaluate(Section):
-    batch_size: PositiveInt = 256
+    batch_size: BatchSize = 256
 
 
 class Plots(Section):
@@ -540,7 +591,25 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     if not path.is_file():
         raise UserError(f"{path}: params file not found (run from the project root)")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start});"
+            " save it as UTF-8"
+        ) from None
     except yaml.YAMLError as exc:
         raise UserError(f"{path}: not valid YAML: {exc}") from None
     return parse_params(raw, str(path))
+
+
+def validate_params(path: str | Path = "params.yaml") -> Params:
+    """Validate the whole params file, including what the stages would only find out later:
+    every key and value (as `load_params`), and whether the data splits the params ask for
+    can be made (`prepare.test_fraction` and `prepare.search_split` against the class counts
+    of digits and of the user's own datasets whose source is at hand). Raises `UserError` with
+    one message naming the key; `stages/validate.py` runs it before any other stage."""
+    p = load_params(path)
+    from dnas.data import check_prepare  # lazy: it imports numpy and scikit-learn
+
+    check_prepare(p.prepare)
+    return p

@@ -7,6 +7,8 @@ those cases; `run_main` prints it and exits with status 2.
 
 from __future__ import annotations
 
+import errno
+import pickle
 import sys
 from collections.abc import Callable
 
@@ -15,12 +17,52 @@ class UserError(Exception):
     """A problem the user can fix: bad params, a missing or corrupt file, no network."""
 
 
+# Write failures the user fixes outside the project (docs/failure-modes.md): errno -> advice.
+DISK_ERRORS = {
+    errno.ENOSPC: ("no space left on the device", "free some space"),
+    errno.EDQUOT: ("disk quota exceeded", "free some space"),
+    errno.EROFS: ("read-only file system", "make it writable"),
+    errno.EACCES: ("permission denied", "make it writable"),
+    errno.EPERM: ("operation not permitted", "make it writable"),
+}
+
+
+def disk_error(exc: OSError, path: object = None) -> UserError | None:
+    """A one-line `UserError` for a full disk, a read-only directory or a missing permission
+    while writing `path` (default: the file the error names); None for other errors."""
+    if exc.errno not in DISK_ERRORS:
+        return None
+    what, fix = DISK_ERRORS[exc.errno]
+    path = path if path is not None else (exc.filename or "an output")
+    return UserError(
+        f"{path}: cannot write ({what}); {fix}, then rerun `dvc repro` "
+        "(the outputs of earlier runs are left as they were)"
+    )
+
+
+def unpickling_reason(exc: BaseException) -> str:
+    """The first line of a load error, without torch's advice to load with
+    `weights_only=False` (which would run whatever code the file holds)."""
+    text = str(exc)
+    if isinstance(exc, pickle.UnpicklingError) or "weights_only" in text:
+        return (
+            "it holds pickled objects other than tensors, refused: loading them could run code"
+        )
+    return (text.splitlines() or [type(exc).__name__])[0]
+
+
 def run_main(main: Callable[[], object]) -> None:
     """Run `main`; turn a `UserError` into one message on stderr and exit code 2."""
     try:
         main()
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except OSError as exc:
+        error = disk_error(exc)
+        if error is None:
+            raise
+        print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -18,24 +18,53 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from dnas.errors import disk_error
+
 SIGNIFICANT_DIGITS = 6
 
 
 @contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to `target`; rename it over `target` if the block succeeds."""
+    """Yield a temporary path next to `target`; rename it over `target` if the block succeeds.
+
+    A full disk or a read-only directory becomes one `UserError` naming `target`; the
+    temporary file is removed and an earlier `target` stays as it was."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    tmp_path.chmod(0o666 & ~umask())  # mkstemp makes 0600; outputs get the usual mode
+    tmp_path = None
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
+        tmp_path.chmod(0o666 & ~umask())  # mkstemp makes 0600; outputs get the usual mode
         yield tmp_path
         os.replace(tmp_path, target)
+    except OSError as exc:
+        error = disk_error(exc, target)
+        if error is None:
+            raise
+        raise error from None
     finally:
-        if tmp_path.exists():
+        if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
+
+
+def check_writable(*directories: str | os.PathLike) -> None:
+    """Create each directory and write a byte to a temporary file in it, so a read-only or
+    full output directory stops a stage before its first epoch, not after it (UserError)."""
+    for directory in directories:
+        directory = Path(directory)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=directory) as f:
+                f.write(b"\0")
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            error = disk_error(exc, directory)
+            if error is None:
+                raise
+            raise error from None
 
 
 def umask() -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import random
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -179,3 +179,29 @@ class FiniteLossGuard:
                 f"{self.stage}: the loss became inf or NaN at epoch {epoch + 1}, step {bad + 1}; "
                 f"stopped without writing outputs. Lower {self.hint} or check the data"
             )
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, the CPU allocator's failure, or Python's MemoryError."""
+    if isinstance(exc, (MemoryError, torch.cuda.OutOfMemoryError)):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and (
+        "can't allocate memory" in text or "out of memory" in text.lower()
+    )
+
+
+@contextlib.contextmanager
+def out_of_memory_hint(stage: str, sizes: Mapping[str, object]) -> Iterator[None]:
+    """Turn running out of memory (building the network, or any step) into one `UserError`
+    that names the params which set the size, e.g. {"search.channels": 16, ...}."""
+    try:
+        yield
+    except (RuntimeError, MemoryError) as exc:
+        if not is_out_of_memory(exc):
+            raise
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        shown = ", ".join(f"{key} = {value}" for key, value in sizes.items())
+        raise UserError(
+            f"{stage}: out of memory ({first[:160]}); the size comes from {shown}: lower them"
+        ) from None

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from dnas.config import TEXT_DATASETS, Prepare
 from dnas.data import digits
 from dnas.data.prepared import Prepared, channel_stats, load_prepared, write_prepared
-from dnas.data.splits import make_splits
+from dnas.data.splits import SEARCH_SPLIT_FIX, make_splits, stratified_split
+from dnas.errors import UserError
 
 __all__ = ["Prepared", "load_prepared", "prepare_dataset", "PREPARED_ROOT"]
 
@@ -81,7 +84,56 @@ def prepare_dataset(name: str, p: Prepare, root: str | Path = PREPARED_ROOT) -> 
         imagenet.prepare(p, out)
         return out
     arrays, meta = _load_source(name, p)
-    split = make_splits(arrays["train_y"], arrays["test_y"], p.search_split, p.seed, p.split_file)
+    fix = _search_split_fix(p, len(arrays["train_y"]) + len(arrays["test_y"]), "test_split" in meta)
+    split = make_splits(
+        arrays["train_y"], arrays["test_y"], p.search_split, p.seed, p.split_file, fix
+    )
     card = {**meta, **split}
     write_prepared(out, name, arrays, card)
     return out
+
+
+def _search_split_fix(p: Prepare, total: int, held_out: bool) -> str:
+    """The advice when the search halves cannot be made: with a held-out test set, a large
+    `test_fraction` may be what left the train set too small."""
+    if not held_out:
+        return SEARCH_SPLIT_FIX
+    held = int(np.ceil(p.test_fraction * total))
+    return (
+        f"prepare.test_fraction = {p.test_fraction} holds out {held} of {total} examples; "
+        "lower it, or use prepare.search_split: random"
+    )
+
+
+def check_prepare(p: Prepare) -> None:
+    """Raise `UserError` if `prepare` asks for splits that cannot be made, without preparing:
+    the held-out test set (`test_fraction`) and the search halves (`search_split`, a
+    `split_file`) of digits and of the user's own datasets, from their labels alone. A user's
+    dataset whose source is missing or unreadable is left to its prepare stage, which says
+    so if it runs (it may be prepared already and need no rerun)."""
+    for name in p.datasets:
+        if name == "digits":
+            from sklearn.datasets import load_digits
+
+            labels, test = load_digits().target.astype(np.int64), None
+            fix, what = digits.TEST_FRACTION_FIX, f"prepare.test_fraction = {p.test_fraction}"
+        elif name in p.custom:
+            from dnas.data import custom
+
+            spec = p.custom[name]
+            if not Path(spec.path).expanduser().exists():
+                continue
+            try:
+                labels, test = custom.labels(spec)
+            except UserError:
+                continue
+            fix, what = custom.HOLD_OUT_FIX, custom.hold_out_key(name, p.test_fraction)
+        else:
+            continue
+        held_out = test is None
+        if held_out:
+            first, second = stratified_split(labels, p.test_fraction, p.seed, fix, what)
+            labels, test = labels[first], labels[second]
+        total = len(labels) + len(test)
+        fix = _search_split_fix(p, total, held_out)
+        make_splits(labels, test, p.search_split, p.seed, p.split_file, fix)

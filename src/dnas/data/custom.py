@@ -9,11 +9,12 @@ Declared in params.yaml and then listed in `prepare.datasets` like any other dat
 
 - `folder`: one subfolder of images per class (`<path>/<class>/*.png`), or `<path>/train/` and
   `<path>/test/` each holding such subfolders. Classes are numbered in sorted folder-name
-  order. PNG, JPEG, GIF and WebP are decoded with torchvision; grayscale stays one channel
-  unless the folder mixes it with colour, alpha is dropped. Images must share a size unless
-  `size` resizes them all to size x size.
+  order. PNG, JPEG, GIF and WebP are decoded with Pillow (16-bit scaled to 8); grayscale
+  stays one channel unless the folder mixes it with colour, alpha is dropped. Images must share
+  a size unless `size` resizes them all to size x size.
 - `npz`: `x` uint8 (N, H, W) or (N, H, W, C) and `y` integer labels (N,), optionally `x_test`
-  and `y_test`; read with `allow_pickle=False`, so an object array is refused.
+  and `y_test`; read with `allow_pickle=False`, so an object array is refused. `size`
+  resizes these images too.
 
 Without a test set of its own, a stratified, seeded `prepare.test_fraction` is held out (as
 for digits). Normalisation constants are the training set's own channel statistics.
@@ -26,6 +27,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from dnas.config import Custom
 from dnas.data.images import IMAGE_SUFFIXES, decode
@@ -33,6 +35,17 @@ from dnas.data.prepared import channel_stats
 from dnas.data.splits import stratified_split
 from dnas.errors import UserError
 from dnas.io import sha256_file
+
+# The test set is held out class by class, so every class needs two examples; the search split
+# (prepare.search_split) does not enter here, so advice about it would not help.
+HOLD_OUT_FIX = (
+    "give every class at least two images, or a test set of your own (train/ and test/ "
+    "folders, or x_test and y_test in the .npz), or change prepare.test_fraction"
+)
+
+
+def hold_out_key(name: str, test_fraction: float) -> str:
+    return f"prepare.custom.{name} with prepare.test_fraction = {test_fraction}"
 
 
 def load(name: str, spec: Custom, test_fraction: float, seed: int) -> tuple[dict, dict]:
@@ -46,11 +59,17 @@ def load(name: str, spec: Custom, test_fraction: float, seed: int) -> tuple[dict
         source = {"format": "folder", "path": spec.path, "listing_sha256": listing}
     else:
         arrays, classes = _load_npz(path, key)
+        if spec.size is not None:  # as the folder route: every image to size x size
+            arrays = {
+                k: _resize(v, spec.size) if k.endswith("_x") else v for k, v in arrays.items()
+            }
         source = {"format": "npz", "path": spec.path, "sha256": sha256_file(path)}
     held_out = "test_x" not in arrays
     if held_out:
         x, y = arrays.pop("train_x"), arrays.pop("train_y")
-        tr, te = stratified_split(y, test_fraction, seed)
+        tr, te = stratified_split(
+            y, test_fraction, seed, HOLD_OUT_FIX, hold_out_key(name, test_fraction)
+        )
         arrays = {"train_x": x[tr], "train_y": y[tr], "test_x": x[te], "test_y": y[te]}
     mean, std = channel_stats(arrays["train_x"])
     side = arrays["train_x"].shape[1]
@@ -65,6 +84,34 @@ def load(name: str, spec: Custom, test_fraction: float, seed: int) -> tuple[dict
     if held_out:
         meta["test_split"] = {"protocol": "stratified", "fraction": test_fraction}
     return arrays, meta
+
+
+def labels(spec: Custom) -> tuple[np.ndarray, np.ndarray | None]:
+    """The train labels and the test labels (None without a test set of its own), read
+    without decoding an image: the class folders' file counts, or the .npz's label arrays.
+    For checking the splits before preparing (dnas.config.validate_params)."""
+    path = Path(spec.path).expanduser()
+    if spec.format == "npz":
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                y = np.asarray(z["y"]).astype(np.int64)
+                test = np.asarray(z["y_test"]).astype(np.int64) if "y_test" in z.files else None
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
+            raise UserError(f"{path} is not a readable .npz ({exc})") from None
+        return y, test
+    parts = {"train": path / "train", "test": path / "test"}
+    if parts["train"].is_dir() and parts["test"].is_dir():
+        listed = {k: list_class_folders(v) for k, v in parts.items()}
+    else:
+        listed = {"train": list_class_folders(path)}
+    classes = sorted(listed["train"])
+    out = {
+        part: np.array(
+            [i for i, c in enumerate(classes) for _ in by_class.get(c, [])], dtype=np.int64
+        )
+        for part, by_class in listed.items()
+    }
+    return out["train"], out.get("test")
 
 
 # --- npz ---------------------------------------------------------------------------------
@@ -168,6 +215,17 @@ def _decode(file: Path, size: int | None) -> np.ndarray:
     if size is not None and tuple(img.shape[1:]) != (size, size):
         img = TF.resize(img, [size, size], antialias=True)
     return img.permute(1, 2, 0).numpy()
+
+
+def _resize(x: np.ndarray, size: int) -> np.ndarray:
+    """uint8 images (N, H, W, C) resized to size x size, by the folder route's resize."""
+    from torchvision.transforms.v2 import functional as TF
+
+    if tuple(x.shape[1:3]) == (size, size):
+        return x
+    images = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2)
+    out = TF.resize(images, [size, size], antialias=True)
+    return np.ascontiguousarray(out.permute(0, 2, 3, 1).numpy())
 
 
 def _load_folder(path: Path, name: str, spec: Custom) -> tuple[dict, list[str], str]:

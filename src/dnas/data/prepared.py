@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dnas.errors import UserError
+from dnas.errors import UserError, disk_error
 from dnas.io import dumps_json, sha256_file, umask
 
 ARRAYS = ("train_x", "train_y", "test_x", "test_y")
@@ -63,14 +63,24 @@ def channel_stats(x: np.ndarray) -> tuple[list[float], list[float]]:
 def atomic_dir(out_dir: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling of `out_dir`; swap it in for `out_dir` if the block succeeds.
 
-    If anything fails, an earlier `out_dir` is left as it was and the temporary one removed.
+    If anything fails, an earlier `out_dir` is left as it was and the temporary one removed; a
+    full disk or a read-only directory is one `UserError` naming `out_dir`.
     """
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    except OSError as exc:
+        raise (disk_error(exc, out_dir) or exc) from None
     tmp.chmod(0o777 & ~umask())  # mkdtemp makes 0700
     try:
-        yield tmp
+        try:
+            yield tmp
+        except OSError as exc:
+            error = disk_error(exc, out_dir)
+            if error is None:
+                raise
+            raise error from None
         backup = None
         if out_dir.exists():
             backup = out_dir.with_name(f".{out_dir.name}.old")
@@ -134,26 +144,94 @@ def write_prepared(
         (tmp / "card.json").write_text(dumps_json(full))
 
 
+def refresh_hint(path: Path) -> str:
+    """How to rebuild the prepared dataset in `path` (data/prepared/<name>)."""
+    return f"run `dvc repro -f -s prepare@{Path(path).name}` to prepare it again"
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number_list(v, n: int | None = None) -> bool:
+    ok = isinstance(v, list) and all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) for x in v
+    )
+    return ok and (n is None or len(v) == n)
+
+
+# The entries the stages read from a card, by kind, with a check of each one's JSON type.
+_CARD_ENTRIES = {
+    "name": (lambda v: isinstance(v, str), "a string"),
+    "sha256": (
+        lambda v: isinstance(v, dict) and all(isinstance(h, str) for h in v.values()),
+        "an object of file name -> checksum",
+    ),
+}
+_IMAGE_ENTRIES = {
+    "num_classes": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    "splits": (
+        lambda v: (
+            isinstance(v, dict)
+            and all(isinstance(i, list) and all(_is_int(x) for x in i) for i in v.values())
+        ),
+        "an object of split name -> index list",
+    ),
+    "mean": (_is_number_list, "a list of numbers"),
+    "std": (_is_number_list, "a list of numbers"),
+}
+_KIND_ENTRIES = {
+    "images": {
+        **_IMAGE_ENTRIES,
+        "shape": (lambda v: _is_number_list(v, 3), "[height, width, channels]"),
+        "augment": (lambda v: isinstance(v, dict), "an object"),
+    },
+    "folder": {**_IMAGE_ENTRIES, "root": (lambda v: isinstance(v, str), "a string")},
+    "text": {"vocab_size": (lambda v: _is_int(v) and v >= 1, "a positive integer")},
+}
+
+
 def read_card(path: Path) -> dict:
+    """`path/card.json`, checked to be an object with the entries the stages read (a missing
+    entry or one of the wrong JSON type is a `UserError` naming the file and the fix)."""
     card_path = path / "card.json"
     if not card_path.is_file():
         raise UserError(
             f"{path}: no prepared dataset here (card.json missing); run `dvc repro` to prepare it"
         )
     try:
-        return json.loads(card_path.read_text())
+        card = json.loads(card_path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{card_path}: unreadable ({exc}); rerun the prepare stage") from None
+        raise UserError(f"{card_path}: unreadable ({exc}); {refresh_hint(path)}") from None
+    if not isinstance(card, dict):
+        raise UserError(
+            f"{card_path}: a JSON {type(card).__name__}, not an object; {refresh_hint(path)}"
+        )
+    kind = card.get("kind", "images")
+    entries = {**_CARD_ENTRIES, **_KIND_ENTRIES.get(kind, {})}
+    if kind not in _KIND_ENTRIES:
+        raise UserError(f"{card_path}: unknown kind {kind!r}; {refresh_hint(path)}")
+    for key, (ok, what) in entries.items():
+        if key not in card:
+            raise UserError(f"{card_path}: no {key!r} entry; {refresh_hint(path)}")
+        if not ok(card[key]):
+            raise UserError(f"{card_path}: {key!r} is not {what}; {refresh_hint(path)}")
+    return card
 
 
 def verified_file(path: Path, card: dict, verify: bool = True) -> Path:
     """`path`, after checking that it exists and has the SHA-256 its card records."""
     if not path.is_file():
-        raise UserError(f"{path}: missing; rerun the prepare stage (`dvc repro -f prepare`)")
-    if verify and sha256_file(path) != card["sha256"][path.name]:
+        raise UserError(f"{path}: missing; {refresh_hint(path.parent)}")
+    expected = card["sha256"].get(path.name)
+    if verify and expected is None:
+        raise UserError(
+            f"{path.parent / 'card.json'}: no checksum for {path.name}; {refresh_hint(path.parent)}"
+        )
+    if verify and sha256_file(path) != expected:
         raise UserError(
             f"{path}: checksum differs from card.json; the file is corrupt, "
-            "rerun the prepare stage (`dvc repro -f prepare`)"
+            f"{refresh_hint(path.parent)}"
         )
     return path
 
@@ -162,7 +240,7 @@ def load_array(path: Path, card: dict, verify: bool = True) -> np.ndarray:
     try:
         return np.load(verified_file(path, card, verify), allow_pickle=False)
     except ValueError as exc:
-        raise UserError(f"{path}: unreadable ({exc}); rerun the prepare stage") from None
+        raise UserError(f"{path}: unreadable ({exc}); {refresh_hint(path.parent)}") from None
 
 
 def load_prepared(path: str | Path, verify: bool = True):

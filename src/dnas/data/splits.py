@@ -24,25 +24,34 @@ from sklearn.model_selection import train_test_split
 from dnas.errors import UserError
 from dnas.io import sha256_file
 
+SEARCH_SPLIT_FIX = "use prepare.search_split: random, or give every class at least two examples"
+
 
 def stratified_split(
-    labels: np.ndarray, fraction: float, seed: int
+    labels: np.ndarray,
+    fraction: float,
+    seed: int,
+    fix: str = SEARCH_SPLIT_FIX,
+    what: str = "prepare.search_split = stratified",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded, class-balanced split: sorted (first, second) indices, `fraction` in second."""
+    """Seeded, class-balanced split: sorted (first, second) indices, `fraction` in second.
+    When the classes are too small to split, the error starts with `what` (the key that asked
+    for the split) and ends with the advice `fix`."""
     idx = np.arange(len(labels))
     counts = np.bincount(labels) if len(labels) else np.zeros(0, np.int64)
     rare = np.flatnonzero((counts > 0) & (counts < 2))
     n_second = int(np.ceil(fraction * len(labels)))
-    if rare.size or min(n_second, len(labels) - n_second) < np.count_nonzero(counts):
+    small = min(n_second, len(labels) - n_second)
+    if rare.size or small < np.count_nonzero(counts):
         few = (
             f"classes {rare[:10].tolist()} have a single example"
             if rare.size
-            else (f"{len(labels)} examples are too few for {np.count_nonzero(counts)} classes")
+            else (
+                f"a {fraction:g} cut of {len(labels)} examples leaves {small} on one side, "
+                f"fewer than the {np.count_nonzero(counts)} classes"
+            )
         )
-        raise UserError(
-            f"cannot split class-balanced: {few}; use prepare.search_split: random, "
-            "or give every class at least two examples"
-        )
+        raise UserError(f"{what}: cannot split class-balanced: {few}; {fix}")
     first, second = train_test_split(
         idx, test_size=fraction, stratify=labels, random_state=seed, shuffle=True
     )
@@ -113,10 +122,12 @@ def read_split_file(path: str | Path, keys: tuple[str, str], n: int) -> dict[str
     return out
 
 
-def search_split(labels: np.ndarray, protocol: str, seed: int) -> dict[str, list[int]]:
+def search_split(
+    labels: np.ndarray, protocol: str, seed: int, fix: str = SEARCH_SPLIT_FIX
+) -> dict[str, list[int]]:
     """Halve a train set into search-train (weights) and search-valid (architecture)."""
     if protocol == "stratified":
-        a, b = stratified_split(labels, 0.5, seed)
+        a, b = stratified_split(labels, 0.5, seed, fix)
     elif protocol == "halves":
         a, b = halves_split(len(labels))
     elif protocol == "random":
@@ -132,13 +143,15 @@ def make_splits(
     protocol: str,
     seed: int,
     split_file: str | None = None,
+    fix: str = SEARCH_SPLIT_FIX,
 ) -> dict:
     """The card entries of a split protocol: `splits`, `search_split` and, when a split
-    indexes the test set, `split_sources` (split name -> "test")."""
+    indexes the test set, `split_sources` (split name -> "test"). `fix`: the advice when the
+    stratified halves cannot be made."""
     meta: dict = {"protocol": protocol, "seed": seed}
     sources = {}
     if protocol in ("stratified", "halves", "random"):
-        splits = search_split(train_y, protocol, seed)
+        splits = search_split(train_y, protocol, seed, fix)
     elif protocol == "file":
         lists = read_split_file(split_file, ("train", "valid"), len(train_y))
         splits = {"search_train": lists["train"].tolist(), "search_valid": lists["valid"].tolist()}
@@ -146,7 +159,9 @@ def make_splits(
         if split_file:
             valid = read_split_file(split_file, ("xvalid", "xtest"), len(test_y))["xvalid"]
         else:
-            _, valid = stratified_split(test_y, 0.5, seed)
+            _, valid = stratified_split(
+                test_y, 0.5, seed, what="prepare.search_split = test_half (half the test set)"
+            )
         splits = {
             "search_train": list(range(len(train_y))),
             "search_valid": np.sort(valid).tolist(),

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dnas.errors import UserError
+from dnas.errors import UserError, unpickling_reason
 from dnas.io import write_bytes
 from dnas.models.cell_net import CellNetwork, ImageNetCellNetwork
 from dnas.models.nb201_net import Nb201Network
@@ -77,5 +77,7 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn
         )
         model.load_state_dict(state["state_dict"])
     except (RuntimeError, KeyError, ValueError, TypeError, EOFError, pickle.UnpicklingError) as exc:
-        raise UserError(f"{path}: not a valid dnas model ({exc}); rerun the train stage") from None
+        raise UserError(
+            f"{path}: not a valid dnas model ({unpickling_reason(exc)}); rerun the train stage"
+        ) from None
     return model.to(device), {"genotype": genotype, **cfg}

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dnas.errors import UserError
+from dnas.errors import UserError, unpickling_reason
 from dnas.io import write_bytes
 from dnas.spaces.genotype import Genotype
 from dnas.spaces.rnn import ACTIVATIONS, INIT_RANGE, highway, initial_state
@@ -262,7 +262,9 @@ def load_lm(path: str | Path, device="cpu") -> tuple[RNNLanguageModel, dict]:
         model = build_lm(genotype, config)
         model.load_state_dict(state["state_dict"])
     except (RuntimeError, KeyError, ValueError, TypeError, EOFError, pickle.UnpicklingError) as exc:
-        msg = f"{path}: not a valid language model ({exc}); rerun the train stage"
+        msg = (
+            f"{path}: not a valid language model ({unpickling_reason(exc)}); rerun the train stage"
+        )
         raise UserError(msg) from None
     return model.to(device), {"genotype": genotype, **config}
 

@@ -147,12 +147,13 @@ def save_genotype(path: str | Path, genotype: Genotype) -> None:
     write_json(path, genotype.to_json())
 
 
-def load_genotype(path: str | Path) -> Genotype:
-    """Read and validate a genotype file; a missing or malformed one is a `UserError`."""
+def load_genotype(path: str | Path, fix: str = "rerun the search stage") -> Genotype:
+    """Read and validate a genotype file; a missing or malformed one is a `UserError` that
+    ends with `fix` (for a file of the user's own: to correct it, not to search again)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: genotype file not found; run the search stage (`dvc repro`)")
     try:
-        return Genotype.from_json(json.loads(path.read_text()))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"{path}: not a valid genotype ({exc}); rerun the search stage") from None
+        return Genotype.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UserError(f"{path}: not a valid genotype ({exc}); {fix}") from None

@@ -173,7 +173,7 @@ def resolve_genotype(
     if spec.endswith(".json") or Path(spec).is_file():
         if not Path(spec).is_file():
             raise UserError(f"{key} = {spec!r}: no such genotype file")
-        return load_genotype(spec)
+        return load_genotype(spec, f"correct the file or set {key} to another genotype")
     close = difflib.get_close_matches(spec.upper(), PUBLISHED, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
     raise UserError(
