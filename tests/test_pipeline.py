@@ -93,6 +93,11 @@ def test_repro_runs_every_stage_then_nothing(repo):
         assert (path / "plots" / f"{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     _, out = run("dvc", "repro")
     assert "Running stage" not in out and "up to date" in out
+    # the DVC view of a CNN run: no language-model knobs, no run timings, one test accuracy
+    _, table = run("dvc", "exp", "show", "--md")
+    header = table.splitlines()[0]
+    assert "rnn" not in header and "cost" not in header and "seconds" not in header, header
+    assert header.count("top1") == 1 and "test_acc" not in header, header
     run("git", "add", "-A")
     run("git", "commit", "-qm", "results")
 
@@ -132,6 +137,14 @@ def test_experiment_reruns_search_and_shows_in_metrics(repo):
     )
     _, show = run("dvc", "exp", "show", "--json")
     assert "tau7" in show
+    # dnas genotype table: each experiment's genotype (read from its commit) beside its metrics
+    _, table = run("dnas", "genotype", "table")
+    lines = {line.split(" | ")[0].strip("| "): line for line in table.splitlines()}
+    assert {"main", "tau7", "workspace"} <= set(lines), table
+    from dnas.spaces.genotype import Genotype
+
+    brief = Genotype.from_json(json.loads((path / "genotype.json").read_text())).brief()
+    assert brief["normal"] in lines["tau7"] and brief["reduce"] in lines["tau7"]
     run("git", "checkout", "-q", ".")
     run("dvc", "checkout", "-q")
 
