@@ -246,6 +246,44 @@ def test_gdas_frc_searches_normal_cells_only():
     assert sum(isinstance(c, FixedReductionCell) for c in retrained.cells) == 2
 
 
+def _frc_pool_inputs(cell: FixedReductionCell, s0, s1):
+    """What the cell's X2 pool reads, next to pre0(s0) and X0 + X1 of the same pass."""
+    seen = {}
+    hooks = [
+        cell.pool2[0].register_forward_hook(lambda m, a, o: seen.update(pool_in=a[0], out=o)),
+        cell.pre0.register_forward_hook(lambda m, a, o: seen.update(pre0=o)),
+        cell.branch0.register_forward_hook(lambda m, a, o: seen.update(x0=o)),
+        cell.branch1.register_forward_hook(lambda m, a, o: seen.update(x1=o)),
+    ]
+    cell.eval()
+    with torch.no_grad():
+        cell(s0, s1)
+    for h in hooks:
+        h.remove()
+    return seen
+
+
+def test_frc_retraining_cell_pools_s0_with_stride_2_and_the_search_cell_x0_plus_x1():
+    """The CVPR release's Transition (retraining: X2 = MaxPool(3, stride 2)(s0)) against the
+    search-era one (the FRC search: X2 = MaxPool(3, stride 1)(X0 + X1)); same parameters."""
+    torch.manual_seed(0)
+    s0, s1 = torch.randn(2, 12, 8, 8), torch.randn(2, 12, 8, 8)
+    release = FixedReductionCell(12, 12, 8, reduction_prev=False)
+    search = FixedReductionCell(12, 12, 8, reduction_prev=False, version="search")
+    r, s = _frc_pool_inputs(release, s0, s1), _frc_pool_inputs(search, s0, s1)
+    assert release.pool2[0].stride == 2 and torch.equal(r["pool_in"], r["pre0"])
+    assert r["out"].shape[-2:] == (4, 4)
+    assert search.pool2[0].stride == 1 and torch.equal(s["pool_in"], s["x0"] + s["x1"])
+    count = sum(p.numel() for p in release.parameters())
+    assert count == sum(p.numel() for p in search.parameters())
+    # Where each version is used: the FRC search network and the retrained GDAS_F1 network.
+    net = DartsSupernet(1, 10, channels=8, layers=5, fixed_reduction=True)
+    assert {c.version for c in net.cells if isinstance(c, FixedReductionCell)} == {"search"}
+    retrained = build_network(net.derive(), 1, 10, 8, 5)
+    frc = [c for c in retrained.cells if isinstance(c, FixedReductionCell)]
+    assert len(frc) == 2 and {c.version for c in frc} == {"release"}
+
+
 def test_snas_keeps_every_edge_with_its_argmax_op():
     torch.manual_seed(0)
     probs = torch.softmax(torch.randn(14, len(DARTS_OPS)), 1).numpy()

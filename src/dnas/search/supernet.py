@@ -325,7 +325,9 @@ class DartsSupernet(Supernet):
             if reduction:
                 c *= 2
             if reduction and fixed_reduction:
-                cell = FixedReductionCell(c_pp, c_p, c, reduction_prev, affine=False)
+                cell = FixedReductionCell(
+                    c_pp, c_p, c, reduction_prev, affine=False, version="search"
+                )
             else:
                 cell = DartsSearchCell(
                     c_pp, c_p, c, reduction, reduction_prev, steps, self.ops, partial
