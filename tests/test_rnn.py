@@ -348,6 +348,25 @@ def test_unrolled_gradient_matches_exact_autograd():
     assert not torch.allclose(first, exact, rtol=1e-3, atol=1e-7)  # the second-order term
 
 
+def test_unrolled_gradient_is_float32_under_bf16_autocast():
+    """The recurrent second-order gradient equals the float32 one inside a bfloat16 autocast."""
+    torch.manual_seed(0)
+    net = RNNSupernet(50, 32, 32, "darts", **NO_DROP)
+    xt, yt = torch.randint(0, 50, (12, 8)), torch.randint(0, 50, (12, 8))
+    xv, yv = torch.randint(0, 50, (12, 8)), torch.randint(0, 50, (12, 8))
+    h = net.init_hidden(8)
+
+    def grads():
+        return unrolled_arch_grad(net, (xt, yt, h), (xv, yv, h), 20.0, 5e-7, clip=0.25)[0][0]
+
+    fp32 = grads()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = grads()
+    assert bf16.dtype == torch.float32
+    cosine = torch.nn.functional.cosine_similarity(bf16.flatten(), fp32.flatten(), dim=0)
+    assert cosine >= 0.99
+
+
 # --- sizes, perplexity, params ------------------------------------------------------------------
 
 

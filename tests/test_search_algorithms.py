@@ -96,6 +96,37 @@ def test_second_order_gradient_matches_autograd_and_first_order_does_not(smooth,
     assert _rel(first, approx) > 0.5
 
 
+def _cosine(a, b) -> float:
+    dot = sum((x.double() * y.double()).sum().item() for x, y in zip(a, b))
+    na = math.sqrt(sum((x.double() ** 2).sum().item() for x in a))
+    nb = math.sqrt(sum((y.double() ** 2).sum().item() for y in b))
+    return dot / (na * nb)
+
+
+@pytest.mark.parametrize("algorithm", ["darts", "drnas"])
+def test_second_order_gradient_is_float32_under_bf16_autocast(algorithm):
+    """`common.bf16: true` wraps the architecture step in a bfloat16 autocast (the search
+    loop's `fast.autocast`); the second-order gradient must still equal the float32 one. At the
+    search size (C=16, 8 cells) a bfloat16 finite difference is mostly rounding noise."""
+    torch.manual_seed(0)
+    net = DartsSupernet(1, 10, channels=16, layers=8, algorithm=algorithm)
+    net.generator = torch.Generator().manual_seed(1)
+    w_opt = torch.optim.SGD(net.weight_parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
+    xt, yt = (t.float() if t.is_floating_point() else t for t in _batch(32, 2))
+    xv, yv = (t.float() if t.is_floating_point() else t for t in _batch(32, 3))
+
+    def grads():
+        torch.manual_seed(5)  # DrNAS's Dirichlet draws: the same in both runs
+        net.generator.manual_seed(1)
+        return unrolled_arch_grad(net, w_opt, xt, yt, xv, yv)[0]
+
+    fp32 = grads()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = grads()
+    assert all(g.dtype == torch.float32 for g in bf16)
+    assert _cosine(bf16, fp32) >= 0.99
+
+
 def test_dirichlet_samples_lie_on_the_simplex_with_the_concentration_mean():
     torch.manual_seed(0)
     alpha = torch.tensor([[-0.5, 0.0, 1.0, 2.0]]).repeat(20000, 1)
