@@ -274,7 +274,9 @@ class Search(Optim):
     # (GDAS CVPR code, SNAS).
     tau_max: PositiveFloat = 10.0
     tau_min: PositiveFloat = 0.1
-    tau_schedule: Literal["to_last_epoch", "to_end"] = "to_last_epoch"
+    # snas: one step in at the first epoch, tau_min at the last (SNAS's scheduler steps once
+    # before the first epoch, docs/protocols.md).
+    tau_schedule: Literal["to_last_epoch", "to_end", "snas"] = "to_last_epoch"
     # One Gumbel sample per forward pass for all cells (AutoDL) or a new one per cell (CVPR code).
     sample_per: Literal["network", "cell"] = "network"
     # Weight step then architecture step (AutoDL) or the other way round (CVPR code, DARTS).
@@ -282,7 +284,8 @@ class Search(Optim):
     # Add the unselected ops' zero weights as scalars so every alpha gets a gradient (AutoDL
     # NB201, reference §1.6). auto = on for nb201, off for darts.
     unselected_grad: bool | Literal["auto"] = "auto"
-    drop_path: Fraction = 0.0  # search-time drop-path on non-identity ops (SNAS: 0.3)
+    # Search-time drop-path, constant, on the whole output of every edge (SNAS: 0.3).
+    drop_path: Fraction = 0.0
     # SNAS resource penalty weight (0 = off) and its log form (reference §3).
     resource_lambda: NonNegFloat = 0.0
     resource_log: bool = True
@@ -316,6 +319,11 @@ class Search(Optim):
         if self.space == "rnn" and self.algorithm not in ("gdas", "darts"):
             raise ValueError(
                 f"space rnn is searched with algorithm gdas or darts, not {self.algorithm!r}"
+            )
+        if self.tau_schedule == "snas" and self.algorithm != "snas":
+            raise ValueError(
+                f"tau_schedule snas is SNAS's temperature schedule; algorithm is"
+                f" {self.algorithm!r}: use to_last_epoch or to_end"
             )
         if self.fixed_reduction and self.space != "darts":
             raise ValueError("fixed_reduction needs space darts (NB201 has no reduction cell)")

@@ -203,7 +203,7 @@ class ResNetBasicBlock(nn.Module):
 
 
 class FixedReductionCell(nn.Module):
-    """GDAS-FRC's hand-designed reduction cell, the `Transition` of the GDAS code (docs/protocols.md).
+    """GDAS-FRC's hand-designed reduction cell, the GDAS code's `Transition` (docs/protocols.md).
 
     Both inputs are preprocessed as in a searched cell (C channels each). X0 and X1 are
     branches on s0 and s1: ReLU, grouped (1x3) conv striding the width, grouped (3x1) conv
