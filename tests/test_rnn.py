@@ -472,6 +472,30 @@ def _search(p, data, root):
     return text, files(root / "live"), files(root / "ckpt")
 
 
+def test_architecture_batches_have_the_fixed_bptt_length(monkeypatch, tmp_path, corpus):
+    """The training batches follow variable BPTT; the architecture (valid) batches have the
+    fixed `bptt` length, as in the DARTS and GDAS RNN search code (cut only at the end)."""
+    p = tiny_params(search__epochs=1)
+    lengths = {"train": [], "valid": []}
+    real = rnn_loop.get_batch
+    n_valid = len(corpus.valid) // p.search.batch_size  # batchify's rows
+    assert n_valid != len(corpus.train) // p.search.batch_size
+
+    def spy(source, i, seq_len):
+        x, y = real(source, i, seq_len)
+        part = "valid" if source.shape[0] == n_valid else "train"
+        lengths[part].append((seq_len, x.shape[0], source.shape[0] - 1 - i))
+        return x, y
+
+    monkeypatch.setattr(rnn_loop, "get_batch", spy)
+    rnn_loop.run_rnn_search(p, corpus, CPU, tmp_path / "live")
+    bptt = p.search.rnn.bptt
+    assert len(lengths["train"]) == len(lengths["valid"]) > 3
+    assert {asked for asked, _, _ in lengths["valid"]} == {bptt}
+    assert all(got == min(bptt, room) for _, got, room in lengths["valid"])
+    assert len({asked for asked, _, _ in lengths["train"]}) > 1  # variable BPTT
+
+
 @pytest.mark.parametrize("algorithm, order", [("gdas", 1), ("darts", 2)])
 def test_interrupted_rnn_search_resumes_to_the_same_bytes(
     monkeypatch, tmp_path, corpus, algorithm, order
