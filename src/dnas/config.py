@@ -87,6 +87,9 @@ class Custom(Section):
     pad: Annotated[int, Field(ge=0)] | None = None  # pad-and-crop; default: side // 8
 
 
+SplitProtocol = Literal["stratified", "halves", "random", "file", "test_half"]
+
+
 class Prepare(Section):
     # Declared before `datasets`, whose validator needs it: name -> source of a user's dataset.
     custom: dict[DatasetName, Custom] = {}
@@ -103,8 +106,12 @@ class Prepare(Section):
     # file = the `train` / `valid` indices of split_file (AutoDL format, e.g. cifar-split.txt);
     # test_half = the whole train set for weights and half the test set for the architecture
     # (AutoDL CIFAR-100 / ImageNet16-120: `xvalid` of split_file, else a seeded stratified half).
-    search_split: Literal["stratified", "halves", "random", "file", "test_half"] = "stratified"
-    split_file: str | None = None
+    # Either one protocol (and file) for every dataset, or a mapping dataset -> protocol (and
+    # dataset -> file); a dataset the mapping leaves out is split `stratified`. NAS-Bench-201's
+    # CIFAR-100 rows, e.g., search on cifar10 (file) and score cifar100 on its x-test half
+    # (test_half), docs/protocols.md.
+    search_split: SplitProtocol | dict[DatasetName, SplitProtocol] = "stratified"
+    split_file: str | None | dict[DatasetName, str | None] = None
 
     @field_validator("datasets")
     @classmethod
@@ -153,12 +160,35 @@ class Prepare(Section):
 
     @model_validator(mode="after")
     def _split_file_needed(self) -> Prepare:
-        if self.search_split == "file" and not self.split_file:
-            raise ValueError(
-                "search_split 'file' needs prepare.split_file (AutoDL format: "
-                '{"train": ["int", [...]], "valid": ["int", [...]]})'
-            )
+        for key in ("search_split", "split_file"):
+            value = getattr(self, key)
+            if isinstance(value, dict):
+                extra = sorted(set(value) - set(self.datasets))
+                if extra:
+                    raise ValueError(
+                        f"{key} names {', '.join(extra)}, which prepare.datasets"
+                        f" {self.datasets} does not list"
+                    )
+        for name in self.datasets:
+            protocol, split_file = self.split_for(name)
+            if protocol == "file" and not split_file:
+                mapped = isinstance(self.search_split, dict)
+                where = f"split_file.{name}" if mapped else "split_file"
+                raise ValueError(
+                    f"search_split 'file' needs prepare.{where} (AutoDL format: "
+                    '{"train": ["int", [...]], "valid": ["int", [...]]})'
+                )
         return self
+
+    def split_for(self, name: str) -> tuple[str, str | None]:
+        """The split protocol and split file of dataset `name`."""
+        protocol = self.search_split
+        if isinstance(protocol, dict):
+            protocol = protocol.get(name, "stratified")
+        split_file = self.split_file
+        if isinstance(split_file, dict):
+            split_file = split_file.get(name)
+        return protocol, split_file
 
 
 class Optim(Section):

@@ -81,7 +81,8 @@ def prepare_dataset(name: str, p: Prepare, root: str | Path = PREPARED_ROOT) -> 
         imagenet.prepare(p, out)
         return out
     arrays, meta = _load_source(name, p)
-    split = make_splits(arrays["train_y"], arrays["test_y"], p.search_split, p.seed, p.split_file)
+    protocol, split_file = p.split_for(name)
+    split = make_splits(arrays["train_y"], arrays["test_y"], protocol, p.seed, split_file)
     card = {**meta, **split}
     write_prepared(out, name, arrays, card)
     return out

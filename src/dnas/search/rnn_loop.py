@@ -4,8 +4,8 @@ Each iteration draws a sequence length (variable BPTT, `dnas.models.rnn_lm.seque
 scales the weight LR by seq_len / bptt, and takes
 
 1. an architecture step on the batch of the **valid** split at position i % (len - 1), of the
-   fixed length `bptt` (not the sampled one), as DARTS and the GDAS RNN code do: the gradient of the validation cross-entropy w.r.t. alpha,
-   first order or DARTS's unrolled second order (`dnas.search.rnn.unrolled_arch_grad`), then
+   fixed length `bptt` (not the sampled one), as DARTS and the GDAS RNN code do: the gradient
+   of the validation cross-entropy w.r.t. alpha, first order or DARTS's unrolled second order (`dnas.search.rnn.unrolled_arch_grad`), then
    Adam. The alpha gradients are **zeroed before every architecture step** and the weight
    step does not reach alpha. (The GDAS RNN code calls `step()` where `zero_grad()` belongs,
    so its alpha gradients pile up over the whole search, training-loss gradients included,
