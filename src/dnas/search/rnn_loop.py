@@ -4,12 +4,12 @@ Each iteration draws a sequence length (variable BPTT, `dnas.models.rnn_lm.seque
 scales the weight LR by seq_len / bptt, and takes
 
 1. an architecture step on the batch of the **valid** split at position i % (len - 1), of the
-   fixed length `bptt` (not the sampled one), as DARTS and the GDAS RNN code do: the gradient
-   of the validation cross-entropy w.r.t. alpha, first order or DARTS's unrolled second order (`dnas.search.rnn.unrolled_arch_grad`), then
-   Adam. The alpha gradients are **zeroed before every architecture step** and the weight
-   step does not reach alpha. (The GDAS RNN code calls `step()` where `zero_grad()` belongs,
-   so its alpha gradients pile up over the whole search, training-loss gradients included,
-   reference §1.9 "Bug"; that is not reproduced.)
+   fixed length `bptt` (not the sampled one), as DARTS and the GDAS RNN code do: the gradient of
+   the validation cross-entropy w.r.t. alpha, first order or DARTS's unrolled second order
+   (`dnas.search.rnn.unrolled_arch_grad`), then Adam. The alpha gradients are **zeroed before
+   every architecture step** and the weight step does not reach alpha. (The GDAS RNN code calls
+   `step()` where `zero_grad()` belongs, so its alpha gradients pile up over the whole search,
+   training-loss gradients included, reference §1.9 "Bug"; that is not reproduced.)
 2. a weight step on the training batch: cross-entropy + AR + TAR, plain SGD with weight decay,
    the gradient norm clipped to `grad_clip` (0.25 in the papers). No NT-ASGD during search.
 
