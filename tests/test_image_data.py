@@ -324,3 +324,18 @@ def test_under_test_half_the_model_is_scored_on_the_x_test_half_only(tmp_path, m
     with torch.no_grad():
         hits = net(full[xtest]).argmax(1).numpy() == d.test_y[xtest]
     assert ev["test"]["top1"] == pytest.approx(100 * hits.mean(), abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    "prepare, message",
+    [
+        ({"search_split": {"cifar10": "file"}}, "search_split names cifar10"),
+        ({"search_split": {"digits": "file"}}, "needs prepare.split_file.digits"),
+        ({"search_split": {"digits": "thirds"}}, "prepare.search_split"),
+    ],
+)
+def test_per_dataset_split_mistakes_are_one_message(prepare, message):
+    from dnas.config import parse_params
+
+    with pytest.raises(UserError, match=message):
+        parse_params({"prepare": {"datasets": ["digits"], **prepare}})
