@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -271,3 +272,70 @@ def test_test_half_validates_on_half_the_test_set(tmp_path):
     f.write_text(json.dumps({"xvalid": ["int", xvalid], "xtest": ["int", xtest]}))
     card, _ = _prep(tmp_path / "b", search_split="test_half", split_file=str(f))
     assert card["splits"]["search_valid"] == xvalid
+
+
+def test_under_test_half_the_model_is_scored_on_the_x_test_half_only(tmp_path, monkeypatch):
+    """Per-dataset protocols (search on one dataset, score another on its x-test half, as the
+    NAS-Bench-201 CIFAR-100 / ImageNet16-120 rows do): the evaluation loader and the evaluate
+    stage see exactly the test examples the x-valid half leaves, and eval.json says so."""
+    import torch
+    import yaml
+
+    import stages.evaluate
+    from dnas.config import parse_params
+    from dnas.models import build_network, save_model
+    from dnas.spaces.published import resolve_genotype
+    from dnas.train.loop import eval_loader
+
+    n_test = 360  # digits' test set
+    xvalid, xtest = list(range(1, n_test, 2)), list(range(0, n_test, 2))
+    f = tmp_path / "test-split.txt"
+    f.write_text(json.dumps({"xvalid": ["int", xvalid], "xtest": ["int", xtest]}))
+    raw = {
+        "prepare": {"datasets": ["digits"], "search_split": {"digits": "test_half"},
+                    "split_file": {"digits": str(f)}},
+        "evaluate": {"batch_size": 1000},
+    }  # fmt: skip
+    p = parse_params(raw)
+    assert p.prepare.split_for("digits") == ("test_half", str(f))
+    monkeypatch.chdir(tmp_path)
+    prepare_dataset("digits", p.prepare)
+    d = load_prepared(tmp_path / "data/prepared/digits")
+    assert d.card["splits"]["search_valid"] == xvalid
+    x, y = next(iter(eval_loader(d, torch.device("cpu"), 1000)))
+    assert len(y) == len(xtest)
+    np.testing.assert_array_equal(y.numpy(), d.test_y[xtest])
+
+    genotype = resolve_genotype("|nor_conv_3x3~0|+|skip_connect~0|none~1|+|none~0|none~1|none~2|")
+    config = {"in_channels": 1, "num_classes": 10, "channels": 4, "layers": 1}
+    torch.manual_seed(0)
+    net = build_network(genotype, 1, 10, 4, 1)
+    net.eval()
+    save_model("models/model.pt", net, genotype, config)
+    Path("params.yaml").write_text(yaml.safe_dump(raw))
+    stages.evaluate.main()
+    ev = json.loads(Path("metrics/eval.json").read_text())
+    assert ev["test_size"] == len(xtest)
+    assert ev["test_split"] == {"x_test_only": 1, "test_set_size": n_test}
+    # the score is that of the x-test images alone, computed here
+    from dnas.data.loader import split_loader
+
+    full = next(iter(split_loader(d, "test", 1000, torch.device("cpu"))))[0]
+    with torch.no_grad():
+        hits = net(full[xtest]).argmax(1).numpy() == d.test_y[xtest]
+    assert ev["test"]["top1"] == pytest.approx(100 * hits.mean(), abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    "prepare, message",
+    [
+        ({"search_split": {"cifar10": "file"}}, "search_split names cifar10"),
+        ({"search_split": {"digits": "file"}}, "needs prepare.split_file.digits"),
+        ({"search_split": {"digits": "thirds"}}, "prepare.search_split"),
+    ],
+)
+def test_per_dataset_split_mistakes_are_one_message(prepare, message):
+    from dnas.config import parse_params
+
+    with pytest.raises(UserError, match=message):
+        parse_params({"prepare": {"datasets": ["digits"], **prepare}})

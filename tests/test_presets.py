@@ -151,3 +151,25 @@ def test_preset_search_runs_a_tiny_step(tmp_path, name):
     run = run_rnn_search if p.search.space == "rnn" else run_search
     result = run(p, data, CPU, tmp_path / "live")
     result.genotype.validate()
+
+
+@pytest.mark.parametrize("algorithm", ["gdas", "drnas"])
+@pytest.mark.parametrize("target", ["cifar100", "imagenet16-120"])
+def test_nb201_transfer_rows_search_on_cifar10_and_score_the_x_test_half(algorithm, target):
+    """NAS-Bench-201's CIFAR-100 and ImageNet16-120 numbers are the CIFAR-10 search's cells,
+    retrained on the target and scored on its x-test half: the preset searches exactly as the
+    CIFAR-10 preset does and splits the target into x-valid / x-test (test_half)."""
+    c10 = parse_params(_raw(f"{algorithm}-nb201-cifar10"))
+    p = parse_params(_raw(f"{algorithm}-nb201-{target}"))
+    assert p.search == c10.search and p.search.dataset == "cifar10"
+    assert p.prepare.split_for("cifar10") == c10.prepare.split_for("cifar10")
+    assert p.train.dataset == target and p.train == c10.train.model_copy(update={"dataset": target})
+    protocol, split_file = p.prepare.split_for(target)
+    assert protocol == "test_half" and split_file.endswith("-test-split.txt")
+
+
+def test_gdas_cifar_presets_split_randomly_as_the_gdas_2019_code():
+    for name in ("gdas-cifar10", "gdas-cifar100", "gdas-frc-cifar10", "gdas-frc-cifar100"):
+        p = parse_params(_raw(name))
+        assert p.search.dataset == "cifar10"
+        assert p.prepare.split_for("cifar10") == ("random", None), name

@@ -348,6 +348,25 @@ def test_unrolled_gradient_matches_exact_autograd():
     assert not torch.allclose(first, exact, rtol=1e-3, atol=1e-7)  # the second-order term
 
 
+def test_unrolled_gradient_is_float32_under_bf16_autocast():
+    """The recurrent second-order gradient equals the float32 one inside a bfloat16 autocast."""
+    torch.manual_seed(0)
+    net = RNNSupernet(50, 32, 32, "darts", **NO_DROP)
+    xt, yt = torch.randint(0, 50, (12, 8)), torch.randint(0, 50, (12, 8))
+    xv, yv = torch.randint(0, 50, (12, 8)), torch.randint(0, 50, (12, 8))
+    h = net.init_hidden(8)
+
+    def grads():
+        return unrolled_arch_grad(net, (xt, yt, h), (xv, yv, h), 20.0, 5e-7, clip=0.25)[0][0]
+
+    fp32 = grads()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = grads()
+    assert bf16.dtype == torch.float32
+    cosine = torch.nn.functional.cosine_similarity(bf16.flatten(), fp32.flatten(), dim=0)
+    assert cosine >= 0.99
+
+
 # --- sizes, perplexity, params ------------------------------------------------------------------
 
 
@@ -478,6 +497,30 @@ def _search(p, data, root):
     metrics = {k: v for k, v in result.metrics.items() if k != "cost"}
     text = dumps_json(result.genotype.to_json()) + dumps_json(metrics)
     return text, files(root / "live"), files(root / "ckpt")
+
+
+def test_architecture_batches_have_the_fixed_bptt_length(monkeypatch, tmp_path, corpus):
+    """The training batches follow variable BPTT; the architecture (valid) batches have the
+    fixed `bptt` length, as in the DARTS and GDAS RNN search code (cut only at the end)."""
+    p = tiny_params(search__epochs=1)
+    lengths = {"train": [], "valid": []}
+    real = rnn_loop.get_batch
+    n_valid = len(corpus.valid) // p.search.batch_size  # batchify's rows
+    assert n_valid != len(corpus.train) // p.search.batch_size
+
+    def spy(source, i, seq_len):
+        x, y = real(source, i, seq_len)
+        part = "valid" if source.shape[0] == n_valid else "train"
+        lengths[part].append((seq_len, x.shape[0], source.shape[0] - 1 - i))
+        return x, y
+
+    monkeypatch.setattr(rnn_loop, "get_batch", spy)
+    rnn_loop.run_rnn_search(p, corpus, CPU, tmp_path / "live")
+    bptt = p.search.rnn.bptt
+    assert len(lengths["train"]) == len(lengths["valid"]) > 3
+    assert {asked for asked, _, _ in lengths["valid"]} == {bptt}
+    assert all(got == min(bptt, room) for _, got, room in lengths["valid"])
+    assert len({asked for asked, _, _ in lengths["train"]}) > 1  # variable BPTT
 
 
 @pytest.mark.parametrize("algorithm, order", [("gdas", 1), ("darts", 2)])

@@ -96,6 +96,37 @@ def test_second_order_gradient_matches_autograd_and_first_order_does_not(smooth,
     assert _rel(first, approx) > 0.5
 
 
+def _cosine(a, b) -> float:
+    dot = sum((x.double() * y.double()).sum().item() for x, y in zip(a, b))
+    na = math.sqrt(sum((x.double() ** 2).sum().item() for x in a))
+    nb = math.sqrt(sum((y.double() ** 2).sum().item() for y in b))
+    return dot / (na * nb)
+
+
+@pytest.mark.parametrize("algorithm", ["darts", "drnas"])
+def test_second_order_gradient_is_float32_under_bf16_autocast(algorithm):
+    """`common.bf16: true` wraps the architecture step in a bfloat16 autocast (the search
+    loop's `fast.autocast`); the second-order gradient must still equal the float32 one. At the
+    search size (C=16, 8 cells) a bfloat16 finite difference is mostly rounding noise."""
+    torch.manual_seed(0)
+    net = DartsSupernet(1, 10, channels=16, layers=8, algorithm=algorithm)
+    net.generator = torch.Generator().manual_seed(1)
+    w_opt = torch.optim.SGD(net.weight_parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
+    xt, yt = (t.float() if t.is_floating_point() else t for t in _batch(32, 2))
+    xv, yv = (t.float() if t.is_floating_point() else t for t in _batch(32, 3))
+
+    def grads():
+        torch.manual_seed(5)  # DrNAS's Dirichlet draws: the same in both runs
+        net.generator.manual_seed(1)
+        return unrolled_arch_grad(net, w_opt, xt, yt, xv, yv)[0]
+
+    fp32 = grads()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = grads()
+    assert all(g.dtype == torch.float32 for g in bf16)
+    assert _cosine(bf16, fp32) >= 0.99
+
+
 def test_dirichlet_samples_lie_on_the_simplex_with_the_concentration_mean():
     torch.manual_seed(0)
     alpha = torch.tensor([[-0.5, 0.0, 1.0, 2.0]]).repeat(20000, 1)
@@ -140,13 +171,13 @@ def test_snas_weights_are_soft_sum_to_one_and_every_op_runs():
 
 def test_resource_penalty_rises_with_heavier_ops():
     net = DartsSupernet(3, 10, channels=8, layers=3, algorithm="snas")
+    costs = op_costs(net, torch.zeros(1, 3, 16, 16))
     for log in (False, True):
-        costs = op_costs(net, torch.zeros(1, 3, 16, 16), log)
         penalty = {}
         for op in ("none", "skip_connect", "max_pool_3x3", "sep_conv_3x3", "sep_conv_5x5"):
             k = DARTS_OPS.index(op)
             w = {t: F.one_hot(torch.full((14,), k), len(DARTS_OPS)).float() for t in costs}
-            penalty[op] = resource_penalty(w, costs).item()
+            penalty[op] = resource_penalty(w, costs, log).item()
         assert penalty["none"] == 0
         assert penalty["none"] < penalty["max_pool_3x3"] < penalty["sep_conv_3x3"]
         assert penalty["skip_connect"] < penalty["sep_conv_3x3"] < penalty["sep_conv_5x5"]
@@ -154,12 +185,81 @@ def test_resource_penalty_rises_with_heavier_ops():
 
 def test_resource_penalty_gradient_moves_alpha_towards_light_ops():
     net = DartsSupernet(3, 10, channels=8, layers=3, algorithm="snas")
-    costs = op_costs(net, torch.zeros(1, 3, 16, 16), log=False)
-    alpha = torch.zeros(14, len(DARTS_OPS), requires_grad=True)
-    weights = mixing.edge_weights("snas", alpha, 1.0, generator=torch.Generator().manual_seed(1))
-    resource_penalty({"normal": weights}, {"normal": costs["normal"]}).backward()
-    sep5, skip = DARTS_OPS.index("sep_conv_5x5"), DARTS_OPS.index("skip_connect")
-    assert (alpha.grad[:, sep5] > alpha.grad[:, skip]).all()  # descent lowers sep5 most
+    costs = op_costs(net, torch.zeros(1, 3, 16, 16))
+    for log in (False, True):
+        alpha = torch.zeros(14, len(DARTS_OPS), requires_grad=True)
+        g = torch.Generator().manual_seed(1)
+        weights = mixing.edge_weights("snas", alpha, 1.0, generator=g)
+        resource_penalty({"normal": weights}, {"normal": costs["normal"]}, log).backward()
+        sep5, skip = DARTS_OPS.index("sep_conv_5x5"), DARTS_OPS.index("skip_connect")
+        assert (alpha.grad[:, sep5] > alpha.grad[:, skip]).all()  # descent lowers sep5 most
+
+
+def _snas_costs_by_hand(c: int, y: int) -> dict[str, tuple[float, float, float]]:
+    """SNAS's (size, flops, mac) of each op on a stride-1 edge with C channels at y x y
+    (its operations.py formulas, written out here independently of dnas.search.snas)."""
+    y2 = y * y
+
+    def sep(k):
+        size = 2 * c * k * k + 2 * c * c
+        return size, size * y2, y2 * 8 * c + size
+
+    def dil(k):
+        size = c * k * k + c * c
+        return size, size * y2, y2 * 4 * c + size
+
+    pool = (0, 9 * y2 * c, 2 * y2 * c)
+    return {
+        "none": (0, 0, 0),
+        "max_pool_3x3": pool,
+        "avg_pool_3x3": pool,
+        "skip_connect": (0, 0, 2 * c * y2),
+        "sep_conv_3x3": sep(3),
+        "sep_conv_5x5": sep(5),
+        "dil_conv_3x3": dil(3),
+        "dil_conv_5x5": dil(5),
+    }
+
+
+def test_snas_log_penalty_orders_the_ops_as_snas_cost_tables_do():
+    """The log penalty of an edge is mean_c log(sum_k w_k cost_kc), so at a uniform mixture its
+    gradient for op k is mean_c cost_kc / sum_j w_j cost_jc: none < skip < pools < dil3 < dil5
+    < sep3 < sep5 with SNAS's tables (pools count FLOPs, so they weigh more than skip)."""
+    net = DartsSupernet(3, 10, channels=16, layers=8, algorithm="snas")
+    costs = op_costs(net, torch.zeros(1, 3, 32, 32))
+    hand = _snas_costs_by_hand(16, 32)  # the first cell's edges: C = 16 at 32 x 32
+    table = costs["normal"][0]
+    for e in range(14):
+        for k, op in enumerate(DARTS_OPS):
+            assert table[e, k].tolist() == pytest.approx(hand[op]), (e, op)
+    # The gradient at the uniform mixture, computed here from the formula ...
+    n = len(DARTS_OPS)
+    sums = [sum(hand[op][c] for op in DARTS_OPS) / n for c in range(3)]
+    expected = [sum(hand[op][c] / sums[c] for c in range(3)) / 3 for op in DARTS_OPS]
+    w = torch.full((14, n), 1.0 / n, requires_grad=True)
+    resource_penalty({"normal": w}, {"normal": costs["normal"][:1]}, log=True).backward()
+    assert w.grad[0].tolist() == pytest.approx(expected, rel=1e-5)
+    # ... and the ordering over every normal cell of the search network.
+    w = torch.full((14, n), 1.0 / n, requires_grad=True)
+    resource_penalty({"normal": w}, {"normal": costs["normal"]}, log=True).backward()
+    order = ["none", "skip_connect", "max_pool_3x3", "dil_conv_3x3", "dil_conv_5x5",
+             "sep_conv_3x3", "sep_conv_5x5"]  # fmt: skip
+    for e in range(14):
+        g = {op: w.grad[e, k].item() for k, op in enumerate(DARTS_OPS)}
+        assert g["max_pool_3x3"] == pytest.approx(g["avg_pool_3x3"])
+        assert all(g[a] < g[b] for a, b in zip(order, order[1:])), (e, g)
+
+
+def test_snas_log_penalty_is_the_log_of_the_mixed_cost_not_a_mixture_of_logs():
+    table = torch.tensor([[[0.0, 0.0, 0.0], [10.0, 1000.0, 100.0], [100.0, 1e4, 1e4]]])
+    w = torch.tensor([[0.2, 0.5, 0.3]])
+    mixed = [0.5 * 10 + 0.3 * 100, 0.5 * 1000 + 0.3 * 1e4, 0.5 * 100 + 0.3 * 1e4]
+    expected = sum(math.log(v) for v in mixed) / 3
+    got = resource_penalty({"normal": w}, {"normal": table.unsqueeze(0)}, log=True)
+    assert got.item() == pytest.approx(expected)
+    tiny = torch.tensor([[0.9, 0.1, 0.0]])  # every mixed cost below 1 counts as 1: log 1 = 0
+    small = torch.tensor([[[0.0, 0.0, 0.0], [5.0, 5.0, 5.0], [9.0, 9.0, 9.0]]]).unsqueeze(0)
+    assert resource_penalty({"normal": tiny}, {"normal": small}, log=True).item() == 0.0
 
 
 def test_drnas_pruning_keeps_exactly_the_top_k_ops_per_edge():
@@ -246,6 +346,44 @@ def test_gdas_frc_searches_normal_cells_only():
     assert sum(isinstance(c, FixedReductionCell) for c in retrained.cells) == 2
 
 
+def _frc_pool_inputs(cell: FixedReductionCell, s0, s1):
+    """What the cell's X2 pool reads, next to pre0(s0) and X0 + X1 of the same pass."""
+    seen = {}
+    hooks = [
+        cell.pool2[0].register_forward_hook(lambda m, a, o: seen.update(pool_in=a[0], out=o)),
+        cell.pre0.register_forward_hook(lambda m, a, o: seen.update(pre0=o)),
+        cell.branch0.register_forward_hook(lambda m, a, o: seen.update(x0=o)),
+        cell.branch1.register_forward_hook(lambda m, a, o: seen.update(x1=o)),
+    ]
+    cell.eval()
+    with torch.no_grad():
+        cell(s0, s1)
+    for h in hooks:
+        h.remove()
+    return seen
+
+
+def test_frc_retraining_cell_pools_s0_with_stride_2_and_the_search_cell_x0_plus_x1():
+    """The CVPR release's Transition (retraining: X2 = MaxPool(3, stride 2)(s0)) against the
+    search-era one (the FRC search: X2 = MaxPool(3, stride 1)(X0 + X1)); same parameters."""
+    torch.manual_seed(0)
+    s0, s1 = torch.randn(2, 12, 8, 8), torch.randn(2, 12, 8, 8)
+    release = FixedReductionCell(12, 12, 8, reduction_prev=False)
+    search = FixedReductionCell(12, 12, 8, reduction_prev=False, version="search")
+    r, s = _frc_pool_inputs(release, s0, s1), _frc_pool_inputs(search, s0, s1)
+    assert release.pool2[0].stride == 2 and torch.equal(r["pool_in"], r["pre0"])
+    assert r["out"].shape[-2:] == (4, 4)
+    assert search.pool2[0].stride == 1 and torch.equal(s["pool_in"], s["x0"] + s["x1"])
+    count = sum(p.numel() for p in release.parameters())
+    assert count == sum(p.numel() for p in search.parameters())
+    # Where each version is used: the FRC search network and the retrained GDAS_F1 network.
+    net = DartsSupernet(1, 10, channels=8, layers=5, fixed_reduction=True)
+    assert {c.version for c in net.cells if isinstance(c, FixedReductionCell)} == {"search"}
+    retrained = build_network(net.derive(), 1, 10, 8, 5)
+    frc = [c for c in retrained.cells if isinstance(c, FixedReductionCell)]
+    assert len(frc) == 2 and {c.version for c in frc} == {"release"}
+
+
 def test_snas_keeps_every_edge_with_its_argmax_op():
     torch.manual_seed(0)
     probs = torch.softmax(torch.randn(14, len(DARTS_OPS)), 1).numpy()
@@ -271,10 +409,65 @@ def test_tau_to_end_stops_one_step_above_tau_min():
     assert tau_at(149, 150, 1.0, 0.03, "to_last_epoch") == pytest.approx(0.03)
 
 
-def test_search_drop_path_skips_identity_ops():
-    edge = MixedEdge([nn.Identity(), nn.Conv2d(2, 2, 1)], ("skip_connect", "conv"))
-    edge.drop_prob = 0.999
+def test_snas_temperature_is_one_step_in_at_the_first_epoch():
+    """SNAS's scheduler steps in its constructor and before every epoch (reference §3)."""
+    from dnas.search.snas import temperature
+
+    assert temperature(0, 150, 1.0, 0.03) == pytest.approx(1 - 0.97 / 150)
+    assert temperature(149, 150, 1.0, 0.03) == pytest.approx(0.03)
+    assert temperature(1, 150, 1.0, 0.03) == pytest.approx((1 - 2 / 150) * 0.97 + 0.03)
+
+
+def test_search_drop_path_drops_whole_edges_skip_included():
+    """One mask per example for the edge's mixed output: an identity-only edge is dropped too,
+    and a mixed edge is either all zero or the whole mixture / keep."""
     torch.manual_seed(0)
-    x = torch.ones(64, 2, 2, 2)
-    out = edge(x, torch.tensor([1.0, 0.0]), None)
-    assert torch.equal(out, x)  # identity never dropped
+    conv = nn.Conv2d(2, 2, 1)
+    edge = MixedEdge([nn.Identity(), conv], ("skip_connect", "conv"))
+    edge.drop_prob = 0.5
+    x = torch.randn(256, 2, 2, 2)
+    out = edge(x, torch.tensor([1.0, 0.0]), None, active=[0])
+    dropped = (out == 0).flatten(1).all(1)
+    assert 0.35 < dropped.float().mean() < 0.65  # skip edges are dropped, at the rate
+    assert torch.allclose(out[~dropped], x[~dropped] / 0.5)
+    w = torch.tensor([0.3, 0.7])
+    out = edge(x, w, None, active=[0, 1])
+    dropped = (out == 0).flatten(1).all(1)
+    mixed = (0.3 * x + 0.7 * conv(x)) / 0.5
+    assert dropped.any() and torch.allclose(out[~dropped], mixed[~dropped], atol=1e-6)
+    edge.eval()
+    assert torch.equal(edge(x, w, None, active=[0, 1]), 0.3 * x + 0.7 * conv(x))
+
+
+def test_snas_search_runs_a_constant_drop_path_and_its_temperature(
+    digits_prepared, monkeypatch, tmp_path
+):
+    from dnas.search import loop as search_loop
+
+    seen = []
+    forward = MixedEdge.forward
+
+    def spy(self, x, *args, **kwargs):
+        if self.training:
+            seen.append(self.drop_prob)
+        return forward(self, x, *args, **kwargs)
+
+    taus = []
+    real_log = search_loop.log_epoch
+
+    def log_epoch(live, values, epoch, rows):
+        taus.append(values["tau"])
+        real_log(live, values, epoch, rows)
+
+    monkeypatch.setattr(MixedEdge, "forward", spy)
+    monkeypatch.setattr(search_loop, "log_epoch", log_epoch)
+    p = parse_params(
+        {
+            "search": {"algorithm": "snas", "epochs": 2, "channels": 4, "layers": 3,
+                       "batch_size": 512, "drop_path": 0.3, "tau_max": 1.0, "tau_min": 0.03,
+                       "tau_schedule": "snas", "arch_optimizer": "sgd"},
+        }
+    )  # fmt: skip
+    search_loop.run_search(p, digits_prepared, torch.device("cpu"), tmp_path)
+    assert seen and set(seen) == {0.3}  # from the first step on, every edge
+    assert taus == pytest.approx([1 - 0.97 / 2, 0.03])

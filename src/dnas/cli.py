@@ -6,7 +6,7 @@ dnas genotype info NAME|FILE|NB201-STRING [--dataset D] [--channels C] [--layers
                              parameters (without the auxiliary head) and multiply-adds
 dnas genotype table [--input FILE]
                              the genotypes this commit's experiments found, with metrics
-dnas report [--input FILE] [--out MD] [--png PNG]
+dnas report [--input FILE] [--all-commits] [--out MD] [--png PNG]
                              experiments grouped by preset, mean ± std against the papers
 dnas nb201 lookup ARCH|GENOTYPE-FILE [--benchmark DIR] [--json]
                              a cell's recorded accuracies in NAS-Bench-201 (NATS-Bench)
@@ -138,7 +138,7 @@ def _report(args: argparse.Namespace) -> None:
             hint = "save the output of `dvc exp show --json`"
             raise UserError(f"--input {path}: not JSON ({exc}); {hint}") from None
     else:
-        rows = exp_show_json(all_commits=not args.head_only)
+        rows = exp_show_json(all_commits=args.all_commits)
     text = report(
         rows,
         Path(args.presets),
@@ -229,7 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--input", help="saved `dvc exp show --json` output (default: run it)")
     rep.add_argument(
-        "--head-only", action="store_true", help="only HEAD's experiments (no --all-commits)"
+        "--all-commits",
+        action="store_true",
+        help="the experiments of every commit (default: those of the current HEAD)",
     )
     rep.add_argument("--presets", default="presets", help="presets and papers.yaml")
     rep.add_argument("--out", default="reports/reproduction.md", help="markdown table")

@@ -138,6 +138,9 @@ class Custom(Section):
     pad: Annotated[int, Field(ge=0)] | None = None  # pad-and-crop; default: side // 8
 
 
+SplitProtocol = Literal["stratified", "halves", "random", "file", "test_half"]
+
+
 class Prepare(Section):
     # Declared before `datasets`, whose validator needs it: name -> source of a user's dataset.
     custom: dict[DatasetName, Custom] = {}
@@ -154,8 +157,12 @@ class Prepare(Section):
     # file = the `train` / `valid` indices of split_file (AutoDL format, e.g. cifar-split.txt);
     # test_half = the whole train set for weights and half the test set for the architecture
     # (AutoDL CIFAR-100 / ImageNet16-120: `xvalid` of split_file, else a seeded stratified half).
-    search_split: Literal["stratified", "halves", "random", "file", "test_half"] = "stratified"
-    split_file: str | None = None
+    # Either one protocol (and file) for every dataset, or a mapping dataset -> protocol (and
+    # dataset -> file); a dataset the mapping leaves out is split `stratified`. NAS-Bench-201's
+    # CIFAR-100 rows, e.g., search on cifar10 (file) and score cifar100 on its x-test half
+    # (test_half), docs/protocols.md.
+    search_split: SplitProtocol | dict[DatasetName, SplitProtocol] = "stratified"
+    split_file: str | None | dict[DatasetName, str | None] = None
 
     @field_validator("datasets")
     @classmethod
@@ -204,12 +211,35 @@ class Prepare(Section):
 
     @model_validator(mode="after")
     def _split_file_needed(self) -> Prepare:
-        if self.search_split == "file" and not self.split_file:
-            raise ValueError(
-                "search_split 'file' needs prepare.split_file (AutoDL format: "
-                '{"train": ["int", [...]], "valid": ["int", [...]]})'
-            )
+        for key in ("search_split", "split_file"):
+            value = getattr(self, key)
+            if isinstance(value, dict):
+                extra = sorted(set(value) - set(self.datasets))
+                if extra:
+                    raise ValueError(
+                        f"{key} names {', '.join(extra)}, which prepare.datasets"
+                        f" {self.datasets} does not list"
+                    )
+        for name in self.datasets:
+            protocol, split_file = self.split_for(name)
+            if protocol == "file" and not split_file:
+                mapped = isinstance(self.search_split, dict)
+                where = f"split_file.{name}" if mapped else "split_file"
+                raise ValueError(
+                    f"search_split 'file' needs prepare.{where} (AutoDL format: "
+                    '{"train": ["int", [...]], "valid": ["int", [...]]})'
+                )
         return self
+
+    def split_for(self, name: str) -> tuple[str, str | None]:
+        """The split protocol and split file of dataset `name`."""
+        protocol = self.search_split
+        if isinstance(protocol, dict):
+            protocol = protocol.get(name, "stratified")
+        split_file = self.split_file
+        if isinstance(split_file, dict):
+            split_file = split_file.get(name)
+        return protocol, split_file
 
 
 class Optim(Section):
@@ -325,7 +355,9 @@ class Search(Optim):
     # (GDAS CVPR code, SNAS).
     tau_max: PositiveFloat = 10.0
     tau_min: PositiveFloat = 0.1
-    tau_schedule: Literal["to_last_epoch", "to_end"] = "to_last_epoch"
+    # snas: one step in at the first epoch, tau_min at the last (SNAS's scheduler steps once
+    # before the first epoch, docs/protocols.md).
+    tau_schedule: Literal["to_last_epoch", "to_end", "snas"] = "to_last_epoch"
     # One Gumbel sample per forward pass for all cells (AutoDL) or a new one per cell (CVPR code).
     sample_per: Literal["network", "cell"] = "network"
     # Weight step then architecture step (AutoDL) or the other way round (CVPR code, DARTS).
@@ -333,7 +365,8 @@ class Search(Optim):
     # Add the unselected ops' zero weights as scalars so every alpha gets a gradient (AutoDL
     # NB201, reference §1.6). auto = on for nb201, off for darts.
     unselected_grad: bool | Literal["auto"] = "auto"
-    drop_path: Fraction = 0.0  # search-time drop-path on non-identity ops (SNAS: 0.3)
+    # Search-time drop-path, constant, on the whole output of every edge (SNAS: 0.3).
+    drop_path: Fraction = 0.0
     # SNAS resource penalty weight (0 = off) and its log form (reference §3).
     resource_lambda: NonNegFloat = 0.0
     resource_log: bool = True
@@ -376,6 +409,11 @@ class Search(Optim):
             raise ValueError(
                 f"benchmark (a NAS-Bench-201 lookup) needs space nb201, not {self.space!r};"
                 " set search.benchmark to null"
+            )
+        if self.tau_schedule == "snas" and self.algorithm != "snas":
+            raise ValueError(
+                f"tau_schedule snas is SNAS's temperature schedule; algorithm is"
+                f" {self.algorithm!r}: use to_last_epoch or to_end"
             )
         if self.fixed_reduction and self.space != "darts":
             raise ValueError("fixed_reduction needs space darts (NB201 has no reduction cell)")

@@ -1,5 +1,6 @@
-"""The reproduction report: experiments from `dvc exp show --json`, grouped by preset, as
-mean ± std over seeds against the papers' numbers (presets/papers.yaml).
+"""The reproduction report: experiments from `dvc exp show --json`, grouped by preset, against
+the papers' numbers (presets/papers.yaml), each both as a mean ± std over runs and by the
+paper's own protocol (docs/protocols.md).
 
 An experiment's group is its params without `common` (seed, device, checkpointing), so the
 runs of a seed sweep (`dvc exp run --queue -S 'common.seed=range(0,4)'`) form one group. A group
@@ -7,7 +8,19 @@ is named after the preset whose params it equals; one that differs from its near
 a few keys is named `preset (key=value, ...)`, and any other by the keys that set it apart
 from the other groups. The value of a run is `best_test_acc` from metrics/train.json when
 `train.report` is `best`, else `test_acc`; a paper's number given as an error is compared with
-100 - accuracy. The std is the sample standard deviation (n - 1); it needs two seeds.
+100 - accuracy. The std is the sample standard deviation (n - 1); it needs two runs.
+
+The paper's protocol (`protocol` in papers.yaml):
+- best_of_searches: the value of the run whose search-validation accuracy (metrics/search.json
+  `valid_acc`; lowest `valid_ppl` for language models) is best, as GDAS picks its cell;
+- retrain_seeds: mean ± std over retrainings of one cell (DARTS's ± 0.09): the group of the
+  same preset whose `train.genotype` names that cell (e.g. the best run's genotype.json saved
+  to a file); until there is one, the best search's own retraining;
+- mean_over_runs, published_cell, unstated: the mean ± std over the group's runs.
+A group that retrains a fixed cell (`train.genotype` other than the preset's) is always
+reported as retrainings of one cell.
+
+`dnas report` reads the experiments of the current HEAD (`--all-commits`: of every commit).
 """
 
 from __future__ import annotations
@@ -15,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 import subprocess
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +49,7 @@ class Run:
     rev: str
     params: dict[str, Any]  # flattened `section.key` -> value
     accuracy: float
+    search_score: float | None = None  # higher is better: search-valid accuracy, or -ppl
 
 
 @dataclass
@@ -103,6 +118,17 @@ def run_value(params: dict[str, Any], metrics: dict[str, dict]) -> float | None:
     return None if top1 is None else float(top1)
 
 
+def search_score(metrics: dict[str, dict]) -> float | None:
+    """How good the run's search was on its validation data: search-valid accuracy (CNNs) or
+    minus the validation perplexity (language models); None without metrics/search.json."""
+    search = metrics.get("metrics/search.json", {})
+    if "valid_acc" in search:
+        return float(search["valid_acc"])
+    if "valid_ppl" in search:
+        return -float(search["valid_ppl"])
+    return None
+
+
 def _data(entry: dict, what: str) -> dict:
     """The merged `data` of every file under entry['data'][what] (files with errors skipped)."""
     files = (entry.get("data") or {}).get(what) or {}
@@ -122,9 +148,11 @@ def parse_exp_show(rows: list) -> list[Run]:
             return
         params_files = _data(entry, "params")
         params = flatten(params_files.get("params.yaml", {}))
-        value = run_value(params, _data(entry, "metrics"))
+        metrics = _data(entry, "metrics")
+        value = run_value(params, metrics)
         if value is not None:
-            runs[rev] = Run(name or entry.get("name") or rev[:7], rev, params, value)
+            label = name or entry.get("name") or rev[:7]
+            runs[rev] = Run(label, rev, params, value, search_score(metrics))
 
     for row in rows:
         add(row, row.get("name"))
@@ -200,13 +228,68 @@ def _as_metric(accuracy: float, metric: str) -> float:
 METRIC_NAMES = {"test_error": "test error %", "test_acc": "test acc. %"}
 
 
-def build_rows(groups: list[Group], papers: dict[str, dict]) -> list[dict]:
+PROTOCOLS = {
+    "best_of_searches": "best of the searches",
+    "retrain_seeds": "retrainings of one cell",
+    "mean_over_runs": "mean over runs",
+    "published_cell": "the published cell",
+    "unstated": "not stated",
+}
+
+
+def _retrains_a_fixed_cell(group: Group, presets: dict[str, dict[str, Any]]) -> bool:
+    genotype = group.runs[0].params.get("train.genotype", "searched")
+    preset = presets.get(group.preset or "", {})
+    return genotype != preset.get("train.genotype", "searched")
+
+
+def _best_search(group: Group) -> Run | None:
+    scored = [r for r in group.runs if r.search_score is not None]
+    return max(scored, key=lambda r: r.search_score) if scored else None
+
+
+def by_protocol(
+    group: Group, groups: list[Group], protocol: str, metric: str, presets: dict
+) -> tuple[float | None, float | None, str]:
+    """(value, std or None, what it is) of `group` by the paper's protocol."""
+    values = [_as_metric(r.accuracy, metric) for r in group.runs]
+    if _retrains_a_fixed_cell(group, presets):
+        mean, std = mean_std(values)
+        return mean, std, f"{len(values)} retrainings of one cell"
+    if protocol in ("best_of_searches", "retrain_seeds"):
+        if protocol == "retrain_seeds":
+            for other in groups:
+                if other is not group and other.preset == group.preset:
+                    a, b = _identity(group.runs[0].params), _identity(other.runs[0].params)
+                    if _diff(a, b) == ["train.genotype"]:
+                        mean, std = mean_std([_as_metric(r.accuracy, metric) for r in other.runs])
+                        return mean, std, f"{len(other.runs)} retrainings: {other.label}"
+        best = _best_search(group)
+        if best is None:
+            return None, None, "no search-valid accuracy (metrics/search.json)"
+        note = f"best search: {best.name}"
+        if protocol == "retrain_seeds":
+            note += "; retrain its cell over seeds with -S train.genotype=FILE"
+        return _as_metric(best.accuracy, metric), None, note
+    mean, std = mean_std(values)
+    return mean, std, "mean over runs"
+
+
+def build_rows(
+    groups: list[Group], papers: dict[str, dict], presets: dict[str, dict[str, Any]] | None = None
+) -> list[dict]:
+    presets = presets or {}
     rows = []
     for g in groups:
         paper = papers.get(g.preset or "", {})
         metric = paper.get("metric", "test_error")
+        protocol = paper.get("protocol", "unstated")
         mean, std = mean_std([_as_metric(r.accuracy, metric) for r in g.runs])
+        value, value_std, note = by_protocol(g, groups, protocol, metric, presets)
         paper_value = paper.get("value")
+        diff = None
+        if paper_value is not None and value is not None:
+            diff = value - float(paper_value)
         rows.append(
             {
                 "group": g.label,
@@ -215,9 +298,13 @@ def build_rows(groups: list[Group], papers: dict[str, dict]) -> list[dict]:
                 "seeds": sorted(s for s in g.seeds if s is not None),
                 "mean": mean,
                 "std": std,
+                "protocol": PROTOCOLS.get(protocol, protocol) if paper else "",
+                "protocol_value": value,
+                "protocol_std": value_std,
+                "protocol_note": note,
                 "paper": paper_value,
                 "paper_std": paper.get("std"),
-                "difference": None if paper_value is None else mean - float(paper_value),
+                "difference": diff,
                 "source": paper.get("row", ""),
                 "runs": [r.name for r in g.runs],
             }
@@ -225,35 +312,66 @@ def build_rows(groups: list[Group], papers: dict[str, dict]) -> list[dict]:
     return rows
 
 
+def _pm(value: float | None, std: float | None) -> str:
+    if value is None:
+        return ""
+    return f"{value:.2f} ± {std:.2f}" if std is not None else f"{value:.2f}"
+
+
 def markdown(rows: list[dict]) -> str:
     lines = [
-        "| experiments | metric | seeds | measured (mean ± std) | paper | measured − paper"
-        " | paper row |",
-        "|---|---|---|---|---|---|---|",
+        "| experiments | metric | runs (seeds) | mean ± std over runs | paper's protocol"
+        " | by the paper's protocol | paper | protocol − paper | paper row |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        measured = (
-            f"{r['mean']:.2f} ± {r['std']:.2f}" if r["std"] is not None else f"{r['mean']:.2f}"
-        )
-        paper = "" if r["paper"] is None else f"{float(r['paper']):.2f}"
-        if paper and r["paper_std"] is not None:
-            paper += f" ± {float(r['paper_std']):.2f}"
+        paper_std = None if r["paper_std"] is None else float(r["paper_std"])
+        paper = _pm(None if r["paper"] is None else float(r["paper"]), paper_std)
         diff = "" if r["difference"] is None else f"{r['difference']:+.2f}"
         seeds = f"{r['n']} ({', '.join(map(str, r['seeds']))})"
+        by_paper = _pm(r["protocol_value"], r["protocol_std"])
+        if r["protocol_note"]:
+            by_paper = f"{by_paper} ({r['protocol_note']})".strip()
         lines.append(
-            f"| {r['group']} | {r['metric']} | {seeds} | {measured} | {paper} | {diff} |"
-            f" {r['source']} |"
+            f"| {r['group']} | {r['metric']} | {seeds} | {_pm(r['mean'], r['std'])} |"
+            f" {r['protocol']} | {by_paper} | {paper} | {diff} | {r['source']} |"
         )
     return "\n".join(lines) + "\n"
 
 
-def plot(rows: list[dict], path: Path, dpi: int = 110) -> None:
+LABEL_WIDTH = 38  # characters per line of a label in the figure
+LABEL_LINES = 3
+LABEL_SETTINGS = 3  # key=value settings shown before "+N more"
+
+
+def figure_label(row: dict) -> str:
+    """A group's label for the figure: at most LABEL_SETTINGS of its settings, wrapped to
+    LABEL_WIDTH characters on at most LABEL_LINES lines, then the metric."""
+    label = row["group"]
+    head, sep, rest = label.partition(" (")
+    settings = (rest[:-1] if sep and rest.endswith(")") else "").split(", ") if sep else []
+    if not sep and "=" in label:  # a group named by its settings alone
+        head, settings = "", label.split(", ")
+    if len(settings) > LABEL_SETTINGS:
+        settings = [*settings[:LABEL_SETTINGS], f"+{len(settings) - LABEL_SETTINGS} more"]
+    text = f"{head} ({', '.join(settings)})" if head and settings else head or ", ".join(settings)
+    lines = textwrap.wrap(text, LABEL_WIDTH, break_on_hyphens=False) or [text]
+    if len(lines) > LABEL_LINES:
+        lines = [*lines[: LABEL_LINES - 1], lines[LABEL_LINES - 1][: LABEL_WIDTH - 1] + "…"]
+    return "\n".join([*lines, f"[{row['metric']}]"])
+
+
+def figure(rows: list[dict]):
+    """The report's figure: per group the mean ± std over runs, the value by the paper's
+    protocol and the paper's number."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 0.6 * len(rows) + 1.5))
+    labels = [figure_label(r) for r in rows]
+    height = sum(0.22 * (label.count("\n") + 1) + 0.25 for label in labels) + 1.4
+    fig, ax = plt.subplots(figsize=(9, height))
     ys = list(range(len(rows)))
     ax.errorbar(
         [r["mean"] for r in rows],
@@ -261,25 +379,38 @@ def plot(rows: list[dict], path: Path, dpi: int = 110) -> None:
         xerr=[r["std"] or 0.0 for r in rows],
         fmt="o",
         capsize=4,
-        label="measured (mean ± std)",
+        label="mean ± std over runs",
     )
+    by_paper = [(r["protocol_value"], y) for r, y in zip(rows, ys)]
+    by_paper = [(v, y) for v, y in by_paper if v is not None]
+    if by_paper:
+        ax.scatter([v for v, _ in by_paper], [y + 0.15 for _, y in by_paper], marker="s",
+                   c="green", label="by the paper's protocol", zorder=3)  # fmt: skip
     paper = [(r["paper"], y) for r, y in zip(rows, ys) if r["paper"] is not None]
     if paper:
         ax.scatter([float(p) for p, _ in paper], [y for _, y in paper], marker="x", c="red",
                    label="paper", zorder=3)  # fmt: skip
-    ax.set_yticks(ys, [f"{r['group']}\n[{r['metric']}]" for r in rows], fontsize=8)
-    ax.invert_yaxis()
+    ax.set_yticks(ys, labels, fontsize=8)
+    ax.set_ylim(len(rows) - 0.5, -0.5)
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="best")
     ax.set_title("Reproduction: measured against the papers")
     fig.tight_layout()
+    return fig
+
+
+def plot(rows: list[dict], path: Path, dpi: int = 110) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = figure(rows)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png", metadata={"Software": None})
+        fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
 
 
-def exp_show_json(all_commits: bool = True) -> list:
+def exp_show_json(all_commits: bool = False) -> list:
+    """`dvc exp show --json`: the experiments of HEAD, or with `all_commits` of every commit."""
     cmd = ["dvc", "exp", "show", "--json"] + (["--all-commits"] if all_commits else [])
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -298,7 +429,8 @@ def report(rows_json: list, preset_dir: Path, out_md: Path | None, out_png: Path
             "no experiment with results: run some first (`dvc exp run`), see the README section"
             " 'Reproducing the papers'"
         )
-    rows = build_rows(group_runs(runs, load_presets(preset_dir)), load_papers(preset_dir))
+    presets = load_presets(preset_dir)
+    rows = build_rows(group_runs(runs, presets), load_papers(preset_dir), presets)
     text = markdown(rows)
     if out_md is not None:
         out_md.parent.mkdir(parents=True, exist_ok=True)

@@ -84,10 +84,9 @@ def prepare_dataset(name: str, p: Prepare, root: str | Path = PREPARED_ROOT) -> 
         imagenet.prepare(p, out)
         return out
     arrays, meta = _load_source(name, p)
+    protocol, split_file = p.split_for(name)
     fix = _search_split_fix(p, len(arrays["train_y"]) + len(arrays["test_y"]), "test_split" in meta)
-    split = make_splits(
-        arrays["train_y"], arrays["test_y"], p.search_split, p.seed, p.split_file, fix
-    )
+    split = make_splits(arrays["train_y"], arrays["test_y"], protocol, p.seed, split_file, fix)
     card = {**meta, **split}
     write_prepared(out, name, arrays, card)
     return out
@@ -136,4 +135,5 @@ def check_prepare(p: Prepare) -> None:
             labels, test = labels[first], labels[second]
         total = len(labels) + len(test)
         fix = _search_split_fix(p, total, held_out)
-        make_splits(labels, test, p.search_split, p.seed, p.split_file, fix)
+        protocol, split_file = p.split_for(name)
+        make_splits(labels, test, protocol, p.seed, split_file, fix)

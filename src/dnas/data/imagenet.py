@@ -29,7 +29,7 @@ import torch
 from dnas.config import Prepare
 from dnas.data.images import IMAGE_SUFFIXES, decode
 from dnas.data.loader import PassOrder
-from dnas.data.prepared import atomic_dir, verified_file
+from dnas.data.prepared import atomic_dir, eval_indices, verified_file
 from dnas.data.splits import make_splits
 from dnas.errors import UserError
 from dnas.io import dumps_json, sha256_file
@@ -73,6 +73,11 @@ class FolderPrepared:
         return 3
 
     def split(self, name: str) -> tuple[list[str], np.ndarray]:
+        if name == "eval":  # the test examples no search split uses (dnas.data.prepared)
+            idx = eval_indices(self.card, len(self.test_y))
+            if idx is None:
+                return self.test_files, self.test_y
+            return [self.test_files[i] for i in idx], self.test_y[idx]
         if name in ("train", "test"):
             return getattr(self, f"{name}_files"), getattr(self, f"{name}_y")
         source = self.card.get("split_sources", {}).get(name, "train")
@@ -138,7 +143,8 @@ def prepare(p: Prepare, out: Path) -> None:
     label = {c: i for i, c in enumerate(classes)}
     train_y = np.array([label[c] for _, _, c in train], dtype=np.int64)
     test_y = np.array([label[c] for _, _, c in val], dtype=np.int64)
-    split = make_splits(train_y, test_y, p.search_split, p.seed, p.split_file)
+    protocol, split_file = p.split_for("imagenet")
+    split = make_splits(train_y, test_y, protocol, p.seed, split_file)
     with atomic_dir(out) as tmp:
         for name, rows in (("train.tsv", train), ("test.tsv", val)):
             with open(tmp / name, "w", encoding="utf-8", newline="\n") as f:

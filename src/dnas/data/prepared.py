@@ -44,13 +44,33 @@ class Prepared:
         return int(self.train_x.shape[-1])
 
     def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """Images and labels of a named split: train, test, search_train or search_valid."""
+        """Images and labels of a named split: train, test, search_train, search_valid, or
+        eval (the test examples no search split uses: all of test but under test_half)."""
+        if name == "eval":
+            idx = eval_indices(self.card, len(self.test_y))
+            if idx is None:
+                return self.test_x, self.test_y
+            return self.test_x[idx], self.test_y[idx]
         if name in ("train", "test"):
             return getattr(self, f"{name}_x"), getattr(self, f"{name}_y")
         # test_half takes search-valid from the test set (reference §1.4); others index train.
         source = self.card.get("split_sources", {}).get(name, "train")
         idx = np.asarray(self.card["splits"][name], dtype=np.int64)
         return getattr(self, f"{source}_x")[idx], getattr(self, f"{source}_y")[idx]
+
+
+def eval_indices(card: dict, n_test: int) -> np.ndarray | None:
+    """The test indices a model is scored on: None (all of the test set), or, when a search
+    split takes examples from the test set (test_half: `xvalid`), the other ones (`xtest`),
+    as NAS-Bench-201 reports CIFAR-100 and ImageNet16-120 (docs/protocols.md)."""
+    used = [
+        np.asarray(card["splits"][name], dtype=np.int64)
+        for name, source in card.get("split_sources", {}).items()
+        if source == "test"
+    ]
+    if not used:
+        return None
+    return np.setdiff1d(np.arange(n_test), np.concatenate(used))
 
 
 def channel_stats(x: np.ndarray) -> tuple[list[float], list[float]]:

@@ -16,6 +16,11 @@ The weights are moved in place and put back bit for bit (DARTS builds a copy of 
 instead); batch-norm running statistics are restored too, so the arch step leaves the network
 as it found it. `extra_loss(net)` adds architecture-only terms (DrNAS's KL regulariser) to the
 validation loss.
+
+The whole second-order gradient runs in float32 even inside a bfloat16 autocast (`common.bf16`):
+the +-eps v perturbation is about a hundredth of bfloat16's resolution relative to the weights,
+so in bfloat16 the finite difference is mostly rounding noise, and it dominates the alpha
+gradient (docs/protocols.md). The weight steps around it may stay in bfloat16.
 """
 
 from __future__ import annotations
@@ -58,7 +63,14 @@ def unrolled_arch_grad(
     r: float = 1e-2,
     extra_loss=None,
 ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
-    """The second-order architecture gradient. Returns (grads per alpha, L_val(w'), logits)."""
+    """The second-order architecture gradient, in float32 whatever autocast is active.
+    Returns (grads per alpha, L_val(w'), logits)."""
+    device_type = net.arch_parameters()[0].device.type
+    with torch.autocast(device_type, enabled=False):
+        return _unrolled(net, w_opt, xt, yt, xv, yv, r, extra_loss)
+
+
+def _unrolled(net, w_opt, xt, yt, xv, yv, r, extra_loss):
     weights = net.weight_parameters()
     alphas = net.arch_parameters()
     group = w_opt.param_groups[0]

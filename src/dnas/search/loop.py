@@ -61,6 +61,7 @@ from dnas.search.architect import first_order, unrolled_arch_grad
 from dnas.search.gdas import tau_at
 from dnas.search.mixing import dirichlet_kl_to_uniform
 from dnas.search.snas import op_costs, resource_penalty
+from dnas.search.snas import temperature as snas_temperature
 from dnas.search.supernet import Supernet, build_supernet
 from dnas.spaces.genotype import Genotype
 from dvclive import Live
@@ -142,7 +143,7 @@ def run_search(
     if single_level and s.resource_lambda > 0:
         with torch.random.fork_rng(devices=[]):
             example = torch.zeros(1, data.channels, *data.train_x.shape[1:3], device=device)
-            costs = op_costs(net, example, s.resource_log)
+            costs = op_costs(net, example)
     net.generator = torch.Generator(device=device).manual_seed(p.common.seed + 2)
     train_loader, valid_loader = search_loaders(s, data, device, p.common.seed)
     w_opt, scheduler = sgd_cosine(net.weight_parameters(), s)
@@ -186,7 +187,8 @@ def run_search(
             loss = F.cross_entropy(logits, y)
         total = loss
         if costs is not None:
-            total = loss + s.resource_lambda * resource_penalty(net.last_weights, costs)
+            penalty = resource_penalty(net.last_weights, costs, s.resource_log)
+            total = loss + s.resource_lambda * penalty
         total.backward()
         dist.average_gradients(net.parameters(), weight)
         if s.grad_clip > 0:
@@ -303,8 +305,11 @@ def run_search(
                     net, w_opt, scheduler, a_opt, stage, data, build
                 )
                 stateful.update(model=net, w_opt=w_opt, scheduler=scheduler, a_opt=a_opt)
-            net.tau = tau_at(epoch, s.epochs, s.tau_max, s.tau_min, s.tau_schedule)
-            net.set_drop_prob(s.drop_path * epoch / s.epochs)
+            if s.tau_schedule == "snas":
+                net.tau = snas_temperature(epoch, s.epochs, s.tau_max, s.tau_min)
+            else:
+                net.tau = tau_at(epoch, s.epochs, s.tau_max, s.tau_min, s.tau_schedule)
+            net.set_drop_prob(s.drop_path)  # constant, as SNAS (docs/protocols.md)
             lr = w_opt.param_groups[0]["lr"]
             net.train()
             if epoch_state is None:

@@ -183,7 +183,13 @@ def unrolled_arch_grad(
     """DARTS's second-order architecture gradient for the recurrent search (reference §2.3).
 
     `train` and `valid` are (x, y, hidden). Returns (grads of alpha, validation loss, the
-    validation hidden state after the batch). Weights are left as they were."""
+    validation hidden state after the batch). Weights are left as they were. Runs in float32
+    whatever autocast is active (see dnas.search.architect)."""
+    with torch.autocast(model.cell.alpha.device.type, enabled=False):
+        return _unrolled(model, train, valid, eta, weight_decay, clip, r)
+
+
+def _unrolled(model, train, valid, eta, weight_decay, clip, r):
     names = [n for n, p in model.named_parameters() if p is not model.cell.alpha]
     weights = model.weight_parameters()
     alphas = model.arch_parameters()

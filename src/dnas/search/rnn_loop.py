@@ -3,13 +3,13 @@
 Each iteration draws a sequence length (variable BPTT, `dnas.models.rnn_lm.sequence_length`),
 scales the weight LR by seq_len / bptt, and takes
 
-1. an architecture step on the batch of the **valid** split at position i % (len - 1), as
-   DARTS and the GDAS RNN code do: the gradient of the validation cross-entropy w.r.t. alpha,
-   first order or DARTS's unrolled second order (`dnas.search.rnn.unrolled_arch_grad`), then
-   Adam. The alpha gradients are **zeroed before every architecture step** and the weight
-   step does not reach alpha. (The GDAS RNN code calls `step()` where `zero_grad()` belongs,
-   so its alpha gradients pile up over the whole search, training-loss gradients included,
-   reference §1.9 "Bug"; that is not reproduced.)
+1. an architecture step on the batch of the **valid** split at position i % (len - 1), of the
+   fixed length `bptt` (not the sampled one), as DARTS and the GDAS RNN code do: the gradient of
+   the validation cross-entropy w.r.t. alpha, first order or DARTS's unrolled second order
+   (`dnas.search.rnn.unrolled_arch_grad`), then Adam. The alpha gradients are **zeroed before
+   every architecture step** and the weight step does not reach alpha. (The GDAS RNN code calls
+   `step()` where `zero_grad()` belongs, so its alpha gradients pile up over the whole search,
+   training-loss gradients included, reference §1.9 "Bug"; that is not reproduced.)
 2. a weight step on the training batch: cross-entropy + AR + TAR, plain SGD with weight decay,
    the gradient norm clipped to `grad_clip` (0.25 in the papers). No NT-ASGD during search.
 
@@ -181,7 +181,7 @@ def run_rnn_search(
                 seq_len = sequence_length(lengths, r.bptt, r.seq_std, r.max_seq_delta)
                 eta = s.lr * seq_len / r.bptt
                 w_opt.param_groups[0]["lr"] = eta
-                xv, yv = get_batch(valid, i % (valid.shape[0] - 1), seq_len)
+                xv, yv = get_batch(valid, i % (valid.shape[0] - 1), r.bptt)
                 xt, yt = get_batch(train, i, seq_len)
                 lv, hv = arch_step(xt, yt, ht, xv, yv, hv, eta)
                 lt, ht = weight_step(xt, yt, ht)

@@ -1,62 +1,87 @@
-"""SNAS's resource penalty (reference §3).
+"""SNAS's resource penalty and temperature (docs/protocols.md; the SNAS code, reference §3).
 
-Each candidate op of each edge has three costs, measured once on the supernet with one example
-of the data's shape: its parameters (size), its multiply-adds (flops, convolutions and linear
-layers as `dnas.evaluate` counts them) and its memory accesses (input + output elements +
-parameters); 'none' costs nothing. Per edge the penalty is the cost of the sampled soft mixture,
+Every candidate op of every edge has three costs, counted with SNAS's own formulas from the
+op's channels C_in, C_out, kernel k and output side y (y^2 = output pixels), measured once on
+the supernet with one example of the data's shape:
 
-    linear: R = sum_k w_k * (2 * size_k + flops_k / 4000 + mac_k / 100) * 0.43
-    log:    R = sum_k w_k * mean(log size_k, log flops_k, log mac_k)  (values < 1 count as 1)
+| op | size (parameters) | flops | mac (memory accesses), stride 1 / 2 |
+|---|---|---|---|
+| none | 0 | 0 | 0 |
+| skip (identity) | 0 | 0 | 2 C y^2 |
+| max / avg pool 3x3 | 0 | 9 y^2 C | 2 y^2 C / 5 y^2 C |
+| skip (FactorizedReduce) | C_in C_out | size y^2 | 2 y^2 (4 C_in + C_out / 2) + size |
+| dil conv k | C_in k^2 + C_in C_out | size y^2 | y^2 (3 or 6 C_in + C_out) + size |
+| sep conv k | 2 C_in k^2 + C_in (C_in + C_out) | size y^2 | y^2 (7 or 10 C_in + C_out) + size |
+| ReLU-conv-BN k (NB201) | C_in C_out k^2 | size y^2 | y^2 (1 or 4 C_in + C_out) + size |
 
-with the constants of the SNAS code. A cell type's penalty is the mean over its cells (SNAS
-hard-codes normal/6 + reduce/2 for its 8-cell network: the same mean), summed over the edges;
-the total adds the cell types. The search loss is CE + resource_lambda * penalty.
+With the mixing weights w of an edge, the edge's cost is
+
+    linear: sum_k w_k (2 size_k + flops_k / 4000 + mac_k / 100) * 0.43
+    log:    mean over (size, flops, mac) of log(sum_k w_k cost_k)   (a sum below 1 counts as 1)
+
+the log of the mixture's cost, not a mixture of logs. A cell's penalty sums its edges; a cell
+type's is the mean over its cells (SNAS's normal/6 + reduce/2 for its 8 cells); the total adds
+the cell types. The search loss is CE + resource_lambda * penalty.
+
+Temperature (`tau_schedule: snas`): SNAS's scheduler steps once when it is made and again before
+every epoch, so epoch e (from 0) runs at tau_max - (tau_max - tau_min) (e + 1) / epochs: one
+step in at the first epoch, tau_min at the last.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 from torch import nn
 
 from dnas.search.supernet import MixedEdge, Supernet
-from dnas.spaces.ops import Zero
+from dnas.spaces.ops import DilConv, FactorizedReduce, PoolBN, ReLUConvBN, SepConv, Zero
+
+COSTS = ("size", "flops", "mac")
 
 
-def _op_costs(op: nn.Module, x: torch.Tensor) -> tuple[float, float, float]:
-    if isinstance(op, Zero):  # 'none' reads and computes nothing
+def temperature(epoch: int, epochs: int, tau_max: float, tau_min: float) -> float:
+    return tau_max - (tau_max - tau_min) * (epoch + 1) / epochs
+
+
+def _conv_dims(conv: nn.Conv2d) -> tuple[int, int]:
+    return conv.kernel_size[0], conv.stride[0]
+
+
+def op_cost(op: nn.Module, x: torch.Tensor, out: torch.Tensor) -> tuple[float, float, float]:
+    """(size, flops, mac) of `op` on input `x` giving `out`, by SNAS's formulas."""
+    c_in = x.shape[1]
+    y2 = out.shape[-2] * out.shape[-1]
+    strided = out.shape[-1] < x.shape[-1]
+    if isinstance(op, Zero):
         return 0.0, 0.0, 0.0
-    macs = 0.0
-
-    def hook(mod, inputs, output):
-        nonlocal macs
-        if isinstance(mod, nn.Conv2d):
-            k = mod.weight[0].numel()  # (c_in / groups) * kh * kw
-            macs += float(output.numel() * k)
-        elif isinstance(mod, nn.Linear):
-            macs += float(mod.in_features * mod.out_features * output.shape[0])
-
-    handles = [m.register_forward_hook(hook) for m in op.modules()]
-    try:
-        with torch.no_grad():
-            out = op(x)
-    finally:
-        for h in handles:
-            h.remove()
-    size = float(sum(p.numel() for p in op.parameters()))
-    mac = float(x[0].numel() + out[0].numel()) + size
-    return size, macs / x.shape[0], mac
-
-
-def combine(size: float, flops: float, mac: float, log: bool) -> float:
-    if log:
-        return sum(math.log(max(v, 1.0)) for v in (size, flops, mac)) / 3.0
-    return (2.0 * size + flops / 4000.0 + mac / 100.0) * 0.43
+    if isinstance(op, nn.Identity):
+        return 0.0, 0.0, 2.0 * c_in * y2
+    if isinstance(op, (PoolBN, nn.AvgPool2d, nn.MaxPool2d)):
+        return 0.0, 9.0 * y2 * c_in, (5.0 if strided else 2.0) * y2 * c_in
+    if isinstance(op, FactorizedReduce):
+        c_out = out.shape[1]
+        size = 2.0 * c_in * (c_out // 2)
+        return size, size * y2, 2.0 * y2 * (4 * c_in + c_out // 2) + size
+    if isinstance(op, SepConv):
+        k, _ = _conv_dims(op[0][1])
+        c_out = out.shape[1]
+        size = 2.0 * c_in * k * k + (c_in + c_out) * c_in
+        return size, size * y2, y2 * ((10 if strided else 7) * c_in + c_out) + size
+    if isinstance(op, DilConv):
+        k, _ = _conv_dims(op[1])
+        c_out = out.shape[1]
+        size = float(c_in * k * k + c_out * c_in)
+        return size, size * y2, y2 * ((6 if strided else 3) * c_in + c_out) + size
+    if isinstance(op, ReLUConvBN):
+        k, _ = _conv_dims(op[1])
+        c_out = out.shape[1]
+        size = float(c_in * c_out * k * k)
+        return size, size * y2, y2 * ((4 if strided else 1) * c_in + c_out) + size
+    raise TypeError(f"SNAS's cost tables have no entry for {type(op).__name__}")
 
 
-def op_costs(net: Supernet, example: torch.Tensor, log: bool) -> dict[str, torch.Tensor]:
-    """Per cell type, the (edges, ops) cost table averaged over the cells of that type."""
+def op_costs(net: Supernet, example: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per cell type, the (cells of that type, edges, ops, 3) table of (size, flops, mac)."""
     inputs: dict[MixedEdge, torch.Tensor] = {}
 
     def grab(mod, args):
@@ -70,27 +95,42 @@ def op_costs(net: Supernet, example: torch.Tensor, log: bool) -> dict[str, torch
     try:
         with torch.no_grad():
             net(example[:1])
+            per_cell = []
+            for edge in edges:
+                x = inputs[edge]
+                if edge.partial > 1:
+                    x = x[:, : x.shape[1] // edge.partial]
+                per_cell.append([op_cost(op, x, op(x)) for op in edge.ops])
     finally:
         for h in handles:
             h.remove()
         net.train(was_training)
-    per_cell = []
-    for edge in edges:
-        x = inputs[edge]
-        if edge.partial > 1:
-            x = x[:, : x.shape[1] // edge.partial]
-        per_cell.append([combine(*_op_costs(op, x), log) for op in edge.ops])
     n_edges = net.alphas[net.cell_types[0]].shape[0]
-    tables = torch.tensor(per_cell, dtype=torch.float32).view(-1, n_edges, len(net.ops))
+    tables = torch.tensor(per_cell, dtype=torch.float64).view(-1, n_edges, len(net.ops), 3)
     out = {}
     for t in net.cell_types:
         rows = [i for i, name in enumerate(net.cell_sequence) if name == t]
-        out[t] = tables[rows].mean(dim=0)
+        out[t] = tables[rows].float()
     return out
 
 
+def edge_cost(weights: torch.Tensor, table: torch.Tensor, log: bool) -> torch.Tensor:
+    """(..., edges) costs of mixtures `weights` (edges, ops) with `table` (..., edges, ops, 3)."""
+    if not log:
+        size, flops, mac = table.unbind(-1)
+        per_op = (2.0 * size + flops / 4000.0 + mac / 100.0) * 0.43
+        return (weights * per_op).sum(-1)
+    mixed = (weights.unsqueeze(-1) * table).sum(-2)  # (..., edges, 3)
+    mixed = torch.where(mixed.abs() < 1, torch.ones_like(mixed), mixed)
+    return torch.log(mixed.abs()).mean(-1)
+
+
 def resource_penalty(
-    weights: dict[str, torch.Tensor], costs: dict[str, torch.Tensor]
+    weights: dict[str, torch.Tensor], costs: dict[str, torch.Tensor], log: bool = True
 ) -> torch.Tensor:
-    """sum over cell types and edges of sum_k w_k * cost_k."""
-    return sum((w * costs[t].to(w.device)).sum() for t, w in weights.items())
+    """Sum over cell types of the mean over their cells of the summed edge costs."""
+    total = 0
+    for t, w in weights.items():
+        table = costs[t].to(device=w.device, dtype=w.dtype)
+        total = total + edge_cost(w, table, log).sum(-1).mean()
+    return total

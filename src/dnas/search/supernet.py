@@ -87,16 +87,15 @@ class MixedEdge(nn.Module):
             if not active:  # only 'none' left
                 active = [self.op_names.index("none")]
             out = sum(self._run(k, x) * weights[k] for k in active)
+        if self.training and self.drop_prob > 0:
+            # Search drop-path (SNAS, docs/protocols.md): the edge's whole output, every edge.
+            out = drop_path(out, self.drop_prob)
         if self.partial > 1:
             out = channel_shuffle(torch.cat([out, self.bypass(rest)], dim=1), self.partial)
         return out
 
     def _run(self, k: int, x: torch.Tensor) -> torch.Tensor:
-        op = self.ops[k]
-        h = op(x)
-        if self.training and self.drop_prob > 0 and not isinstance(op, nn.Identity):
-            h = drop_path(h, self.drop_prob)  # SNAS search (reference §3)
-        return h
+        return self.ops[k](x)
 
 
 class DartsSearchCell(nn.Module):
@@ -325,7 +324,9 @@ class DartsSupernet(Supernet):
             if reduction:
                 c *= 2
             if reduction and fixed_reduction:
-                cell = FixedReductionCell(c_pp, c_p, c, reduction_prev, affine=False)
+                cell = FixedReductionCell(
+                    c_pp, c_p, c, reduction_prev, affine=False, version="search"
+                )
             else:
                 cell = DartsSearchCell(
                     c_pp, c_p, c, reduction, reduction_prev, steps, self.ops, partial

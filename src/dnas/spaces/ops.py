@@ -203,26 +203,43 @@ class ResNetBasicBlock(nn.Module):
 
 
 class FixedReductionCell(nn.Module):
-    """GDAS-FRC's hand-designed reduction cell, the CVPR `Transition` (reference §1.2).
+    """GDAS-FRC's hand-designed reduction cell, the GDAS code's `Transition` (docs/protocols.md).
 
     Both inputs are preprocessed as in a searched cell (C channels each). X0 and X1 are
     branches on s0 and s1: ReLU, grouped (1x3) conv striding the width, grouped (3x1) conv
-    striding the height, BN, ReLU, 1x1 conv, BN. X2 = MaxPool3x3 (stride 1) of X0 + X1, then
-    BN; X3 = MaxPool3x3 (stride 2) of s1, then BN. The output concatenates X0..X3 (4C).
+    striding the height, BN, ReLU, 1x1 conv, BN. X3 = MaxPool3x3 (stride 2) of s1, then BN.
+    X2 exists in two versions, chosen by `version`:
 
-    The AutoDL version pools s0 with stride 2 for X2 instead; the CVPR one is used because the
-    published GDAS_F1 sizes (2.543M params) come from it (reference §1.2, pitfall 5). The
-    grouped convs use 8 groups as the reference does, or gcd(C, 8) when C is not a multiple of
-    8 (small test networks). Drop-path hits X0/X1 and X2/X3 when `drop_prob` > 0 in training.
+    - "release" (the default, used to retrain GDAS_F1, GDAS_GF and the FRC presets): X2 =
+      MaxPool3x3 (stride 2) of s0, then BN, as in the CVPR release, its FRC training log and
+      AutoDL;
+    - "search" (the FRC search network): X2 = MaxPool3x3 (stride 1) of X0 + X1, then BN, as in
+      the search-era code the FRC search ran with.
+
+    The output concatenates X0..X3 (4C). Max pooling has no parameters, so both versions have
+    the same size (GDAS_F1: 2.543M); only the structure tells them apart. The grouped convs use
+    8 groups, or gcd(C, 8) when C is not a multiple of 8 (small test networks). Drop-path hits
+    X0..X3 when `drop_prob` > 0 in training.
     """
+
+    VERSIONS = ("release", "search")
 
     multiplier = 4
     reduction = True
 
     def __init__(
-        self, c_pp: int, c_p: int, c: int, reduction_prev: bool, affine: bool = True
+        self,
+        c_pp: int,
+        c_p: int,
+        c: int,
+        reduction_prev: bool,
+        affine: bool = True,
+        version: str = "release",
     ) -> None:
         super().__init__()
+        if version not in self.VERSIONS:
+            raise ValueError(f"unknown fixed reduction cell version {version!r}")
+        self.version = version
         self.pre0, self.pre1 = cell_preprocess(c_pp, c_p, c, reduction_prev, affine)
         groups = math.gcd(c, 8)
 
@@ -238,8 +255,9 @@ class FixedReductionCell(nn.Module):
             )
 
         self.branch0, self.branch1 = branch(), branch()
+        stride2 = 2 if version == "release" else 1
         self.pool2 = nn.Sequential(
-            nn.MaxPool2d(3, stride=1, padding=1), nn.BatchNorm2d(c, affine=affine)
+            nn.MaxPool2d(3, stride=stride2, padding=1), nn.BatchNorm2d(c, affine=affine)
         )
         self.pool3 = nn.Sequential(
             nn.MaxPool2d(3, stride=2, padding=1), nn.BatchNorm2d(c, affine=affine)
@@ -249,7 +267,8 @@ class FixedReductionCell(nn.Module):
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, *_unused) -> torch.Tensor:
         s0, s1 = self.pre0(s0), self.pre1(s1)
         x0, x1 = self.branch0(s0), self.branch1(s1)
-        x2, x3 = self.pool2(x0 + x1), self.pool3(s1)
+        x2 = self.pool2(s0 if self.version == "release" else x0 + x1)
+        x3 = self.pool3(s1)
         if self.training and self.drop_prob > 0:
             x0, x1, x2, x3 = (drop_path(x, self.drop_prob) for x in (x0, x1, x2, x3))
         return torch.cat([x0, x1, x2, x3], dim=1)

@@ -75,7 +75,8 @@ def train_loader(p: Params, data: Prepared, device: torch.device) -> DeviceLoade
 
 
 def eval_loader(data: Prepared, device: torch.device, batch_size: int) -> DeviceLoader:
-    return split_loader(data, "test", batch_size, device)
+    """The test set, less any half a search split took from it (test_half: the x-test half)."""
+    return split_loader(data, "eval", batch_size, device)
 
 
 @torch.no_grad()
