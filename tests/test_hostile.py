@@ -521,7 +521,7 @@ def test_the_readme_quotes_an_nb201_string_for_dvc_set_param(tmp_path):
     line = next(
         x for x in readme.splitlines() if re.match(r"dvc exp run -S \"train.genotype='\|", x)
     )
-    override = shlex.split(line)[-1]
+    override = shlex.split(line, comments=True)[-1]
     params = tmp_path / "params.yaml"
     shutil.copy(ROOT / "params.yaml", params)
     apply_overrides(params, [override])
