@@ -528,3 +528,26 @@ def test_the_readme_quotes_an_nb201_string_for_dvc_set_param(tmp_path):
     p = parse_params(yaml.safe_load(params.read_text()))
     genotype = resolve_genotype(p.train.genotype)
     assert genotype.space == "nb201" and p.train.genotype == genotype.arch
+
+
+def test_ctrl_c_while_a_stage_starts_is_one_line_not_a_traceback(tmp_path):
+    """SIGINT during the stage's imports (torch takes about a second to import) and SIGINT
+    once it runs both end with one line and status 130."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    for delay in (0.3, 0.8):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "stages.prepare", "--dataset", "digits"],
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}"},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+        assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+        assert proc.returncode in (130, 2), (proc.returncode, err)

@@ -53,6 +53,11 @@ def unpickling_reason(exc: BaseException) -> str:
 
 def run_main(main: Callable[[], object]) -> None:
     """Run `main`; turn a `UserError` into one message on stderr and exit code 2."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # see stages/__init__.py
     try:
         main()
     except UserError as exc:
