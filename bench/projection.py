@@ -1,7 +1,8 @@
 """Benchmark: the projected wall time of the papers' full searches and retraining, from step
 rates measured here.
 
-Workloads (reference §1.4, §1.8; peers §3.1 for the published costs):
+Workloads (docs/algorithms.md#gdas-schedules, docs/algorithms.md#cnn-retraining;
+docs/algorithms.md#paper-numbers for the published costs):
 
 - gdas-nb201: GDAS on NAS-Bench-201 CIFAR-10 (AutoDL): supernet C=16, N=5, batch 64,
   250 epochs of ceil(25000 / 64) = 391 iterations, each a weight step and an architecture step,

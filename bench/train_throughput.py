@@ -2,10 +2,10 @@
 the fast path (channels-last, bf16 autocast, torch.compile, cuDNN autotuning).
 
 The network is a published DARTS-space cell at the papers' evaluation size (C=36, 20 cells,
-auxiliary head 0.4, drop-path 0.2, batch 96, 32x32 CIFAR inputs: reference §1.8). A training
-step is what `dnas.train.loop` runs: forward under the fast path's autocast, cross-entropy
-plus the auxiliary loss, backward, gradient clipping at 5, SGD with momentum and weight
-decay. Evaluation (no grad, eval mode) is timed too. Compilation happens in the warm-up steps
+auxiliary head 0.4, drop-path 0.2, batch 96, 32x32 CIFAR inputs: docs/algorithms.md#cnn-retraining).
+A training step is what `dnas.train.loop` runs: forward under the fast path's autocast,
+cross-entropy plus the auxiliary loss, backward, gradient clipping at 5, SGD with momentum and
+weight decay. Evaluation (no grad, eval mode) is timed too. Compilation happens in the warm-up steps
 and is reported apart. Prints one JSON object per mode and one with the ratios.
 
     python bench/train_throughput.py                        # the papers' size, CUDA if present

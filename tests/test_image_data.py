@@ -68,7 +68,7 @@ def test_cifar100_reads_fine_labels_in_either_format(tmp_path, writer):
     # pixel (row 3, col 7) of train image 4: R, G, B planes 1024 bytes apart
     data = b["train"][0]
     assert d.train_x[4, 3, 7].tolist() == [data[4, 3 * 32 + 7 + k * 1024] for k in range(3)]
-    # the GDAS code's CIFAR-100 constants (reference §1.8)
+    # the GDAS code's CIFAR-100 constants (docs/data.md#cifar)
     assert d.card["mean"] == pytest.approx([129.3 / 255, 124.1 / 255, 112.4 / 255], abs=1e-6)
     assert d.card["std"][0] == pytest.approx(68.2 / 255, abs=1e-6)
     assert d.card["counts"] == {"train": 12, "test": 5, "search_train": 6, "search_valid": 6}

@@ -108,7 +108,7 @@ def test_cuda_and_cpu_loaders_give_identical_batches(digits_prepared, hold):
 def test_normalisation_constants_follow_the_reference(tmp_path):
     from dnas.data import cifar, imagenet16
 
-    # reference §1.8 / §1.11: mean and std in 0..255 units
+    # docs/data.md#cifar: mean and std in 0..255 units
     assert [round(m * 255, 2) for m in cifar.MEAN] == [125.3, 123.0, 113.9]
     assert [round(s * 255, 2) for s in cifar.C100_STD] == [68.2, 65.4, 70.4]
     assert [round(m * 255, 2) for m in imagenet16.MEAN] == [122.68, 116.66, 104.01]

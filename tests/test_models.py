@@ -12,8 +12,8 @@ from dnas.spaces import nb201
 from dnas.spaces.genotype import Genotype
 from dnas.spaces.published import PUBLISHED
 
-# The published cells live in the library (reference §1.10); tests/test_published.py checks
-# every one of them against the published sizes.
+# The published cells live in the library (docs/algorithms.md#published-genotypes);
+# tests/test_published.py checks every one of them against the published sizes.
 DARTS_V2 = PUBLISHED["DARTS_V2"].genotype
 GDAS_V1 = PUBLISHED["GDAS_V1"].genotype
 
@@ -24,7 +24,7 @@ GDAS_V1 = PUBLISHED["GDAS_V1"].genotype
 )
 def test_cifar_network_matches_published_counts(genotype, params_m, macs_m):
     """C=36, 20 cells, CIFAR-10: parameters without the auxiliary head and conv+linear
-    multiply-adds as the reference lists them (§1.10)."""
+    multiply-adds as docs/algorithms.md#published-genotypes lists them."""
     net = build_network(genotype, 3, 10, channels=36, layers=20, auxiliary=True)
     assert round(count_parameters(net) / 1e6, 3) == params_m
     assert count_parameters(net) < sum(p.numel() for p in net.parameters())  # head excluded

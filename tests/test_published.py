@@ -1,4 +1,4 @@
-"""The published genotypes against the published sizes (reference §1.10, §2.4, §3, §4), the
+"""The published genotypes against the published sizes (docs/algorithms.md#published-genotypes), the
 ImageNet mobile network, the name resolver and `dnas genotype info`."""
 
 import json
@@ -27,7 +27,9 @@ def _imagenet(name, channels):
 
 @pytest.mark.parametrize(
     "name, params_m, macs_m",
-    [  # reference §1.10: C=36, 20 cells, CIFAR-10 (the GDAS logs and the analytic counter)
+    # docs/algorithms.md#published-genotypes: C=36, 20 cells, CIFAR-10 (the GDAS logs and the
+    # analytic counter)
+    [
         ("GDAS_V1", 3.369, 519),
         ("GDAS_F1", 2.543, 403),
         ("GDAS_GF", 3.000, None),
@@ -44,7 +46,9 @@ def test_cifar_sizes_match_the_reference(name, params_m, macs_m):
 
 @pytest.mark.parametrize(
     "name, channels, params_m, macs_m",
-    [  # reference §1.10: the ImageNet mobile setting, 14 cells, 224x224, 1000 classes
+    # docs/algorithms.md#published-genotypes: the ImageNet mobile setting, 14 cells, 224x224,
+    # 1000 classes
+    [
         ("GDAS_V1", 50, 5.345, 581.0),
         ("GDAS_F1", 52, 4.430, 496.7),
         ("DARTS_V2", 48, 4.719, 529.9),
@@ -60,7 +64,7 @@ def test_imagenet_sizes_match_the_reference(name, channels, params_m, macs_m):
 
 @pytest.mark.parametrize(
     "name, imagenet, params_m",
-    [  # the papers' rounded figures: SNAS Table 2 (§3), DrNAS README (§4)
+    [  # the papers' rounded figures: SNAS Table 2, DrNAS README (docs/algorithms.md#paper-numbers)
         ("SNAS_MODERATE", False, 2.8),
         ("SNAS_AGGRESSIVE", False, 2.3),
         ("DRNAS_CIFAR10", False, 4.1),
@@ -115,7 +119,7 @@ def test_imagenet_network_outputs_and_auxiliary_head():
     logits, aux = net.train()(x)
     assert logits.shape == aux.shape == (2, 7)
     assert net.eval()(x).shape == (2, 7)
-    # The auxiliary head has no BN after its 768-channel conv (reference §1.8).
+    # The auxiliary head has no BN after its 768-channel conv (docs/algorithms.md#cnn-retraining).
     bns = [m for m in net.auxiliary.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert [bn.num_features for bn in bns] == [128]
 

@@ -29,8 +29,8 @@ def test_step_schedule_is_gamma_per_epoch():
 
 
 def test_linear_schedule_follows_drnas_adjust_lr():
-    """DrNAS ImageNet (reference §4): lr (E-5-e)/(E-5) while more than 5 epochs remain, then
-    lr (E-e)/(5(E-5)); at E=250 both pieces give lr/245 at the joint (e=244, e=245)."""
+    """DrNAS ImageNet (docs/algorithms.md#cnn-retraining): lr (E-5-e)/(E-5) while more than 5 epochs
+    remain, then lr (E-e)/(5(E-5)); at E=250 both pieces give lr/245 at the joint (e=244, e=245)."""
     t = Train(epochs=250, lr=0.5, schedule="linear")
     assert lr_factor(t, 0) == 1.0
     assert lr_factor(t, 244) == pytest.approx(1 / 245)

@@ -1,6 +1,6 @@
 """The language-model track: the recurrent cell against hand computations, dropout masks,
 NT-ASGD, derivation, GDAS's sampled-op-only forward, DARTS's unrolled step, the published
-sizes, perplexity, validation, and resume (reference §1.9, §2.3)."""
+sizes, perplexity, validation, and resume (docs/algorithms.md#rnn-track)."""
 
 from __future__ import annotations
 
@@ -373,7 +373,8 @@ def test_unrolled_gradient_is_float32_under_bf16_autocast():
 @pytest.mark.parametrize("name", ["DARTS_V1_RNN", "DARTS_V2_RNN", "GDAS_RNN"])
 @pytest.mark.parametrize(
     "vocab, size, paper_m",
-    [(10_000, 850, 23), (33_278, 700, 33)],  # PTB / WT2 vocabularies; GDAS Tables 3-4, §1.13
+    # PTB / WT2 vocabularies; GDAS Tables 3-4 (docs/algorithms.md#paper-numbers)
+    [(10_000, 850, 23), (33_278, 700, 33)],
 )
 def test_published_cells_match_the_papers_sizes(name, vocab, size, paper_m):
     config = {**NO_DROP, "vocab_size": vocab, "emsize": size, "nhid": size}

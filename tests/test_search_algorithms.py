@@ -66,7 +66,7 @@ def _rel(a, b) -> float:
     return num / math.sqrt(sum((y**2).sum().item() for y in b))
 
 
-# With the reference's eps = 0.01 / ||v|| the central difference is accurate to O(eps^2) on a
+# With DARTS's eps = 0.01 / ||v|| the central difference is accurate to O(eps^2) on a
 # smooth network. On the ReLU / max-pool network of this size, a perturbation of norm 0.01
 # crosses kinks and the difference is off by more than the term itself (measured: 3x), so the
 # exact network is checked at a small eps, which tests the same formula.
@@ -410,7 +410,8 @@ def test_tau_to_end_stops_one_step_above_tau_min():
 
 
 def test_snas_temperature_is_one_step_in_at_the_first_epoch():
-    """SNAS's scheduler steps in its constructor and before every epoch (reference §3)."""
+    """SNAS's scheduler steps in its constructor and before every epoch
+    (docs/algorithms.md#snas)."""
     from dnas.search.snas import temperature
 
     assert temperature(0, 150, 1.0, 0.03) == pytest.approx(1 - 0.97 / 150)

@@ -44,7 +44,8 @@ def _genotype_show(args: argparse.Namespace) -> None:
 
 
 def default_size(name: str, space: str, dataset: str) -> tuple[int, int]:
-    """(channels, layers) of the papers' evaluation networks (reference §1.3, §1.8): NB201
+    """(channels, layers) of the papers' evaluation networks
+    (docs/algorithms.md#nas-bench-201-space, docs/algorithms.md#cnn-retraining): NB201
     C=16 with 5 cells per stage; DARTS space C=36 and 20 cells on small images, the
     genotype's published ImageNet width (48 if it has none) and 14 cells on ImageNet."""
     from dnas.spaces.published import published
@@ -91,7 +92,8 @@ def _genotype_info(args: argparse.Namespace) -> None:
     print(f"  multiply-adds:  {macs:,} ({macs / 1e6:.1f}M, conv + linear, one image)")
 
 
-# Vocabulary and the papers' emsize = nhid for the language-model corpora (reference §1.9).
+# Vocabulary and the papers' emsize = nhid for the language-model corpora
+# (docs/algorithms.md#rnn-retraining).
 LM_SIZES = {"ptb": (10_000, 850), "wt2": (33_278, 700)}
 
 

@@ -3,7 +3,7 @@
 Every stage validates the whole file before it does anything, so `-S search.tau_max=abc` or an
 unknown key stops with one message that names the key, the bad value and what is allowed.
 Numbers are cast here: `dvc exp run -S search.tau_max=10` writes the int 10, PyYAML reads
-`3e-4` as a string (reference/dvc-conventions.md §3.5, §3.14), and both end up as floats.
+`3e-4` as a string (docs/architecture.md#the-pipeline), and both end up as floats.
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ class Common(Section):
 
 
 class Custom(Section):
-    """A user's own image dataset (reference: none; our format, README "Datasets")."""
+    """A user's own image dataset (our own format: docs/data.md#custom-datasets)."""
 
     path: Annotated[str, Field(min_length=1)]
     # folder: one subfolder of images per class (or train/ and test/ holding such subfolders);
@@ -151,8 +151,8 @@ class Prepare(Section):
     paths: dict[DatasetName, str] = {}
     # Fraction of the examples held out as the test set, for datasets that ship without one.
     test_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
-    # How search-train (weights) and search-valid (architecture) are made (reference §1.4,
-    # §2.1, §5 item 8): stratified = seeded class-balanced halves of the train set;
+    # How search-train (weights) and search-valid (architecture) are made
+    # (docs/data.md#split-protocols): stratified = seeded class-balanced halves of the train set;
     # halves = first / last half (DARTS); random = seeded random halves (GDAS 2019 code);
     # file = the `train` / `valid` indices of split_file (AutoDL format, e.g. cifar-split.txt);
     # test_half = the whole train set for weights and half the test set for the architecture
@@ -243,7 +243,8 @@ class Prepare(Section):
 
 
 class Optim(Section):
-    """SGD with cosine annealing from `lr` to `lr_min`, per epoch (reference §1.4)."""
+    """SGD with cosine annealing from `lr` to `lr_min`, per epoch
+    (docs/algorithms.md#gdas-schedules)."""
 
     epochs: PositiveInt = 10
     batch_size: BatchSize = 64
@@ -266,7 +267,7 @@ class Optim(Section):
 
 class RnnSearch(Section):
     """`search.rnn`: the recurrent (language-model) search, used when `search.space` is `rnn`
-    (reference §1.9, §2.3). Defaults: DARTS's search settings."""
+    (docs/algorithms.md#rnn-search). Defaults: DARTS's search settings."""
 
     bptt: PositiveInt = 35
     # Sequence length of each batch: bptt (halved with probability 0.05), plus normal noise of
@@ -283,7 +284,7 @@ class RnnSearch(Section):
     alpha: NonNegFloat = 0.0  # activation regularisation (AR) weight
     beta: NonNegFloat = 1.0e-3  # temporal activation regularisation (TAR) weight
     # GDAS: hard = one sampled op per edge, straight-through (the GDAS paper); soft = the soft
-    # Gumbel-softmax weights the GDAS RNN code used (reference §1.9, §5 item 6).
+    # Gumbel-softmax weights the GDAS RNN code used (docs/algorithms.md#rnn-search).
     gumbel: Literal["hard", "soft"] = "hard"
     # Derivation: one predecessor per node; 'none' excluded (DARTS) or allowed (GDAS RNN code).
     keep_none: bool = False
@@ -299,7 +300,8 @@ class RnnSearch(Section):
 
 
 class RnnTrain(Section):
-    """`train.rnn`: retraining a recurrent cell as a language model (reference §1.9, §2.3).
+    """`train.rnn`: retraining a recurrent cell as a language model
+    (docs/algorithms.md#rnn-retraining).
     Defaults: the PTB recipe (emsize = nhid = 850)."""
 
     bptt: PositiveInt = 35
@@ -317,8 +319,8 @@ class RnnTrain(Section):
     eval_batch_size: BatchSize = 10  # validation (every epoch)
     test_batch_size: BatchSize = 1  # the evaluate stage's test perplexity (the papers: 1)
     # NT-ASGD: SGD until the validation loss stops improving, then averaged SGD. `nonmono`
-    # evaluations must have passed; rule gdas: val_loss > min(all previous SGD val losses)
-    # (reference §1.9); darts: val_loss > min(those but the last nonmono) (§2.3).
+    # evaluations must have passed; rule gdas: val_loss > min(all previous SGD val losses);
+    # darts: val_loss > min(those but the last nonmono) (docs/algorithms.md#nt-asgd).
     asgd: bool = True
     nonmono: PositiveInt = 5
     switch_rule: Literal["gdas", "darts"] = "gdas"
@@ -335,19 +337,22 @@ class RnnTrain(Section):
 
 class Search(Optim):
     """The search stage. Which reference each option follows is in the README's compatibility
-    table and in the docstrings of `dnas.search` (reference §1-§4)."""
+    table and in the docstrings of `dnas.search` (docs/algorithms.md)."""
 
     dataset: DatasetName = "digits"
     space: Literal["darts", "nb201", "rnn"] = "darts"
     algorithm: Literal["gdas", "darts", "snas", "drnas"] = "gdas"
-    # DARTS: 1 = first order, 2 = the unrolled second-order step (reference §2.1). Also DrNAS.
+    # DARTS: 1 = first order, 2 = the unrolled second-order step
+    # (docs/algorithms.md#darts-first-and-second-order). Also DrNAS.
     order: Literal[1, 2] = 1
-    # GDAS-FRC: the fixed reduction cell, only normal cells searched (reference §1.2).
+    # GDAS-FRC: the fixed reduction cell, only normal cells searched
+    # (docs/algorithms.md#gdas-frc-fixed-reduction-cell).
     fixed_reduction: bool = False
     arch_lr: PositiveFloat = 3.0e-4
     arch_betas: Annotated[list[Fraction], Field(min_length=2, max_length=2)] = [0.5, 0.999]
     arch_weight_decay: NonNegFloat = 1.0e-3
-    # adam (GDAS, DARTS, DrNAS) | sgd (SNAS on one GPU: plain SGD, no weight decay, §3)
+    # adam (GDAS, DARTS, DrNAS) | sgd (SNAS on one GPU: plain SGD, no weight decay,
+    # docs/algorithms.md#snas)
     arch_optimizer: Literal["adam", "sgd"] = "adam"
     arch_grad_clip: NonNegFloat = 0.0  # SNAS clips the alpha gradient norm to 10; 0 = off
     # GDAS's hard and SNAS's soft Gumbel temperature, decayed linearly per epoch from tau_max:
@@ -363,16 +368,16 @@ class Search(Optim):
     # Weight step then architecture step (AutoDL) or the other way round (CVPR code, DARTS).
     step_order: Literal["weights_first", "arch_first"] = "weights_first"
     # Add the unselected ops' zero weights as scalars so every alpha gets a gradient (AutoDL
-    # NB201, reference §1.6). auto = on for nb201, off for darts.
+    # NB201, docs/algorithms.md#gdas-sampler). auto = on for nb201, off for darts.
     unselected_grad: bool | Literal["auto"] = "auto"
     # Search-time drop-path, constant, on the whole output of every edge (SNAS: 0.3).
     drop_path: Fraction = 0.0
-    # SNAS resource penalty weight (0 = off) and its log form (reference §3).
+    # SNAS resource penalty weight (0 = off) and its log form (docs/algorithms.md#snas).
     resource_lambda: NonNegFloat = 0.0
     resource_log: bool = True
-    # DrNAS (reference §4): partial-channel K per stage ([1] = off; [6, 3] = progressive),
-    # ops kept per edge after each stage but the last, epochs per stage before alpha moves,
-    # and the regulariser: l2 (Adam weight decay = reg_scale) or kl (to Dirichlet(1)).
+    # DrNAS (docs/algorithms.md#drnas-progressive): partial-channel K per stage ([1] = off; [6, 3] =
+    # progressive), ops kept per edge after each stage but the last, epochs per stage before alpha
+    # moves, and the regulariser: l2 (Adam weight decay = reg_scale) or kl (to Dirichlet(1)).
     partial_channels: Annotated[list[PositiveInt], Field(min_length=1)] = [1]
     keep_ops: list[PositiveInt] = []
     arch_warmup: Annotated[int, Field(ge=0)] = 0
@@ -440,29 +445,31 @@ class Search(Optim):
 
 
 class Train(Optim):
-    """Retraining. The recipes of the papers are presets (presets/*.yaml, reference §1.8)."""
+    """Retraining. The recipes of the papers are presets (presets/*.yaml,
+    docs/algorithms.md#cnn-retraining)."""
 
     dataset: DatasetName = "digits"
     # What to retrain: `searched` (genotype.json), a published name (GDAS_V1, DARTS_V2, ...),
     # a NAS-Bench-201 architecture string or a genotype JSON file (dnas.spaces.published).
     genotype: Annotated[str, Field(min_length=1)] = "searched"
     # Stem and head of a DARTS-space network: the CIFAR one, or the ImageNet mobile one
-    # (reference §1.8); auto = imagenet when the dataset is imagenet.
+    # (docs/algorithms.md#cnn-retraining); auto = imagenet when the dataset is imagenet.
     network: Literal["auto", "cifar", "imagenet"] = "auto"
     auxiliary_weight: NonNegFloat = 0.0  # 0 = no auxiliary head
-    drop_path: Fraction = 0.0  # ramped linearly from 0 over the epochs (reference §1.8)
+    drop_path: Fraction = 0.0  # ramped linearly from 0 over the epochs
     cutout: Annotated[int, Field(ge=0)] = 0
     label_smoothing: Fraction = 0.0
     lr_min: NonNegFloat = 0.0
     # LR per epoch: cosine from lr to lr_min (CIFAR recipes); step = lr * lr_gamma^epoch
     # (ImageNet, StepLR(1, 0.97)); linear = DrNAS ImageNet's linear decay to 0, slower in the
-    # last 5 epochs (reference §4).
+    # last 5 epochs (docs/algorithms.md#cnn-retraining).
     schedule: Literal["cosine", "step", "linear"] = "cosine"
     lr_gamma: Annotated[float, Field(gt=0, le=1)] = 0.97
     # Epochs of linear warm-up, lr * (epoch + 1) / warmup_epochs (DrNAS ImageNet: 5).
     warmup_epochs: Annotated[int, Field(ge=0)] = 0
     # The test accuracy reported: final (DARTS, "at the end of training") or best over all
-    # epochs (the GDAS code's `obtain_best`, reference §5 item 11); best adds best_test_acc.
+    # epochs (the GDAS code's `obtain_best`,
+    # docs/algorithms.md#reporting-final-or-best); best adds best_test_acc.
     report: Literal["final", "best"] = "final"
     # Retraining a recurrent cell as a language model. Left out of model_dump, so the CNN
     # checkpoints' fingerprints stay as they were.

@@ -1,9 +1,10 @@
 """Evaluation: accuracy on the test set, parameter count and multiply-adds.
 
-Parameters exclude the auxiliary head (reference §5 item 12, DARTS `count_parameters_in_MB`).
+Parameters exclude the auxiliary head (docs/algorithms.md#parameter-and-multiply-add-counts,
+DARTS `count_parameters_in_MB`).
 Multiply-adds count convolutions and linear layers only, for one image at the dataset's
-resolution, as GDAS's counter does (reference §1.10); they are measured with forward hooks in
-eval mode, so the auxiliary head and drop-path never run.
+resolution, as GDAS's counter does (docs/algorithms.md#parameter-and-multiply-add-counts); they are
+measured with forward hooks in eval mode, so the auxiliary head and drop-path never run.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ class DatasetShape:
         return (self.channels, self.size, self.size)
 
 
-# The resolution each dataset is trained at (reference §1.8, §1.11); `dnas genotype info` counts
-# multiply-adds for one image of this shape.
+# The resolution each dataset is trained at (docs/algorithms.md#parameter-and-multiply-add-counts);
+# `dnas genotype info` counts multiply-adds for one image of this shape.
 DATASET_SHAPES = {
     "digits": DatasetShape(1, 8, 10),
     "cifar10": DatasetShape(3, 32, 10),
@@ -84,9 +85,9 @@ def perplexity(loss: float) -> float:
 
 def evaluate_perplexity(model: nn.Module, data, config: dict, device) -> dict:
     """Validation (batch `eval_batch_size`) and test (batch `test_batch_size`, 1 in the papers,
-    reference §1.9) loss and perplexity of a language model, over the whole split in segments
-    of `bptt` with the hidden state carried; and its parameter count (embedding and decoder
-    tied, counted once)."""
+    docs/algorithms.md#rnn-retraining) loss and perplexity of a language model, over the whole split
+    in segments of `bptt` with the hidden state carried; and its parameter count (embedding and
+    decoder tied, counted once)."""
     from dnas.models.rnn_lm import batchify, count_lm_parameters, evaluate_lm
 
     out: dict = {"params": count_lm_parameters(model), "vocab_size": int(config["vocab_size"])}

@@ -1,5 +1,6 @@
 """The weight optimiser shared by search and retraining: SGD with momentum and weight decay,
-the learning rate annealed per epoch by a cosine from `lr` to `lr_min` (reference §1.4, §1.8)."""
+the learning rate annealed per epoch by a cosine from `lr` to `lr_min`
+(docs/algorithms.md#gdas-schedules, docs/algorithms.md#cnn-retraining)."""
 
 from __future__ import annotations
 

@@ -59,7 +59,7 @@ class FastPath:
     and so the outputs, exactly as without them.
 
     - compile: `torch.compile` the static retrained network (not the supernet, whose graph
-      changes with every sampled architecture: reference peers §3.2).
+      changes with every sampled architecture: docs/architecture.md#cross-cutting-choices).
     - bf16: bfloat16 autocast of forward passes and losses; weights, gradients and optimiser
       states stay float32, and bfloat16's float32 range needs no loss scaling.
     - channels_last: NHWC weights and inputs, the layout cuDNN's convolutions run natively.

@@ -5,7 +5,7 @@ Read from the official binary archive (downloaded into `prepare.raw_dir` unless
 `prepare.paths.cifar10` / `prepare.paths.cifar100` names a local copy), or from a local copy of
 the binary or the python version, as a directory or as the `.tar.gz` archive. The python
 version's pickles are read with `restricted_load`, which builds numpy arrays and nothing else.
-CIFAR-100 is read with its 100 fine labels. File formats: reference/nas-reference.md §1.11.
+CIFAR-100 is read with its 100 fine labels. File formats: docs/data.md#cifar.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ SOURCE = {
     "homepage": "https://www.cs.toronto.edu/~kriz/cifar.html",
 }
 
-# CIFAR-100 (same page). Normalisation: the GDAS code's constants (reference §1.8).
+# CIFAR-100 (same page). Normalisation: the GDAS code's constants (docs/data.md#cifar).
 C100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz"
 C100_MD5 = "03b5dce01913d631647c71ecec9e9cb8"
 C100_PYTHON_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"

@@ -9,7 +9,7 @@ counts, per-class counts, split indices, SHA-256 of the manifest files). A chang
 gives a changed manifest, so DVC reruns what depends on it.
 
 `FolderLoader` streams batches from the folders with Pillow decoding in worker processes
-and the augmentation of the reference (§1.8, GDAS ImageNet): RandomResizedCrop(224), horizontal
+and GDAS's ImageNet augmentation (docs/data.md#imagenet): RandomResizedCrop(224), horizontal
 flip and ColorJitter(0.4, 0.4, 0.4, 0.2) for training; Resize(256) and CenterCrop(224) for
 evaluation; ImageNet mean and std. Every random choice comes from a seed per image derived from
 the loader's seeded generator, so batches are the same for a seed whatever the worker count.

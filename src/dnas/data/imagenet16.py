@@ -2,10 +2,10 @@
 
 `imagenet16-120` (NAS-Bench-201), `imagenet16-150` and `imagenet16-200` keep the images whose
 1-based label is at most 120, 150 or 200 and shift the labels to 0..N-1; `imagenet16` keeps all
-1,000 classes (reference §1.11). Published sizes, train / val: 151,700 / 6,000 (120),
+1,000 classes (docs/data.md#imagenet16). Published sizes, train / val: 151,700 / 6,000 (120),
 190,272 / 7,500 (150), 254,775 / 10,000 (200), 1,281,167 / 50,000 (all).
 
-The files have no stable public download (reference/peers.md §2.8): put `train_data_batch_1`
+The files have no stable public download (docs/data.md#imagenet16): put `train_data_batch_1`
 .. `train_data_batch_10` and `val_data` (the `Imagenet16_train.zip` and `Imagenet16_val.zip`
 of the downsampled-ImageNet release, unzipped) in a directory and name it in
 `prepare.paths.<name>` or `prepare.paths.imagenet16` (shared by all four), or put them in
@@ -43,14 +43,14 @@ MD5 = {
     "val_data": "3410e3017fdaefba8d5073aaa65e4bd6",
 }
 CLASSES = {"imagenet16": 1000, "imagenet16-120": 120, "imagenet16-150": 150, "imagenet16-200": 200}
-# Published sizes (train, val) of each variant (reference §1.11).
+# Published sizes (train, val) of each variant (docs/data.md#imagenet16).
 SIZES = {
     "imagenet16": (1_281_167, 50_000),
     "imagenet16-120": (151_700, 6_000),
     "imagenet16-150": (190_272, 7_500),
     "imagenet16-200": (254_775, 10_000),
 }
-# The AutoDL constants (reference §1.11); train augmentation: flip + RandomCrop(16, pad 2).
+# The AutoDL constants (docs/data.md#imagenet16); train augmentation: flip + RandomCrop(16, pad 2).
 MEAN = [x / 255 for x in (122.68, 116.66, 104.01)]
 STD = [x / 255 for x in (63.22, 61.26, 65.09)]
 AUGMENT = {"flip": True, "pad": 2}

@@ -2,8 +2,8 @@
 
 All randomness (the epoch permutation, crop offsets, flips, cutout centres) comes from one
 seeded CPU `torch.Generator`, so the batches are identical on CPU and GPU for a seed; only the
-pixel arithmetic runs on the device (DESIGN.md, "Speed"). Augmentation follows the reference
-recipe: zero-pad and random crop, horizontal flip, normalise, then cutout (reference §1.8).
+pixel arithmetic runs on the device (DESIGN.md, "Speed"). Augmentation follows the papers'
+recipe: zero-pad and random crop, horizontal flip, normalise, then cutout (docs/data.md#loaders).
 """
 
 from __future__ import annotations

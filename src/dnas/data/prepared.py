@@ -53,7 +53,8 @@ class Prepared:
             return self.test_x[idx], self.test_y[idx]
         if name in ("train", "test"):
             return getattr(self, f"{name}_x"), getattr(self, f"{name}_y")
-        # test_half takes search-valid from the test set (reference §1.4); others index train.
+        # test_half takes search-valid from the test set (docs/data.md#split-protocols); others
+        # index train.
         source = self.card.get("split_sources", {}).get(name, "train")
         idx = np.asarray(self.card["splits"][name], dtype=np.int64)
         return getattr(self, f"{source}_x")[idx], getattr(self, f"{source}_y")[idx]

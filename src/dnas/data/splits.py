@@ -1,13 +1,13 @@
 """Reproducible split protocols, written as index lists into the dataset's train (or test) set.
 
 The search needs two disjoint sets: search-train for the weights and search-valid for the
-architecture. The papers make them differently (reference §1.4, §2.1, §5 item 8):
+architecture. The papers make them differently (docs/data.md#split-protocols):
 
 - `stratified`: seeded, class-balanced halves of the train set (this project's default);
 - `halves`: the first and the last half by index, unshuffled (DARTS);
 - `random`: a seeded random permutation cut in half (GDAS 2019 code, `--train_portion 0.5`);
 - `file`: the `train` / `valid` lists of a split file in the AutoDL format (`cifar-split.txt`,
-  `ImageNet16-120-split.txt`, reference §1.11);
+  `ImageNet16-120-split.txt`, docs/data.md#split-files);
 - `test_half`: the whole train set for the weights and half of the test set for the
   architecture (AutoDL on CIFAR-100 and ImageNet16-120): the `xvalid` list of a split file
   (`cifar100-test-split.txt`, `imagenet-16-120-test-split.txt`), else a seeded stratified half.
@@ -59,7 +59,8 @@ def stratified_split(
 
 
 def halves_split(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """First half / last half by index, unshuffled: the DARTS protocol (reference §2.1)."""
+    """First half / last half by index, unshuffled: the DARTS protocol
+    (docs/data.md#split-protocols)."""
     half = n // 2
     return np.arange(half), np.arange(half, n)
 
@@ -75,8 +76,8 @@ def read_split_file(path: str | Path, keys: tuple[str, str], n: int) -> dict[str
     """Two index lists from a split file in the AutoDL format, checked against a set of `n`.
 
     AutoDL writes each entry as `[type, values]` (e.g. `"train": ["int", ["0", "5", ...]]`,
-    reference §1.11); a plain list of integers is accepted too. The lists must be non-empty,
-    disjoint, free of duplicates and inside 0..n-1.
+    docs/data.md#split-files); a plain list of integers is accepted too. The lists must be
+    non-empty, disjoint, free of duplicates and inside 0..n-1.
     """
     path = Path(path).expanduser()
     if not path.is_file():

@@ -1,8 +1,9 @@
 """Word-level language-model corpora: Penn Treebank, WikiText-2 and an embedded pydoc corpus.
 
-Tokenised as the reference does (reference §1.11, NASProj `lib/datasets/LanguageDataset.py`):
-every line is split on whitespace and ends with an `<eos>` token, and one vocabulary is built
-over train, valid and test in that order, a word's id being the order of its first appearance.
+Tokenised as the papers' code does (docs/data.md#text-corpora, NASProj
+`lib/datasets/LanguageDataset.py`): every line is split on whitespace and ends with an `<eos>`
+token, and one vocabulary is built over train, valid and test in that order, a word's id being the
+order of its first appearance.
 
 `data/prepared/<name>/` holds `train.npy`, `valid.npy`, `test.npy` (int32 token ids),
 `vocab.txt` (one word per line, line i = id i) and `card.json` (token and line counts,
@@ -14,7 +15,7 @@ Sources:
   `penn/`), from `prepare.paths.ptb` or downloaded from the torchtext URLs.
 - `wt2`: `wiki.{train,valid,test}.tokens` or `{train,valid,test}.txt`, or the archive
   `wikitext-2-v1.zip` (MD5-checked), from `prepare.paths.wt2`; the original S3 URL has
-  answered 403 since 2024 (reference/peers.md §2.8), so a download is tried but rarely works.
+  answered 403 since 2024 (docs/data.md#text-corpora), so a download is tried but rarely works.
 - `pydoc`: built offline from the topic help texts that ship with Python (`pydoc_data`).
 """
 
@@ -50,7 +51,7 @@ PTB_MD5 = {
 WT2_URL = "https://s3.amazonaws.com/research.metamind.io/wikitext/wikitext-2-v1.zip"
 WT2_MD5 = "542ccefacc6c27f945fb54453812b3cd"
 WT2_ZIP = "wikitext-2-v1.zip"
-# Token counts with <eos> measured from the original files (reference §1.11).
+# Token counts with <eos> measured from the original files (docs/data.md#text-corpora).
 PUBLISHED_COUNTS = {
     "ptb": {"valid": 73_760, "test": 82_430},
     "wt2": {"valid": 217_646, "test": 245_569},
@@ -119,7 +120,7 @@ def encode(texts: dict[str, str]) -> tuple[dict[str, np.ndarray], list[str], dic
 
 def _read_text(file: Path) -> str:
     try:
-        # newline=None: universal newlines, as `open(path, 'r')` in the reference
+        # newline=None: universal newlines, as `open(path, 'r')` in NASProj's code
         with open(file, encoding="utf-8", newline=None) as f:
             return f.read()
     except UnicodeDecodeError as exc:
@@ -250,7 +251,7 @@ def write_text_prepared(out: Path, name: str, texts: dict[str, str], source: dic
             "name": name,
             "kind": "text",
             "tokenizer": "whitespace split + <eos> per line; one vocabulary over train, valid, "
-            "test in order of first appearance (reference §1.11)",
+            "test in order of first appearance (docs/data.md#text-corpora)",
             "counts": {part: int(len(ids[part])) for part in PARTS},
             "lines": lines,
             "vocab_size": len(vocab),

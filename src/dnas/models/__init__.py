@@ -29,9 +29,9 @@ def build_network(
 ) -> nn.Module:
     """The network a genotype describes, at width `channels` and depth `layers`.
 
-    DARTS space: `layers` cells with two reductions (reference §1.8), behind the CIFAR stem
-    (`network="cifar"`) or the ImageNet mobile stem (`network="imagenet"`). NAS-Bench-201:
-    `layers` cells per stage (N in reference §1.3).
+    DARTS space: `layers` cells with two reductions (docs/algorithms.md#cnn-retraining), behind the
+    CIFAR stem (`network="cifar"`) or the ImageNet mobile stem (`network="imagenet"`).
+    NAS-Bench-201: `layers` cells per stage (N in docs/algorithms.md#nas-bench-201-space).
     """
     if network not in NETWORKS:
         raise ValueError(f"unknown network {network!r}; known: {', '.join(NETWORKS)}")

@@ -1,14 +1,15 @@
-"""The discrete DARTS-space networks retrained from a genotype (reference §1.8, §2.2).
+"""The discrete DARTS-space networks retrained from a genotype (docs/algorithms.md#cnn-retraining).
 
 `CellNetwork` (CIFAR): stem conv3x3 (3C) + BN, `layers` cells with reductions at
 layers//3 and 2*layers//3 (channels double there), an optional auxiliary head after the second
 reduction cell, global average pooling and a linear classifier. A genotype without a "reduce"
-cell gets GDAS-FRC's fixed reduction cell at both reductions (reference §1.2). Drop-path zeroes
+cell gets GDAS-FRC's fixed reduction cell at both reductions
+(docs/algorithms.md#gdas-frc-fixed-reduction-cell). Drop-path zeroes
 whole outputs of non-identity ops per example with probability `drop_prob`, which the training
 loop ramps up over the epochs.
 
-`ImageNetCellNetwork` (the mobile setting, reference §1.8): the same cells behind a stride-8
-stem and a classifier after a 7x7 average pool.
+`ImageNetCellNetwork` (the mobile setting, docs/algorithms.md#cnn-retraining): the same cells behind
+a stride-8 stem and a classifier after a 7x7 average pool.
 """
 
 from __future__ import annotations
@@ -54,9 +55,9 @@ class Cell(nn.Module):
 
 
 class AuxiliaryHead(nn.Module):
-    """The CIFAR auxiliary classifier (reference §1.8): ReLU, AvgPool 5 stride 3, 1x1 conv to
-    128, BN, ReLU, 2x2 conv to 768, BN, ReLU, linear. On feature maps smaller than 5x5 (8x8
-    inputs such as digits) the pool becomes an adaptive pool to 2x2, the size the 8x8 CIFAR
+    """The CIFAR auxiliary classifier (docs/algorithms.md#cnn-retraining): ReLU, AvgPool 5 stride 3,
+    1x1 conv to 128, BN, ReLU, 2x2 conv to 768, BN, ReLU, linear. On feature maps smaller than 5x5
+    (8x8 inputs such as digits) the pool becomes an adaptive pool to 2x2, the size the 8x8 CIFAR
     map gives, so the rest of the head is unchanged."""
 
     pool_stride = 3
@@ -84,8 +85,8 @@ class AuxiliaryHead(nn.Module):
 
 
 class AuxiliaryHeadImageNet(AuxiliaryHead):
-    """The ImageNet auxiliary classifier (reference §1.8): the same with AvgPool 5 stride 2 and
-    no BN after the 768 conv, as in the GDAS and DARTS code."""
+    """The ImageNet auxiliary classifier (docs/algorithms.md#cnn-retraining): the same with AvgPool
+    5 stride 2 and no BN after the 768 conv, as in the GDAS and DARTS code."""
 
     pool_stride = 2
     bn_after_768 = False
@@ -103,7 +104,8 @@ def _build_cells(
         reduction = i in reductions
         if reduction:
             c *= 2
-        if reduction and "reduce" not in genotype.cells:  # GDAS-FRC (reference §1.2)
+        # GDAS-FRC (docs/algorithms.md#gdas-frc-fixed-reduction-cell)
+        if reduction and "reduce" not in genotype.cells:
             cell = FixedReductionCell(c_pp, c_p, c, reduction_prev)
         else:
             spec = genotype.cells["reduce" if reduction else "normal"]
@@ -164,8 +166,8 @@ class CellNetwork(_CellStack):
 
 
 class ImageNetCellNetwork(_CellStack):
-    """The ImageNet mobile network (reference §1.8): stem0 = conv3x3 s2 (C/2), BN, ReLU,
-    conv3x3 s2 (C), BN; stem1 = ReLU, conv3x3 s2 (C), BN. Cell 0 sees stem0's output as
+    """The ImageNet mobile network (docs/algorithms.md#cnn-retraining): stem0 = conv3x3 s2 (C/2),
+    BN, ReLU, conv3x3 s2 (C), BN; stem1 = ReLU, conv3x3 s2 (C), BN. Cell 0 sees stem0's output as
     c_{k-2} and stem1's as c_{k-1}, so it treats its first input as coming from a reduction
     (FactorizedReduce). The classifier follows a global average pool (AvgPool 7 at 224x224)."""
 

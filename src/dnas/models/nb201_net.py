@@ -1,5 +1,5 @@
-"""The discrete NAS-Bench-201 network (reference §1.3): stem conv3x3 + BN, N cells,
-ResBlock(stride 2), N cells, ResBlock(stride 2), N cells, BN + ReLU, global pool, linear."""
+"""The discrete NAS-Bench-201 network (docs/algorithms.md#nas-bench-201-space): stem conv3x3 + BN, N
+cells, ResBlock(stride 2), N cells, ResBlock(stride 2), N cells, BN + ReLU, global pool, linear."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The recurrent language model around a DARTS recurrent cell (reference §1.9, §2.3), its
-dropouts, the token-stream layout, and the model file.
+"""The recurrent language model around a DARTS recurrent cell (docs/algorithms.md#rnn-retraining),
+its dropouts, the token-stream layout, and the model file.
 
 Model: embedding (vocab x emsize) -> the cell over time -> linear decoder whose weight is the
 embedding's (tied, so emsize = nhid) plus a bias. Dropouts, all inverted (scaled by 1/keep):
@@ -11,8 +11,8 @@ embedding's (tied, so emsize = nhid) plus a bias. Dropouts, all inverted (scaled
 
 All masks are drawn once per forward pass (a BPTT segment) and reused at every time step; in
 eval mode there are none. The weights of the discrete cell are uniform in [-0.04, 0.04]
-(reference §1.9), the embedding uniform in [-0.1, 0.1] and the decoder bias zero (the
-awd-lstm-lm / DARTS language model). Parameter count: vocab * emsize + vocab (bias) +
+(docs/algorithms.md#rnn-retraining), the embedding uniform in [-0.1, 0.1] and the decoder bias zero
+(the awd-lstm-lm / DARTS language model). Parameter count: vocab * emsize + vocab (bias) +
 (emsize + nhid) * 2 nhid + 8 * nhid * 2 nhid; at the papers' sizes about 23M on PTB (10k words,
 850) and 33M on WikiText-2 (33,278 words, 700).
 """
@@ -168,8 +168,8 @@ def lm_loss(
 ):
     """(loss with the activation penalties, the plain cross-entropy, next hidden).
 
-    AR = ar * mean(dropped_output^2); TAR = tar * mean((raw_t - raw_{t-1})^2) (reference
-    §1.9: "beta"), as the awd-lstm-lm family regularises."""
+    AR = ar * mean(dropped_output^2); TAR = tar * mean((raw_t - raw_{t-1})^2) (`beta` in
+    docs/algorithms.md#rnn-retraining), as the awd-lstm-lm family regularises."""
     logits, hidden, raw, dropped = model(tokens, hidden)
     raw_loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
     loss = raw_loss
@@ -185,7 +185,7 @@ def lm_loss(
 
 def batchify(ids: np.ndarray, batch_size: int, device) -> torch.Tensor:
     """Cut a token stream into `batch_size` contiguous columns: (T, batch_size), the tail
-    that does not fill a row dropped (reference §1.11)."""
+    that does not fill a row dropped (docs/data.md#text-corpora)."""
     n = len(ids) // batch_size
     if n < 2:
         raise UserError(
@@ -203,8 +203,8 @@ def get_batch(source: torch.Tensor, i: int, seq_len: int) -> tuple[torch.Tensor,
 
 
 def sequence_length(generator: torch.Generator, bptt: int, std: float, max_delta: int) -> int:
-    """Variable BPTT (reference §1.9): bptt, halved with probability 0.05, plus N(0, std)
-    noise when std > 0; at least 5 and at most bptt + max_delta. Drawn on the CPU from
+    """Variable BPTT (docs/algorithms.md#rnn-retraining): bptt, halved with probability 0.05, plus
+    N(0, std) noise when std > 0; at least 5 and at most bptt + max_delta. Drawn on the CPU from
     `generator`, so the lengths do not depend on the device."""
     u, z = torch.rand(2, generator=generator, dtype=torch.float64).tolist()
     base = bptt if u < 0.95 else bptt / 2

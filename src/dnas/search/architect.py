@@ -2,7 +2,8 @@
 
 First order: grad_alpha = d/dalpha L_val(w, alpha).
 
-Second order (reference §2.1, DARTS `Architect._backward_step_unrolled`):
+Second order (docs/algorithms.md#darts-first-and-second-order, DARTS
+`Architect._backward_step_unrolled`):
 
 1. a virtual weight step with the current learning rate xi, the SGD momentum buffer m (zero
    before the first step) and weight decay lambda:
@@ -78,7 +79,8 @@ def _unrolled(net, w_opt, xt, yt, xv, yv, r, extra_loss):
     buffers = [b.detach().clone() for b in net.buffers()]
     originals = [w.detach().clone() for w in weights]
 
-    # 1. The virtual step w' (no graph kept: DARTS treats w' as data, reference §2.1).
+    # 1. The virtual step w' (no graph kept: DARTS treats w' as data,
+    # docs/algorithms.md#darts-first-and-second-order).
     g_train = _grads(F.cross_entropy(net(xt), yt), weights)
     with torch.no_grad():
         for w, g in zip(weights, g_train):

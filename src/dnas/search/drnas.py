@@ -1,4 +1,5 @@
-"""DrNAS's progressive schedule (reference §4, `DARTS-space/train_search.py`).
+"""DrNAS's progressive schedule (docs/algorithms.md#drnas-progressive,
+`DARTS-space/train_search.py`).
 
 The epochs split evenly into `len(partial_channels)` stages (the last takes any remainder).
 Stage k searches with partial-channel K = partial_channels[k]. Between stages:

@@ -1,4 +1,5 @@
-"""The search loop of every algorithm (reference §1.4, §2.1, §3, §4).
+"""The search loop of every algorithm (docs/algorithms.md#gdas-schedules,
+docs/algorithms.md#darts-first-and-second-order, docs/algorithms.md#snas, docs/algorithms.md#drnas).
 
 Bilevel (gdas, darts, drnas): each iteration takes a search-train batch for a weight step and
 a search-valid batch for an architecture step, in `step_order`. Weights: SGD with momentum,
@@ -102,7 +103,8 @@ def search_loaders(s: Search, data: Prepared, device, seed: int):
 
 def arch_optimizer(s: Search, params) -> torch.optim.Optimizer:
     """Adam (GDAS, DARTS, DrNAS) or plain SGD (SNAS on one GPU). DrNAS's default l2
-    regulariser is Adam's weight decay = reg_scale, its kl one has none (reference §4)."""
+    regulariser is Adam's weight decay = reg_scale, its kl one has none
+    (docs/algorithms.md#drnas)."""
     wd = s.arch_weight_decay
     if s.algorithm == "drnas":
         wd = s.reg_scale if s.drnas_reg == "l2" else 0.0

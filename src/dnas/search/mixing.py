@@ -1,12 +1,12 @@
 """Mixing weights of the all-ops algorithms, one draw per edge per forward pass.
 
-- darts: w = softmax(alpha) (reference §2.1).
+- darts: w = softmax(alpha) (docs/algorithms.md#darts-first-and-second-order).
 - snas: a soft Gumbel (concrete) sample w = softmax((alpha + g) / tau), no straight-through,
-  drawn in evaluation mode too (reference §3). alpha is SNAS's log-alpha.
+  drawn in evaluation mode too (docs/algorithms.md#snas). alpha is SNAS's log-alpha.
 - drnas: w ~ Dirichlet(ELU(alpha) + 1), drawn with `rsample` so the gradient reaches alpha
-  through the pathwise (implicit reparameterisation) derivative (reference §4). Ops pruned by
-  the progressive schedule get weight 0 and the others are renormalised; by the Dirichlet's
-  subcomposition property that is a sample of the Dirichlet over the kept ops alone.
+  through the pathwise (implicit reparameterisation) derivative (docs/algorithms.md#drnas). Ops
+  pruned by the progressive schedule get weight 0 and the others are renormalised; by the
+  Dirichlet's subcomposition property that is a sample of the Dirichlet over the kept ops alone.
 
 GDAS's hard sampler lives in `dnas.search.gdas`.
 """
@@ -54,7 +54,7 @@ def edge_weights(
 
 def dirichlet_kl_to_uniform(alpha: torch.Tensor) -> torch.Tensor:
     """Sum over edges of KL(Dir(ELU(alpha)+1) || Dir(1)): DrNAS's `kl` regulariser, anchored
-    at the uniform Dirichlet (reference §4)."""
+    at the uniform Dirichlet (docs/algorithms.md#drnas)."""
     beta = dirichlet_concentration(alpha)
     q = torch.distributions.Dirichlet(beta)
     p = torch.distributions.Dirichlet(torch.ones_like(beta))

@@ -1,4 +1,5 @@
-"""The recurrent search supernet and its architecture gradients (reference §1.9, §2.3).
+"""The recurrent search supernet and its architecture gradients
+(docs/algorithms.md#rnn-search).
 
 `RNNSearchCell` holds the weights of the DARTS recurrent search cell (W0, one W_i per node,
 shared by the node's incoming edges) and alpha (36 edges x 5 ops). Every node sums its
@@ -6,18 +7,19 @@ incoming edges; search-time BatchNorm1d without affine parameters follows s0 and
 the cell output is the mean of the 8 nodes. The op weights of an edge are drawn once per
 sequence (a BPTT segment) and shared by the batch and every time step:
 
-- `darts`: softmax(alpha); every op of every edge runs (reference §2.3).
+- `darts`: softmax(alpha); every op of every edge runs (docs/algorithms.md#rnn-search).
 - `gdas` + `gumbel: hard`: a hard Gumbel-softmax sample per edge (`dnas.search.gdas`), value
   one-hot, straight-through gradient; **only the sampled op of each edge runs** (its output
   times the sampled weight, whose value is 1), the GDAS paper's point. Edges whose sample is
   'none' contribute nothing and are not computed.
 - `gdas` + `gumbel: soft`: softmax((alpha + g) / tau), the soft Gumbel weights the GDAS RNN
-  code used (`F.gumbel_softmax(..., hard=False)`, reference §1.9, §5 item 6), every op runs.
+  code used (`F.gumbel_softmax(..., hard=False)`, docs/algorithms.md#rnn-search), every op runs.
 
-The second-order step (`unrolled_arch_grad`) is DARTS's RNN architect (§2.3): plain SGD
-unrolling w' = w - eta (clip(g) + wd w), where the weight gradient is clipped to the search's
-grad_clip (0.25), and the finite-difference Hessian term scaled by eta * clip_coef. Here
-clip_coef = min(1, clip / |g|), the factor actually applied to the gradient.
+The second-order step (`unrolled_arch_grad`) is DARTS's RNN architect
+(docs/algorithms.md#rnn-search): plain SGD unrolling w' = w - eta (clip(g) + wd w), where the weight
+gradient is clipped to the search's grad_clip (0.25), and the finite-difference Hessian term scaled
+by eta * clip_coef. Here clip_coef = min(1, clip / |g|), the factor actually applied to the
+gradient.
 """
 
 from __future__ import annotations
@@ -180,7 +182,8 @@ def unrolled_arch_grad(
     clip: float,
     r: float = 1e-2,
 ):
-    """DARTS's second-order architecture gradient for the recurrent search (reference §2.3).
+    """DARTS's second-order architecture gradient for the recurrent search
+    (docs/algorithms.md#rnn-search).
 
     `train` and `valid` are (x, y, hidden). Returns (grads of alpha, validation loss, the
     validation hidden state after the batch). Weights are left as they were. Runs in float32

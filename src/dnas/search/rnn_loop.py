@@ -1,4 +1,5 @@
-"""The recurrent-cell search loop (reference §1.9, §2.3): `search.space: rnn` on a text corpus.
+"""The recurrent-cell search loop (docs/algorithms.md#rnn-search): `search.space: rnn` on a text
+corpus.
 
 Each iteration draws a sequence length (variable BPTT, `dnas.models.rnn_lm.sequence_length`),
 scales the weight LR by seq_len / bptt, and takes
@@ -9,7 +10,8 @@ scales the weight LR by seq_len / bptt, and takes
    (`dnas.search.rnn.unrolled_arch_grad`), then Adam. The alpha gradients are **zeroed before
    every architecture step** and the weight step does not reach alpha. (The GDAS RNN code calls
    `step()` where `zero_grad()` belongs, so its alpha gradients pile up over the whole search,
-   training-loss gradients included, reference §1.9 "Bug"; that is not reproduced.)
+   training-loss gradients included, "Bug not copied" in docs/algorithms.md#rnn-search; that is not
+   reproduced.)
 2. a weight step on the training batch: cross-entropy + AR + TAR, plain SGD with weight decay,
    the gradient norm clipped to `grad_clip` (0.25 in the papers). No NT-ASGD during search.
 
@@ -56,7 +58,8 @@ from dnas.search.rnn import RNNSupernet, first_order, unrolled_arch_grad
 from dnas.spaces.genotype import Genotype
 from dvclive import Live
 
-PAPER_SIZE = 850  # emsize = nhid of the PTB retraining (reference §1.9): genotype_params
+# emsize = nhid of the PTB retraining (docs/algorithms.md#rnn-retraining): genotype_params
+PAPER_SIZE = 850
 
 
 def make_rnn_supernet(p: Params, vocab_size: int) -> RNNSupernet:
@@ -124,7 +127,7 @@ def run_rnn_search(
         return {**capture(stateful), "log": log, "epoch": epoch, "epoch_state": partial}
 
     def arch_step(xt, yt, ht, xv, yv, hv, eta):
-        a_opt.zero_grad(set_to_none=True)  # every step (the GDAS RNN code never did, §1.9)
+        a_opt.zero_grad(set_to_none=True)  # every step (the GDAS RNN code never did, see above)
         net.cell.detach_alpha = False
         if s.order == 2:
             grads, loss, hv = unrolled_arch_grad(

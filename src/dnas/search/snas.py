@@ -1,4 +1,5 @@
-"""SNAS's resource penalty and temperature (docs/protocols.md; the SNAS code, reference §3).
+"""SNAS's resource penalty and temperature (docs/protocols.md; the SNAS code,
+docs/algorithms.md#snas).
 
 Every candidate op of every edge has three costs, counted with SNAS's own formulas from the
 op's channels C_in, C_out, kernel k and output side y (y^2 = output pixels), measured once on

@@ -1,4 +1,5 @@
-"""The DARTS CNN cell space (reference §1.1) and its genotype rule (reference §1.7, §2.1).
+"""The DARTS CNN cell space (docs/algorithms.md#darts-cnn-space) and its genotype rule
+(docs/algorithms.md#genotype-derivation).
 
 A cell has two inputs (c_{k-2}, c_{k-1}) and `steps` intermediate nodes; node i (numbered from
 2) takes an edge from every earlier state, 14 edges for 4 nodes, in the DARTS offset order
@@ -55,8 +56,8 @@ def derive_cell(
 def derive_cell_all_edges(
     probs: np.ndarray, ops: tuple[str, ...] = DARTS_OPS, steps: int = STEPS
 ) -> CellSpec:
-    """SNAS's rule (`genotype_edge_all`, reference §3): keep all edges, each with its argmax op,
-    'none' included, so an edge whose argmax is 'none' contributes nothing (the published
+    """SNAS's rule (`genotype_edge_all`, docs/algorithms.md#snas): keep all edges, each with its
+    argmax op, 'none' included, so an edge whose argmax is 'none' contributes nothing (the published
     SNAS cells list all 14 edges this way). Ties go to the lower op index."""
     probs = np.asarray(probs, dtype=np.float64)
     best = probs.argmax(axis=1)

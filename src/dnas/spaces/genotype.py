@@ -3,11 +3,11 @@
 A cell has `inputs` input nodes (0 .. inputs-1); `nodes[i]` is node `inputs + i` and lists its
 incoming edges as (op, input node). The cell output concatenates (DARTS) or is (NB201) the
 nodes in `concat`. A DARTS genotype with only a "normal" cell uses GDAS-FRC's fixed reduction
-cell (reference §1.2; `reduce=None` in the CVPR genotype file). `genotype.json` holds the
-space, the op set, the cells, the final op probabilities per edge, and for NAS-Bench-201 the
-standard architecture string. A recurrent genotype (space `rnn`, reference §1.9) has one cell
-"rnn" with one input node (s0), 8 nodes of one (op, predecessor) each, and concat 1..8 (the
-cell output is their mean).
+cell (docs/algorithms.md#gdas-frc-fixed-reduction-cell; `reduce=None` in the CVPR genotype file).
+`genotype.json` holds the space, the op set, the cells, the final op probabilities per edge, and for
+NAS-Bench-201 the standard architecture string. A recurrent genotype (space `rnn`,
+docs/algorithms.md#darts-recurrent-space) has one cell "rnn" with one input node (s0), 8 nodes of
+one (op, predecessor) each, and concat 1..8 (the cell output is their mean).
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ class Genotype:
         if self.space not in SPACE_OPS:
             raise ValueError(f"unknown space {self.space!r}; known: {', '.join(SPACE_OPS)}")
         allowed = [set(SPACE_CELLS[self.space])]
-        if self.space == "darts":  # no "reduce": GDAS-FRC's fixed reduction cell (§1.2)
+        if self.space == "darts":  # no "reduce": GDAS-FRC's fixed reduction cell
             allowed.append({"normal"})
         if set(self.cells) not in allowed:
             raise ValueError(

@@ -1,4 +1,5 @@
-"""The NAS-Bench-201 cell space (reference §1.3) and its architecture string (reference §1.12).
+"""The NAS-Bench-201 cell space (docs/algorithms.md#nas-bench-201-space) and its architecture
+string (docs/algorithms.md#nas-bench-201-architecture-string).
 
 Node 0 is the cell input; node i (1..3) sums an edge from every earlier node (6 edges); the cell
 output is node 3. The string lists, per node, `op~input` entries in input order:
@@ -25,7 +26,7 @@ def edge_labels(nodes: int = NODES) -> list[str]:
 
 
 def derive_cell(probs: np.ndarray, ops: tuple[str, ...] = NB201_OPS) -> CellSpec:
-    """Per-edge argmax, 'none' included (reference §1.7)."""
+    """Per-edge argmax, 'none' included (docs/algorithms.md#genotype-derivation)."""
     probs = np.asarray(probs)
     best = probs.argmax(axis=1)
     nodes = []

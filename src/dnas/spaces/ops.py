@@ -1,9 +1,10 @@
-"""Candidate operations of the DARTS CNN space and the NAS-Bench-201 space (reference §1.1, §1.3).
+"""Candidate operations of the DARTS CNN space and the NAS-Bench-201 space
+(docs/algorithms.md#darts-cnn-space, docs/algorithms.md#nas-bench-201-space).
 
 `affine` is False inside search supernets (BN without learned scale/shift) and True in the
 retrained networks. Every pooling op of the DARTS space carries a BatchNorm2d(affine=False), in
-search and in retraining, as the GDAS code does (reference §1.1); DARTS adds it in search only.
-It has no parameters, so parameter counts are unaffected.
+search and in retraining, as the GDAS code does (docs/algorithms.md#darts-cnn-space); DARTS adds it
+in search only. It has no parameters, so parameter counts are unaffected.
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ class FactorizedReduce(nn.Module):
     """Halve the resolution with two 1x1 stride-2 convs, the second on a one-pixel shift.
 
     The input is zero-padded on the right and bottom before the shift, as in GDAS, so odd sizes
-    work; for even sizes this equals the DARTS version (reference §1.1).
+    work; for even sizes this equals the DARTS version (docs/algorithms.md#darts-cnn-space).
     """
 
     def __init__(self, c_in: int, c_out: int, affine: bool) -> None:
@@ -136,7 +137,8 @@ def cell_preprocess(
     c_pp: int, c_p: int, c: int, reduction_prev: bool, affine: bool
 ) -> tuple[nn.Module, nn.Module]:
     """The two input adapters of a DARTS cell: c_{k-2} is halved by FactorizedReduce when the
-    previous cell reduced, else ReLU-1x1conv-BN; c_{k-1} always ReLU-1x1conv-BN (§1.1)."""
+    previous cell reduced, else ReLU-1x1conv-BN; c_{k-1} always ReLU-1x1conv-BN
+    (docs/algorithms.md#darts-cnn-space)."""
     pre0 = (
         FactorizedReduce(c_pp, c, affine)
         if reduction_prev
@@ -167,7 +169,8 @@ def darts_op(name: str, c: int, stride: int, affine: bool) -> nn.Module:
 def nb201_op(name: str, c: int, affine: bool) -> nn.Module:
     """One op of the NAS-Bench-201 space (stride 1, `c` channels in and out).
 
-    Convs carry a bias when BN is not affine, as AutoDL does (reference §1.3).
+    Convs carry a bias when BN is not affine, as AutoDL does
+    (docs/algorithms.md#nas-bench-201-space).
     """
     if name == "none":
         return Zero(1)
@@ -183,7 +186,7 @@ def nb201_op(name: str, c: int, affine: bool) -> nn.Module:
 
 
 class ResNetBasicBlock(nn.Module):
-    """The NAS-Bench-201 reduction block between stages (reference §1.3)."""
+    """The NAS-Bench-201 reduction block between stages (docs/algorithms.md#nas-bench-201-space)."""
 
     def __init__(self, c_in: int, c_out: int, stride: int) -> None:
         super().__init__()

@@ -1,17 +1,19 @@
 """The published genotypes, retrainable by name (`train.genotype: GDAS_V1`), and the resolver
 that turns a name, a genotype file or a NAS-Bench-201 string into a `Genotype`.
 
-Sources (reference §1.10, §2.4, §3, §4); the cells are facts copied as data:
+Sources (docs/algorithms.md#published-genotypes); the cells are facts copied as data:
 - GDAS_V1, GDAS_F1, GDAS_GF, GDAS_FG: the GDAS CVPR genotype file (NAS-Projects
   `lib/nas/genotypes.py` @4098fca). GDAS_F1 has no reduction cell: it uses the fixed reduction
-  cell (§1.2). GDAS_GF = V1 normal + fixed reduction; GDAS_FG = F1 normal + V1 reduction.
+  cell (docs/algorithms.md#gdas-frc-fixed-reduction-cell). GDAS_GF = V1 normal + fixed reduction;
+  GDAS_FG = F1 normal + V1 reduction.
 - DARTS_V1 (first order), DARTS_V2 (second order): quark0/darts `cnn/genotypes.py`.
 - SNAS_MILD, SNAS_MODERATE, SNAS_AGGRESSIVE: SNAS-Series `SNAS/genotypes.py`, the `*_edge_all`
   cells that the paper retrains (`train_edge_all.py`): all 14 edges are kept with their argmax
   op, 'none' included, so a node has 2 to 5 inputs and may be all 'none' (zero).
 - DRNAS_CIFAR10, DRNAS_IMAGENET: xiangning-chen/DrNAS `DARTS-space/genotypes.py`.
 
-Each entry also records the width C its paper used in the ImageNet mobile setting (§1.8).
+Each entry also records the width C its paper used in the ImageNet mobile setting
+(docs/algorithms.md#cnn-retraining).
 Names are matched without regard to case, so the spellings of the source files
 (`SNAS_mild_edge_all`, `DrNAS_cifar10`) work too.
 """
@@ -116,10 +118,11 @@ _DRNAS_IMAGENET = (
     [(MAX, 0), (SEP3, 1), (SEP3, 0), (SKIP, 2), (SEP3, 0), (SEP3, 2), (SEP3, 3), (SEP3, 1)],
 )
 
-_GDAS_SRC = "GDAS CVPR 2019, NAS-Projects lib/nas/genotypes.py @4098fca (reference §1.10)"
-_DARTS_SRC = "DARTS, quark0/darts cnn/genotypes.py (reference §1.10)"
-_SNAS_SRC = "SNAS, SNAS-Series SNAS/genotypes.py *_edge_all (reference §3)"
-_DRNAS_SRC = "DrNAS, xiangning-chen/DrNAS DARTS-space/genotypes.py (reference §4)"
+# Sources: docs/algorithms.md#published-genotypes.
+_GDAS_SRC = "GDAS CVPR 2019, NAS-Projects lib/nas/genotypes.py @4098fca"
+_DARTS_SRC = "DARTS, quark0/darts cnn/genotypes.py"
+_SNAS_SRC = "SNAS, SNAS-Series SNAS/genotypes.py *_edge_all"
+_DRNAS_SRC = "DrNAS, xiangning-chen/DrNAS DARTS-space/genotypes.py"
 
 PUBLISHED: dict[str, Published] = {
     p.name: p
@@ -184,9 +187,9 @@ def resolve_genotype(
 
 # --- recurrent cells (the language-model track) --------------------------------------------
 # (op, predecessor) of nodes 1..8, concat 1..8: DARTS_V1 / DARTS_V2 from quark0/darts
-# `rnn/genotypes.py` (reference §2.3), GDAS from NAS-Projects `lib/nas_rnn/genotypes.py`
-# (§1.9). Named with an `_RNN` suffix beside the CNN cells of the same papers. The ImageNet
-# width does not apply (0).
+# `rnn/genotypes.py`, GDAS from NAS-Projects `lib/nas_rnn/genotypes.py`
+# (docs/algorithms.md#published-genotypes). Named with an `_RNN` suffix beside the CNN cells of the
+# same papers. The ImageNet width does not apply (0).
 
 
 def _rnn(entries: list[tuple[str, int]]) -> Genotype:
@@ -196,8 +199,9 @@ def _rnn(entries: list[tuple[str, int]]) -> Genotype:
     return g
 
 
-_RNN_DARTS_SRC = "DARTS, quark0/darts rnn/genotypes.py (reference §2.3)"
-_RNN_GDAS_SRC = "GDAS CVPR 2019, NAS-Projects lib/nas_rnn/genotypes.py (reference §1.9)"
+# Sources: docs/algorithms.md#published-genotypes.
+_RNN_DARTS_SRC = "DARTS, quark0/darts rnn/genotypes.py"
+_RNN_GDAS_SRC = "GDAS CVPR 2019, NAS-Projects lib/nas_rnn/genotypes.py"
 _DARTS_V1_RNN = [("relu", 0), ("relu", 1), ("tanh", 2), ("relu", 3), ("relu", 4),
                  ("identity", 1), ("relu", 5), ("relu", 1)]  # fmt: skip
 _DARTS_V2_RNN = [("sigmoid", 0), ("relu", 1), ("relu", 1), ("identity", 1), ("tanh", 2),

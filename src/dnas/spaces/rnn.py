@@ -1,5 +1,5 @@
-"""The DARTS recurrent search space (reference §1.9, §2.3): ops, the cell's highway update and
-the one-predecessor derivation.
+"""The DARTS recurrent search space (docs/algorithms.md#darts-recurrent-space): ops, the cell's
+highway update and the one-predecessor derivation.
 
 One time step of the cell, for input x_t (ninp) and previous state h_{t-1} (nhid):
 
@@ -25,7 +25,8 @@ import torch.nn.functional as F
 
 RNN_OPS = ("none", "tanh", "relu", "sigmoid", "identity")
 STEPS = 8  # intermediate nodes; node 0 is s0
-INIT_RANGE = 0.04  # the cell's weights are uniform in [-0.04, 0.04] (reference §1.9)
+# The cell's weights are uniform in [-0.04, 0.04] (docs/algorithms.md#darts-recurrent-space).
+INIT_RANGE = 0.04
 
 ACTIVATIONS = {
     "tanh": torch.tanh,
@@ -67,8 +68,9 @@ def initial_state(
 
 def derive_cell(weights: np.ndarray, ops: tuple[str, ...] = RNN_OPS, keep_none: bool = False):
     """The genotype of a recurrent cell from per-edge op weights (36, K): for every node the
-    single (predecessor, op) with the highest weight (reference §1.7: T=1 for an RNN). 'none'
-    is excluded as DARTS does (§2.3), or allowed with `keep_none` as the GDAS RNN code (§1.9).
+    single (predecessor, op) with the highest weight (docs/algorithms.md#genotype-derivation: T=1
+    for an RNN). 'none' is excluded as DARTS does, or allowed with `keep_none` as the GDAS RNN code
+    (docs/algorithms.md#darts-recurrent-space).
     Ties go to the lower predecessor, then the earlier op."""
     from dnas.spaces.genotype import CellSpec
 

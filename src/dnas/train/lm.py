@@ -1,5 +1,5 @@
-"""Retraining a recurrent cell as a language model (reference §1.9, §2.3): the awd-lstm-lm
-recipe the GDAS and DARTS papers use.
+"""Retraining a recurrent cell as a language model (docs/algorithms.md#rnn-retraining): the
+awd-lstm-lm recipe the GDAS and DARTS papers use.
 
 - Model: `dnas.models.rnn_lm` (tied embedding and decoder, embedding / input / hidden / output
   dropouts with masks shared across time steps).
@@ -53,9 +53,10 @@ def nt_asgd_switch(
     """Whether to switch from SGD to averaged SGD after an evaluation with `val_loss`, given
     the validation losses of the earlier SGD evaluations (`previous`, oldest first).
 
-    Both rules wait for more than `nonmono` earlier evaluations. gdas (reference §1.9): switch
-    when val_loss > min(previous). darts (§2.3, awd-lstm-lm): val_loss > min(previous[:-nonmono]),
-    i.e. no better than the best of the evaluations before the last `nonmono`."""
+    Both rules (docs/algorithms.md#nt-asgd) wait for more than `nonmono` earlier evaluations.
+    gdas: switch when val_loss > min(previous). darts (awd-lstm-lm):
+    val_loss > min(previous[:-nonmono]), i.e. no better than the best of the evaluations before
+    the last `nonmono`."""
     if len(previous) <= nonmono:
         return False
     reference = previous if rule == "gdas" else previous[:-nonmono]

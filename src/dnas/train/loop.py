@@ -1,10 +1,11 @@
-"""Retraining loop (reference §1.8, §2.2): SGD with momentum and weight decay, a per-epoch
-LR schedule (cosine, step or linear, with optional warm-up: dnas.train.schedule), gradient
+"""Retraining loop (docs/algorithms.md#cnn-retraining): SGD with momentum and weight decay, a
+per-epoch LR schedule (cosine, step or linear, with optional warm-up: dnas.train.schedule), gradient
 norm clipping, an auxiliary loss weighted by `auxiliary_weight`, drop-path ramped linearly as
 drop_path * epoch / epochs, cutout, and optional label smoothing (train loss only). The test set
 is evaluated after every epoch for the curves. `test_acc` is the final model's (DARTS); with
 `report: best` the metrics add the best test accuracy over the epochs and its epoch (the GDAS
-code's `obtain_best`, §5 item 11). The saved model is always the final one.
+code's `obtain_best`, docs/algorithms.md#reporting-final-or-best). The saved model is always the
+final one.
 
 The fast path (`common.compile`, `bf16`, `channels_last`, `cudnn_benchmark`: dnas.runtime.FastPath)
 and data parallelism under torchrun (dnas.distributed) change how a step runs, not what it

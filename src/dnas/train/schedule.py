@@ -1,10 +1,11 @@
-"""The retraining optimiser: SGD with momentum and weight decay and a per-epoch LR schedule.
+"""The retraining optimiser: SGD with momentum and weight decay and a per-epoch LR schedule
+(docs/algorithms.md#cnn-retraining).
 
-- cosine (CIFAR recipes, reference §1.8, §2.2): lr -> lr_min over the epochs. Without warm-up
+- cosine (CIFAR recipes): lr -> lr_min over the epochs. Without warm-up
   it is exactly `dnas.optim.sgd_cosine`, torch's CosineAnnealingLR, as before.
-- step (ImageNet mobile recipes of GDAS, DARTS and SNAS, §1.8, §2.2, §3): lr * lr_gamma^epoch,
+- step (ImageNet mobile recipes of GDAS, DARTS and SNAS): lr * lr_gamma^epoch,
   torch's StepLR(1, gamma).
-- linear (DrNAS ImageNet, §4, `DARTS-space/train_imagenet.py::adjust_lr`): linear decay
+- linear (DrNAS ImageNet, `DARTS-space/train_imagenet.py::adjust_lr`): linear decay
   lr * (E - 5 - e) / (E - 5) while more than 5 epochs remain, then the smaller slope
   lr * (E - e) / (5 (E - 5)) for the last 5. With 5 epochs or fewer it is lr * (E - e) / E.
 - warm-up (DrNAS ImageNet at batch > 256): for the first `warmup_epochs` epochs the LR is
