@@ -26,6 +26,8 @@ cd "$root" || exit 1
 py=${PYTHON:-python3}
 export PYTHONPATH="$root/src:$root${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1 DVC_NO_ANALYTICS=1
+# A bare GPU machine lacks pydantic and dvclive: install the carried .whl/ (gpu_setup.sh).
+. "$root/bench/gpu_setup.sh" install || exit 3
 test_s=${GPU_CHECK_TEST_S:-210}
 bench_s=${GPU_CHECK_BENCH_S:-100}
 began=$(date +%s)
