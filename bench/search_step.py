@@ -17,8 +17,9 @@ builds each as a discrete network, then times, interleaved in one process on the
   every op), fewer steps since it is slow.
 
 The variants of one round run in a rotating order, so load that comes and goes on a shared
-machine falls on all of them. Memory: the bytes autograd saves for backward in one step (each
-storage once; any device), and on CUDA the allocator's peak. Prints one JSON object per space.
+machine falls on all of them; step times are medians. Memory: the bytes autograd saves for
+backward in one step (each storage once; any device), and on CUDA the allocator's peak. Prints
+one JSON object per space.
 
     python bench/search_step.py                      # CPU-sized defaults
     python bench/search_step.py --batch 64 --channels 16 --darts-layers 8 --nb201-layers 5 \
@@ -262,7 +263,7 @@ def measure(space: str, args, device, fast: FastPath) -> dict:
     }
     v = {x.name: x for x in variants}
     for x in variants:
-        result[f"{x.name}_step_ms"] = round(1000 * statistics.mean(x.times), 2)
+        result[f"{x.name}_step_ms"] = round(1000 * statistics.median(x.times), 2)
         result[f"{x.name}_saved_mib"] = round(statistics.mean(x.saved_mib), 2)
         if x.peak_mib:
             result[f"{x.name}_peak_mib"] = round(statistics.mean(x.peak_mib), 1)
@@ -277,6 +278,8 @@ def measure(space: str, args, device, fast: FastPath) -> dict:
     result["gdas_over_subnet_saved"] = ratio("gdas", "subnet", "saved_mib")
     if "before" in v:
         result["before_over_subnet"] = ratio("before", "subnet")
+        paired = [b / s for b, s in zip(v["before"].times, v["subnet"].times)]
+        result["before_over_subnet_paired_median"] = round(statistics.median(paired), 3)
         result["before_over_subnet_saved"] = ratio("before", "subnet", "saved_mib")
         result["before_over_gdas_arch"] = ratio("before_arch", "gdas_arch")
     if "darts" in v:
