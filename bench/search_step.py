@@ -1,24 +1,38 @@
-"""Benchmark: a GDAS search step against DARTS (all ops) and the sampled subnet alone.
+"""Benchmark: a GDAS search step against the sampled subnet alone, and against DARTS (all ops).
 
-GDAS runs only the sampled op on each edge, so its weight step should cost little more than
-training the sampled architecture as a plain network (the floor), and far less than DARTS, which
-runs every op of every edge (the GDAS paper claims about |ops| = 8x less memory). This script
-builds one supernet and times a weight step (forward, backward, SGD) of it mixed the GDAS way
-and the DARTS way (the same instance, the same batch), and of the sampled architecture built as
-a discrete network (the mean over several draws, since GDAS draws a new one every step), side by
-side in one process. Memory: the bytes autograd keeps for the backward pass of one step
-(activations, on any device), and on CUDA the allocator's peak. Prints one JSON object per space.
+GDAS runs only the sampled op on each edge, so its weight step should cost what training the
+sampled architecture as a plain network costs (the floor), and far less than DARTS, which runs
+every op of every edge. The script builds one supernet, draws `--subnets` architectures and
+builds each as a discrete network, then times, interleaved in one process on the same batch:
+
+- `gdas`: the supernet's weight step (sample, forward, backward, SGD; alphas detached, as the
+  search loop runs it). The sampler's generator is rewound before each step so that the step
+  draws architecture i: each GDAS step is paired with the same architecture's subnet step;
+- `subnet`: the discrete network of architecture i (BatchNorms affine, 'none' edges absent);
+- `gdas_arch`: the architecture step (forward and backward with the alphas, Adam on them);
+- `before` (unless `--no-before`): the weight step as the supernet computed it before
+  `gdas.sampled_sum` (each edge op(x) * hard[k] plus the unselected weights, 'none' run as
+  x * 0), patched in for the comparison; `before_arch` likewise for the architecture step;
+- `darts` (unless `--darts-steps 0`): the same supernet mixed the DARTS way (softmax weights,
+  every op), fewer steps since it is slow.
+
+The variants of one round run in a rotating order, so load that comes and goes on a shared
+machine falls on all of them; step times are medians. Memory: the bytes autograd saves for
+backward in one step (each storage once; any device), and on CUDA the allocator's peak. Prints
+one JSON object per space.
 
     python bench/search_step.py                      # CPU-sized defaults
     python bench/search_step.py --batch 64 --channels 16 --darts-layers 8 --nb201-layers 5 \
-        --size 32 --steps 50 --device cuda           # the papers' supernets
+        --size 32 --rounds 4                         # the papers' supernets
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -29,58 +43,94 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from dnas.models import build_network  # noqa: E402
-from dnas.search.supernet import DartsSupernet, Nb201Supernet  # noqa: E402
+from dnas.runtime import FastPath  # noqa: E402
+from dnas.search import supernet  # noqa: E402
+from dnas.search.supernet import DartsSupernet, Nb201Supernet, channel_shuffle  # noqa: E402
 from dnas.spaces import darts, nb201  # noqa: E402
 from dnas.spaces.genotype import CellSpec, Genotype  # noqa: E402
 
 
-def sampled_genotype(net, space: str) -> Genotype:
-    """The architecture of one draw, every edge kept with its sampled op."""
-    net.sample_per = "network"
-    draws = net.sample()
+def genotype_of(net, space: str, indices: list[int]) -> Genotype:
+    """The architecture of one draw (one sample for every cell), every edge kept with its op."""
+    names = darts.DARTS_OPS if space == "darts" else nb201.NB201_OPS
+    edges = darts.edges() if space == "darts" else nb201.edges()
     cells = {}
-    for cell_type, (_, indices) in zip(net.cell_sequence, draws):
-        if cell_type in cells:
-            continue
-        ops = net.alphas[cell_type].shape[-1]
-        names = darts.DARTS_OPS if space == "darts" else nb201.NB201_OPS
-        assert len(names) == ops
-        edges = darts.edges() if space == "darts" else nb201.edges()
-        inputs = darts.INPUTS if space == "darts" else 1
+    for cell_type in net.cell_types:
         nodes: dict[int, list] = {}
-        for (node, j), k in zip(edges, indices):
+        for (node, j), k in zip(edges, indices[cell_type]):
             nodes.setdefault(node, []).append((names[k], j))
         concat = tuple(sorted(nodes)) if space == "darts" else (max(nodes),)
+        inputs = darts.INPUTS if space == "darts" else 1
         cells[cell_type] = CellSpec(
             inputs, tuple(tuple(n) for _, n in sorted(nodes.items())), concat
         )
     return Genotype(space, cells)
 
 
-def time_steps(model, x, y, steps: int, warmup: int, device) -> float:
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+# --- the supernet's GDAS nodes as they were before gdas.sampled_sum (for `before`) ------------
 
-    def step():
-        opt.zero_grad(set_to_none=True)
-        out = model(x)
-        out = out[0] if isinstance(out, tuple) else out
-        F.cross_entropy(out, y).backward()
-        opt.step()
 
-    for _ in range(warmup):
-        step()
+def _before_edge(edge, x, weights, index, unselected_grad):
+    if edge.partial > 1:
+        split = x.shape[1] // edge.partial
+        x, rest = x[:, :split], x[:, split:]
+    out = edge._run(index, x) * weights[index]
+    if unselected_grad:
+        out = out + torch.cat([weights[:index], weights[index + 1 :]]).sum()
+    if edge.partial > 1:
+        out = channel_shuffle(torch.cat([out, edge.bypass(rest)], dim=1), edge.partial)
+    return out
+
+
+def _before_nodes(edges, states, node_inputs, weights, indices, unselected_grad, outputs):
+    e = 0
+    for inputs in node_inputs:
+        node = 0
+        for j in inputs:
+            node = node + _before_edge(edges[e], states[j], weights[e], indices[e], unselected_grad)
+            e += 1
+        states.append(node)
+    return states
+
+
+@contextlib.contextmanager
+def before_sampled_sum():
+    saved = supernet.sampled_nodes
+    supernet.sampled_nodes = _before_nodes
+    try:
+        yield
+    finally:
+        supernet.sampled_nodes = saved
+
+
+# --- timing -------------------------------------------------------------------------------
+
+
+def _sync(device) -> None:
     if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / steps
+        torch.cuda.synchronize(device)
 
 
-def activation_mib(model, x, y) -> float:
-    """MiB of tensors autograd saves for the backward pass of one forward (each storage once)."""
+class Variant:
+    """One kind of step: `run()` does a step; its times and memory are collected here."""
+
+    def __init__(self, name, step, context=contextlib.nullcontext):
+        self.name, self.step, self.context = name, step, context
+        self.times: list[float] = []
+        self.saved_mib: list[float] = []
+        self.peak_mib: list[float] = []
+
+    def run(self, i: int, device) -> float:
+        with self.context():
+            _sync(device)
+            began = time.perf_counter()
+            self.step(i)
+            _sync(device)
+        return time.perf_counter() - began
+
+
+def saved_mib(run) -> float:
+    """MiB of tensors autograd saves for backward during `run()` (each storage once)."""
     seen: set[int] = set()
     total = 0
 
@@ -93,100 +143,190 @@ def activation_mib(model, x, y) -> float:
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = model(x)
-        out = out[0] if isinstance(out, tuple) else out
-        loss = F.cross_entropy(out, y)
-    loss.backward()
-    model.zero_grad(set_to_none=True)
+        run()
     return total / 2**20
 
 
-class WeightStep(torch.nn.Module):
-    """The supernet with its alphas frozen out of the step: only the weights train, as in a
-    GDAS weight step (a new architecture is drawn every step)."""
-
-    def __init__(self, net) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, x):
-        return self.net(x, detach_alpha=True)
-
-    def parameters(self, recurse: bool = True):
-        return iter(self.net.weight_parameters())
-
-
-def _timed(model, x, y, args, device) -> dict:
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-    out = {"ms": 1000 * time_steps(model, x, y, args.steps, args.warmup, device)}
-    out["activation_mib"] = activation_mib(model, x, y)
-    if device.type == "cuda":
-        out["peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
-    return out
-
-
-def measure(space: str, args, device) -> dict:
-    """GDAS, DARTS and subnet weight steps of one space: times (ms) and memory (MiB)."""
+def measure(space: str, args, device, fast: FastPath) -> dict:
     torch.manual_seed(0)
     layers = args.darts_layers if space == "darts" else args.nb201_layers
     cls = DartsSupernet if space == "darts" else Nb201Supernet
-    net = cls(3, 10, args.channels, layers).to(device)
+    net = fast.model(cls(3, 10, args.channels, layers).to(device))
     net.generator = torch.Generator(device=device).manual_seed(0)
     net.tau = 1.0
-    net.unselected_grad = space == "nb201"
-    x = torch.randn(args.batch, 3, args.size, args.size, device=device)
-    y = torch.randint(0, 10, (args.batch,), device=device)
-    result = {"space": space, "batch": args.batch, "channels": args.channels, "layers": layers}
-    # GDAS draws a new architecture every step: compare with the mean over several draws.
-    subnets = [
-        build_network(sampled_genotype(net, space), 3, 10, args.channels, layers).to(device)
-        for _ in range(args.subnets)
-    ]
-    runs = {}
-    for algorithm in ("gdas", "darts"):  # the same supernet, mixed two ways
-        net.algorithm = algorithm
-        runs[algorithm] = _timed(WeightStep(net), x, y, args, device)
-    subnet_runs = [_timed(m, x, y, args, device) for m in subnets]
-    runs["subnet"] = {k: sum(r[k] for r in subnet_runs) / len(subnet_runs) for k in subnet_runs[0]}
-    for name, run in runs.items():
-        for key, value in run.items():
-            result[f"{name}_{'step_ms' if key == 'ms' else key}"] = round(value, 2)
-    result["subnets"] = len(subnets)
-    result["gdas_over_subnet"] = round(runs["gdas"]["ms"] / runs["subnet"]["ms"], 3)
-    result["darts_over_gdas_time"] = round(runs["darts"]["ms"] / runs["gdas"]["ms"], 2)
-    result["darts_over_gdas_activation_memory"] = round(
-        runs["darts"]["activation_mib"] / runs["gdas"]["activation_mib"], 2
+    net.sample_per = "network"  # one architecture per step, so that a subnet is that step
+    net.unselected_grad = space == "nb201"  # AutoDL: on in NB201, off in the DARTS space
+    xt, xv = (
+        fast.inputs(torch.randn(args.batch, 3, args.size, args.size, device=device)) for _ in "tv"
     )
-    if device.type == "cuda":
-        result["darts_over_gdas_peak_memory"] = round(
-            runs["darts"]["peak_mib"] / runs["gdas"]["peak_mib"], 2
-        )
+    yt, yv = (torch.randint(0, 10, (args.batch,), device=device) for _ in "tv")
+
+    # Architecture i: the generator state that draws it, and its discrete network.
+    states, subnets, archs = [], [], []
+    for _ in range(args.subnets):
+        states.append(net.generator.get_state())
+        indices = {t: idx for t, (_, idx) in zip(net.cell_sequence, net.sample())}
+        archs.append(indices)
+        model = build_network(genotype_of(net, space, indices), 3, 10, args.channels, layers)
+        subnets.append(fast.model(model.to(device)))
+
+    w_opt = torch.optim.SGD(net.weight_parameters(), lr=0.01, momentum=0.9)
+    a_opt = torch.optim.Adam(net.arch_parameters(), lr=3e-4, betas=(0.5, 0.999))
+    s_opts = [torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9) for m in subnets]
+
+    def loss_of(model, x, y, **kw):
+        with fast.autocast(device):
+            out = model(x, **kw)
+            out = out[0] if isinstance(out, tuple) else out
+            return F.cross_entropy(out, y)
+
+    def gdas_step(i):
+        net.algorithm = "gdas"
+        net.generator.set_state(states[i])
+        w_opt.zero_grad(set_to_none=True)
+        loss_of(net, xt, yt, detach_alpha=True).backward()
+        w_opt.step()
+
+    def gdas_arch_step(i):
+        net.algorithm = "gdas"
+        net.generator.set_state(states[i])
+        a_opt.zero_grad(set_to_none=True)
+        net.zero_grad(set_to_none=True)
+        loss_of(net, xv, yv).backward()
+        a_opt.step()
+
+    def subnet_step(i):
+        s_opts[i].zero_grad(set_to_none=True)
+        loss_of(subnets[i], xt, yt).backward()
+        s_opts[i].step()
+
+    def darts_step(i):
+        net.algorithm = "darts"
+        w_opt.zero_grad(set_to_none=True)
+        loss_of(net, xt, yt, detach_alpha=True).backward()
+        w_opt.step()
+        net.algorithm = "gdas"
+
+    variants = [Variant("gdas", gdas_step), Variant("subnet", subnet_step)]
+    variants.append(Variant("gdas_arch", gdas_arch_step))
+    if args.before:
+        variants.append(Variant("before", gdas_step, before_sampled_sum))
+        variants.append(Variant("before_arch", gdas_arch_step, before_sampled_sum))
+    net.train()
+    for m in subnets:
+        m.train()
+    # Warm-up: every variant on every architecture (cuDNN autotuning, allocator, caches).
+    for _ in range(args.warmup):
+        for v in variants:
+            for i in range(args.subnets):
+                v.run(i, device)
+    for r in range(args.rounds):
+        for i in range(args.subnets):
+            shift = (r * args.subnets + i) % len(variants)
+            for v in variants[shift:] + variants[:shift]:
+                v.times.append(v.run(i, device))
+    # Memory, once per architecture and variant.
+    for v in variants:
+        for i in range(args.subnets):
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats(device)
+            with v.context():
+                v.saved_mib.append(saved_mib(lambda i=i, v=v: v.step(i)))
+            if device.type == "cuda":
+                v.peak_mib.append(torch.cuda.max_memory_allocated(device) / 2**20)
+    if args.darts_steps:
+        darts_v = Variant("darts", darts_step)
+        darts_v.run(0, device)  # warm-up
+        darts_v.times = [darts_v.run(0, device) for _ in range(args.darts_steps)]
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
+        darts_v.saved_mib.append(saved_mib(lambda: darts_step(0)))
+        if device.type == "cuda":
+            darts_v.peak_mib.append(torch.cuda.max_memory_allocated(device) / 2**20)
+        variants.append(darts_v)
+
+    result = {
+        "space": space,
+        "batch": args.batch,
+        "channels": args.channels,
+        "layers": layers,
+        "size": args.size,
+        "subnets": args.subnets,
+        "rounds": args.rounds,
+        "unselected_grad": net.unselected_grad,
+        "fast_path": {k: getattr(fast, k) for k in ("bf16", "channels_last")},
+        "none_edges_per_cell": round(
+            statistics.mean(sum(k == 0 for k in idx) for a in archs for idx in a.values()), 2
+        ),
+    }
+    v = {x.name: x for x in variants}
+    for x in variants:
+        result[f"{x.name}_step_ms"] = round(1000 * statistics.median(x.times), 2)
+        result[f"{x.name}_saved_mib"] = round(statistics.mean(x.saved_mib), 2)
+        if x.peak_mib:
+            result[f"{x.name}_peak_mib"] = round(statistics.mean(x.peak_mib), 1)
+
+    def ratio(a, b, key="step_ms", digits=3):
+        return round(result[f"{a}_{key}"] / result[f"{b}_{key}"], digits)
+
+    # Paired: the same architecture, the same round, next to each other in time.
+    paired = [g / s for g, s in zip(v["gdas"].times, v["subnet"].times)]
+    result["gdas_over_subnet"] = ratio("gdas", "subnet")
+    result["gdas_over_subnet_paired_median"] = round(statistics.median(paired), 3)
+    result["gdas_over_subnet_saved"] = ratio("gdas", "subnet", "saved_mib")
+    if "before" in v:
+        result["before_over_subnet"] = ratio("before", "subnet")
+        paired = [b / s for b, s in zip(v["before"].times, v["subnet"].times)]
+        result["before_over_subnet_paired_median"] = round(statistics.median(paired), 3)
+        result["before_over_subnet_saved"] = ratio("before", "subnet", "saved_mib")
+        result["before_over_gdas_arch"] = ratio("before_arch", "gdas_arch")
+    if "darts" in v:
+        result["darts_over_gdas_time"] = ratio("darts", "gdas", digits=2)
+        result["gdas_over_darts_saved"] = ratio("gdas", "darts", "saved_mib")
+        if device.type == "cuda":
+            result["gdas_over_darts_peak"] = ratio("gdas", "darts", "peak_mib")
     return result
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--channels", type=int, default=8)
     parser.add_argument("--darts-layers", type=int, default=5)
     parser.add_argument("--nb201-layers", type=int, default=2)
     parser.add_argument("--size", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--subnets", type=int, default=5, help="sampled subnets to average")
+    parser.add_argument("--rounds", type=int, default=5, help="timed steps per architecture")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
+    parser.add_argument("--subnets", type=int, default=3, help="sampled architectures")
+    parser.add_argument("--darts-steps", type=int, default=2, help="0: no DARTS comparison")
+    parser.add_argument("--no-before", dest="before", action="store_false")
+    parser.add_argument("--spaces", default="darts,nb201")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--fast",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="bf16 autocast and channels-last as the search runs them (auto: on with CUDA)",
+    )
+    args = parser.parse_args(argv)
     device = torch.device(args.device)
+    on = args.fast == "on" or (args.fast == "auto" and device.type == "cuda")
+    fast = FastPath(bf16=on, channels_last=on, cudnn_benchmark=on)
+    fast.apply_backends(device)
     env = {
-        "device": str(device),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "machine": platform.machine(),
     }
-    for space in ("darts", "nb201"):
-        print(json.dumps({**measure(space, args, device), **env}, sort_keys=True))
+    rows = []
+    for space in args.spaces.split(","):
+        row = {**measure(space, args, device, fast), **env}
+        print(json.dumps(row, sort_keys=True), flush=True)
+        rows.append(row)
+    return rows
 
 
 if __name__ == "__main__":

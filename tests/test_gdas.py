@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dnas.search import gdas
+from dnas.search import gdas, supernet
 from dnas.search.gdas import gumbel_noise, hard_gumbel_softmax, tau_at
 from dnas.search.supernet import DartsSupernet, MixedEdge, Nb201Supernet
 
@@ -104,10 +104,13 @@ def test_only_the_sampled_op_runs_on_each_edge(space):
     for (edge, k), n in calls.items():
         assert n == 1
         ran.setdefault(edge, []).append(k)
-    assert sorted(ran) == sorted(edges)  # every edge ran ...
-    assert all(len(ks) == 1 for ks in ran.values())  # ... exactly one op
+    assert all(len(ks) == 1 for ks in ran.values())  # no edge ran more than one op ...
     expected = [k for _, indices in sampled for k in indices]
-    assert [ran[e][0] for e in edges] == expected  # ... the sampled one
+    assert len(expected) == len(edges)
+    for edge, k in zip(edges, expected):  # ... the sampled one; a sampled 'none' is skipped
+        assert ran.get(edge, [k]) == [k]
+        assert edge in ran or k == 0, edge  # (0 is 'none' in both spaces)
+    assert any(k != 0 for k in expected)
 
 
 def test_architecture_gradient_reaches_every_alpha_of_a_used_edge():
@@ -160,3 +163,136 @@ def test_sample_per_network_or_per_cell(per, distinct):
     assert len(draws) == 9
     different = any(idx != draws[0][1] for _, idx in draws[1:])
     assert different == distinct
+
+
+# --- the node function against the straight-through formula it replaces -----------------------
+#
+# Before `gdas.sampled_sum`, every edge computed op(x) * hard[k] (+ the sum of the unselected
+# hard weights) and every node summed its edges from 0. The functions below are that formula,
+# written out, so the gradients of today's supernet can be checked against it.
+
+
+def _legacy_edge(edge, x, weights, index, unselected_grad):
+    if edge.partial > 1:
+        split = x.shape[1] // edge.partial
+        x, rest = x[:, :split], x[:, split:]
+    out = edge._run(index, x) * weights[index]
+    if unselected_grad:
+        out = out + torch.cat([weights[:index], weights[index + 1 :]]).sum()
+    if edge.partial > 1:
+        out = supernet.channel_shuffle(torch.cat([out, edge.bypass(rest)], 1), edge.partial)
+    return out
+
+
+def _legacy_nodes(edges, states, node_inputs, weights, indices, unselected_grad, outputs):
+    e = 0
+    for inputs in node_inputs:
+        node = 0
+        for j in inputs:
+            node = node + _legacy_edge(edges[e], states[j], weights[e], indices[e], unselected_grad)
+            e += 1
+        states.append(node)
+    return states
+
+
+def _run(net, x, y, generator_seed, detach_alpha):
+    net.zero_grad(set_to_none=True)
+    net.generator = torch.Generator().manual_seed(generator_seed)
+    out = net(x, detach_alpha=detach_alpha)
+    F.cross_entropy(out, y).backward()
+    grads = {name: p.grad.clone() for name, p in net.named_parameters() if p.grad is not None}
+    return out.detach(), grads
+
+
+@pytest.mark.parametrize("space", ["darts", "nb201"])
+@pytest.mark.parametrize("unselected_grad", [False, True])
+@pytest.mark.parametrize("sample_per", ["network", "cell"])
+@pytest.mark.parametrize("partial", [1, 2])
+def test_sampled_sum_gradients_equal_the_straight_through_formula(
+    monkeypatch, space, unselected_grad, sample_per, partial
+):
+    """float64: outputs and the gradients of every weight and alpha equal those of
+    op(x) * hard[k] (+ unselected) summed per node, for several seeds and draws, including
+    draws that sample 'none' on whole nodes (alphas biased towards it)."""
+    torch.manual_seed(0)
+    if space == "darts":
+        net = DartsSupernet(2, 5, 4, 3, partial=partial)
+    else:
+        net = Nb201Supernet(2, 5, 4, 1, partial=partial)
+    net = net.double()
+    net.unselected_grad, net.sample_per, net.tau = unselected_grad, sample_per, 2.0
+    x = torch.randn(6, 2, 8, 8, dtype=torch.float64)
+    y = torch.arange(6) % 5
+    nones = 0
+    for seed in range(4):
+        with torch.no_grad():  # new alphas each round; the last two favour 'none'
+            for a in net.arch_parameters():
+                a.normal_(0, 1).add_(torch.eye(1, a.shape[1])[0] * 2.5 * (seed >= 2))
+        for detach_alpha in (False, True):
+            out, grads = _run(net, x, y, seed, detach_alpha)
+            with monkeypatch.context() as m:
+                m.setattr(supernet, "sampled_nodes", _legacy_nodes)
+                ref_out, ref_grads = _run(net, x, y, seed, detach_alpha)
+            torch.testing.assert_close(out, ref_out, rtol=1e-12, atol=1e-12)
+            assert grads.keys() == ref_grads.keys()
+            alphas = {f"alphas.{t}" for t in net.cell_types}
+            assert (alphas <= grads.keys()) != detach_alpha
+            for name in grads:
+                torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-9, atol=1e-12)
+        net.generator = torch.Generator().manual_seed(seed)
+        nones += sum(k == 0 for _, indices in net.sample() for k in indices)
+    assert nones > 0
+
+
+def test_a_sampled_none_is_not_run_unless_its_node_has_nothing_else():
+    """NB201 node 1 has one edge: a 'none' there is run (the node is its zeros); elsewhere a
+    'none' costs nothing, and its gradient (the unselected weights' sum(dL/d node)) still
+    arrives."""
+    torch.manual_seed(0)
+    net = Nb201Supernet(1, 10, 4, 1)
+    net.unselected_grad = True
+    calls = _count_calls(net)
+    indices = [0, 0, 3, 0, 1, 2]  # 1<-0 none, 2<-0 none, 2<-1 conv3, 3<-0 none, 3<-1 skip, ...
+    soft = torch.softmax(net.alphas["cell"], -1)
+    hard = F.one_hot(torch.tensor(indices), 5) - soft.detach() + soft
+    net.sample = lambda *a, **kw: [(hard, indices)] * 3
+    F.cross_entropy(net(torch.randn(4, 1, 8, 8)), torch.arange(4)).backward()
+    cells = [i for i, is_cell in enumerate(net.is_cell) if is_cell]
+    assert len(cells) == 3
+    for cell in cells:
+        edge = f"cells.{cell}.edges"
+        ran = {name: k for (name, k) in calls if name.startswith(edge + ".")}
+        assert ran == {f"{edge}.0": 0, f"{edge}.2": 3, f"{edge}.4": 1, f"{edge}.5": 2}
+    grad = net.alphas["cell"].grad
+    assert (grad[[1, 3]] != 0).all()  # skipped 'none' edges: the unselected weights' gradient
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "mixed"])
+def test_sampled_sum_matches_the_formula_for_any_memory_layout(layout):
+    """The inner products <dL/d node, h> take a one-pass route for matching dense layouts and
+    a general one otherwise; both give the formula's gradients (float64, autograd)."""
+    torch.manual_seed(3)
+    alpha = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    hs_leaf = [torch.randn(2, 3, 5, 5, dtype=torch.float64, requires_grad=True) for _ in range(2)]
+    cl = torch.channels_last
+    hs = [
+        h if layout == "contiguous" or (layout == "mixed" and i == 0) else h.to(memory_format=cl)
+        for i, h in enumerate(hs_leaf)
+    ]
+    target = torch.randn(2, 3, 5, 5, dtype=torch.float64).to(memory_format=cl)
+    terms = [(0, 2, hs[0]), (1, 0, None), (2, 1, hs[1])]
+    soft = torch.softmax(alpha, -1)
+    hard = F.one_hot(torch.tensor([2, 0, 1]), 4) - soft.detach() + soft  # one-hot in value
+    for unselected in (False, True):
+        got = gdas.sampled_sum(hard, terms, unselected)
+        grads = torch.autograd.grad((got * target).sum(), [alpha, *hs_leaf], retain_graph=True)
+        ref = 0
+        for row, k, h in terms:
+            if h is not None:
+                ref = ref + h * hard[row, k]
+            if unselected:
+                ref = ref + torch.cat([hard[row, :k], hard[row, k + 1 :]]).sum()
+        ref_grads = torch.autograd.grad((ref * target).sum(), [alpha, *hs_leaf], retain_graph=True)
+        torch.testing.assert_close(got, hs[0] + hs[1], rtol=0, atol=0)
+        for a, b in zip(grads, ref_grads):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)

@@ -10,6 +10,11 @@ The reference code redraws the noise in a host-side loop while it contains inf o
 noise is finite by construction: E is drawn as -log(U) with U clamped to [tiny, 1 - eps], so g
 lies in a bounded interval, y_soft is a softmax of finite numbers, and no host sync is needed.
 One sample is shared by the whole minibatch, as in every official version (reference §1.0).
+
+`sampled_sum` is how a node of the supernet uses the sample (docs/speed.md): its value is the
+plain sum of the sampled ops' outputs, since hard = one_hot in value, and its backward gives the
+weights exactly the gradients of sum_e (hard_e[k_e] * h_e + unselected_e), computed from the
+node's gradient alone instead of two extra passes over each edge's output.
 """
 
 from __future__ import annotations
@@ -41,6 +46,98 @@ def hard_gumbel_softmax(
     index = y_soft.argmax(dim=-1)
     one_hot = F.one_hot(index, alpha.shape[-1]).to(y_soft.dtype)
     return one_hot - y_soft.detach() + y_soft, index
+
+
+def _inner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """<a, b> in one pass when both share a dense layout (contiguous or channels-last)."""
+    if a.shape == b.shape and a.dtype == b.dtype:
+        if a.is_contiguous() and b.is_contiguous():
+            return torch.dot(a.view(-1), b.view(-1))
+        if a.dim() == 4:
+            cl = torch.channels_last
+            if a.is_contiguous(memory_format=cl) and b.is_contiguous(memory_format=cl):
+                return torch.dot(a.permute(0, 2, 3, 1).view(-1), b.permute(0, 2, 3, 1).view(-1))
+    return (a * b).sum()
+
+
+class _SampledSum(torch.autograd.Function):
+    """Forward: the sum of the sampled ops' outputs. Backward: each output gets the node's
+    gradient g unchanged (hard[k] is exactly 1); weights[e, k_e] gets <g, h_e> (0 for a skipped
+    'none'), and with `unselected` every other weight of the edge's row gets sum(g)."""
+
+    @staticmethod
+    def forward(ctx, weights, slots, unselected, *hs):
+        ctx.slots, ctx.unselected = slots, unselected
+        ctx.w_shape, ctx.w_dtype = weights.shape, weights.dtype
+        ctx.save_for_backward(*hs)
+        out = hs[0]
+        for h in hs[1:]:
+            out = out + h
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g):
+        hs = ctx.saved_tensors
+        grad_w = None
+        if ctx.needs_input_grad[0]:
+            grad_w = torch.zeros(ctx.w_shape, dtype=ctx.w_dtype, device=g.device)
+            total = g.sum() if ctx.unselected else None
+            it = iter(hs)
+            for row, k, has_output in ctx.slots:
+                if total is not None:
+                    grad_w[row] = total
+                grad_w[row, k] = _inner(g, next(it)) if has_output else 0.0
+        grads_h = [g if need else None for need in ctx.needs_input_grad[3:]]
+        return (grad_w, None, None, *grads_h)
+
+
+def sampled_sum(
+    weights: torch.Tensor,
+    terms: list[tuple[int, int, torch.Tensor | None]],
+    unselected_grad: bool = False,
+) -> torch.Tensor:
+    """A node of the GDAS supernet: sum over its edges of hard[e, k_e] * h_e, plus (with
+    `unselected_grad`) the zero-valued weights hard[e, k] of the other ops, as AutoDL adds them.
+
+    `weights` (E, K) are the hard samples of a cell, `terms` (e, k_e, h_e) the node's edges with
+    their sampled op and its output, None for a 'none' op that was skipped (its output is zero;
+    at least one term must hold a tensor). Values and gradients equal those of the formula, and
+    only the weights' backward reads the outputs (kept for it only when it is needed).
+    """
+    hs = [h for _, _, h in terms if h is not None]
+    if not (weights.requires_grad and torch.is_grad_enabled()):
+        out = hs[0]  # the weight step: alphas detached, the value is all that matters
+        for h in hs[1:]:
+            out = out + h
+        return out
+    slots = tuple((row, k, h is not None) for row, k, h in terms)
+    return _SampledSum.apply(weights, slots, unselected_grad, *hs)
+
+
+class _ZeroGradTo(torch.autograd.Function):
+    """Forward: `out`. Backward: `out`'s gradient, and a zero gradient for each of `dead`."""
+
+    @staticmethod
+    def forward(ctx, out, *dead):
+        ctx.shapes = [(d.shape, d.dtype, d.device) for d in dead]
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g):
+        zeros = [torch.zeros((), dtype=t, device=d).expand(s) for s, t, d in ctx.shapes]
+        return (g, *zeros)
+
+
+def zero_grad_to(out: torch.Tensor, dead: list[torch.Tensor]) -> torch.Tensor:
+    """`out`, through which the tensors in `dead` get a zero gradient: what a skipped 'none'
+    op (x * 0) would have given a state that feeds nothing else, so that the parameters
+    behind it get zeros (momentum and weight decay still step them), not None."""
+    dead = [d for d in dead if d.requires_grad]
+    if not dead or not torch.is_grad_enabled():
+        return out
+    return _ZeroGradTo.apply(out, *dead)
 
 
 def tau_at(

@@ -9,7 +9,10 @@ Every edge holds all candidate ops. What a forward pass does with them depends o
   softmax. The sampled indices of all edges reach the host in one `.tolist()`: one sync per
   forward pass, none per edge. With `unselected_grad`, the zero-valued weights of the other ops
   are added as scalars, so each of their alphas also gets the gradient sum(dL/d node): the AutoDL
-  NAS-Bench-201 behaviour (reference §1.6).
+  NAS-Bench-201 behaviour (reference §1.6). Each node computes this through
+  `gdas.sampled_sum` (docs/speed.md): the value is the plain sum of the sampled outputs, the
+  weights' gradients come from the node's gradient in backward, and a sampled 'none' is not
+  run at all (its zeros add nothing), as in the discrete network.
 - **darts**, **snas**, **drnas**: every op runs and the edge is the weighted sum (softmax; soft
   Gumbel sample; Dirichlet sample). One draw per forward pass, shared by all cells of a type
   (reference §2.1, §3, §4). 'none' is skipped: it adds zeros, so its weight gets a zero gradient
@@ -28,7 +31,7 @@ import torch
 from torch import nn
 
 from dnas.search import mixing
-from dnas.search.gdas import hard_gumbel_softmax
+from dnas.search.gdas import hard_gumbel_softmax, sampled_sum, zero_grad_to
 from dnas.spaces import darts, nb201
 from dnas.spaces.genotype import Genotype
 from dnas.spaces.ops import (
@@ -76,11 +79,8 @@ class MixedEdge(nn.Module):
         if self.partial > 1:
             split = x.shape[1] // self.partial
             x, rest = x[:, :split], x[:, split:]
-        if index is not None:
-            out = self._run(index, x) * weights[index]
-            if unselected_grad:
-                others = torch.cat([weights[:index], weights[index + 1 :]])
-                out = out + others.sum()
+        if index is not None:  # GDAS on this edge alone (the cells use `sampled_nodes`)
+            out = sampled_sum(weights[None], [(0, index, self._run(index, x))], unselected_grad)
         else:
             if active is None:
                 active = [k for k, name in enumerate(self.op_names) if name != "none"]
@@ -96,6 +96,50 @@ class MixedEdge(nn.Module):
 
     def _run(self, k: int, x: torch.Tensor) -> torch.Tensor:
         return self.ops[k](x)
+
+
+def sampled_nodes(
+    edges: nn.ModuleList,
+    states: list[torch.Tensor],
+    node_inputs: list[list[int]],
+    weights: torch.Tensor,
+    indices: list[int],
+    unselected_grad: bool,
+    outputs: list[int],
+) -> list[torch.Tensor]:
+    """GDAS: append the cell's nodes to `states` and return them; node i sums the sampled ops
+    of its edges (numbered node by node) from the states in `node_inputs[i]`. A sampled 'none'
+    is not run unless a node has nothing else (then its zeros are the node). A state that only
+    'none' ops read, and that is not among the cell's `outputs`, gets a zero gradient through
+    the last state, as x * 0 gave it (`gdas.zero_grad_to`)."""
+    read = set(outputs)
+    e = 0
+    for inputs in node_inputs:
+        if edges[e].partial > 1:  # the weights scale the ops' channels only: per edge
+            node = 0
+            for j in inputs:
+                node = node + edges[e](states[j], weights[e], indices[e], unselected_grad)
+                e += 1
+            read.update(inputs)
+            states.append(node)
+            continue
+        terms = []
+        for j in inputs:
+            edge, k = edges[e], indices[e]
+            h = None if edge.op_names[k] == "none" else edge._run(k, states[j])
+            terms.append((e, k, h))
+            e += 1
+            if h is not None:
+                read.add(j)
+        if all(h is None for _, _, h in terms):
+            first, k, _ = terms[0]
+            terms[0] = (first, k, edges[first]._run(k, states[inputs[0]]))
+            read.add(inputs[0])
+        states.append(sampled_sum(weights, terms, unselected_grad))
+    dead = [s for j, s in enumerate(states) if j not in read]
+    if dead:
+        states[-1] = zero_grad_to(states[-1], dead)
+    return states
 
 
 class DartsSearchCell(nn.Module):
@@ -128,6 +172,13 @@ class DartsSearchCell(nn.Module):
 
     def forward(self, s0, s1, weights, indices, unselected_grad, active=None):
         states = [self.pre0(s0), self.pre1(s1)]
+        if indices is not None:  # GDAS
+            inputs = [list(range(2 + i)) for i in range(self.steps)]
+            outputs = list(range(2, 2 + self.steps))
+            states = sampled_nodes(
+                self.edges, states, inputs, weights, indices, unselected_grad, outputs
+            )
+            return torch.cat(states[2:], dim=1)
         e = 0
         for _ in range(self.steps):
             node = 0
@@ -157,6 +208,13 @@ class Nb201SearchCell(nn.Module):
 
     def forward(self, x, weights, indices, unselected_grad, active=None):
         states = [x]
+        if indices is not None:  # GDAS
+            inputs = [list(range(i)) for i in range(1, self.nodes)]
+            outputs = [self.nodes - 1]
+            states = sampled_nodes(
+                self.edges, states, inputs, weights, indices, unselected_grad, outputs
+            )
+            return states[-1]
         e = 0
         for i in range(1, self.nodes):
             node = 0
