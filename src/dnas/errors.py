@@ -45,9 +45,7 @@ def unpickling_reason(exc: BaseException) -> str:
     `weights_only=False` (which would run whatever code the file holds)."""
     text = str(exc)
     if isinstance(exc, pickle.UnpicklingError) or "weights_only" in text:
-        return (
-            "it holds pickled objects other than tensors, refused: loading them could run code"
-        )
+        return "it holds pickled objects other than tensors, refused: loading them could run code"
     return (text.splitlines() or [type(exc).__name__])[0]
 
 

@@ -1,4 +1,5 @@
-"""GDAS's sampler: hard Gumbel-softmax with a straight-through gradient (reference §1.6).
+"""GDAS's sampler: hard Gumbel-softmax with a straight-through gradient
+(docs/algorithms.md#gdas-sampler).
 
 For each edge with logits alpha (K ops) and temperature tau:
 
@@ -6,10 +7,11 @@ For each edge with logits alpha (K ops) and temperature tau:
     index  = argmax(y_soft)                             (a Gumbel-max sample of softmax(alpha))
     hard   = one_hot(index) - y_soft.detach() + y_soft  (value one-hot, gradient of y_soft)
 
-The reference code redraws the noise in a host-side loop while it contains inf or NaN. Here the
+The GDAS code redraws the noise in a host-side loop while it contains inf or NaN. Here the
 noise is finite by construction: E is drawn as -log(U) with U clamped to [tiny, 1 - eps], so g
 lies in a bounded interval, y_soft is a softmax of finite numbers, and no host sync is needed.
-One sample is shared by the whole minibatch, as in every official version (reference §1.0).
+One sample is shared by the whole minibatch, as in every official version
+(docs/algorithms.md#gdas-implementations).
 
 `sampled_sum` is how a node of the supernet uses the sample (docs/speed.md): its value is the
 plain sum of the sampled ops' outputs, since hard = one_hot in value, and its backward gives the
@@ -143,9 +145,10 @@ def zero_grad_to(out: torch.Tensor, dead: list[torch.Tensor]) -> torch.Tensor:
 def tau_at(
     epoch: int, epochs: int, tau_max: float, tau_min: float, schedule: str = "to_last_epoch"
 ) -> float:
-    """Linear decay per epoch. "to_last_epoch" reaches tau_min at the last epoch (AutoDL,
-    reference §1.0); "to_end" is tau_max - epoch/epochs * (tau_max - tau_min), which stops one
-    step above tau_min (GDAS CVPR code §1.0; SNAS's temperature §3)."""
+    """Linear decay per epoch (docs/algorithms.md#gdas-schedules). "to_last_epoch" reaches
+    tau_min at the last epoch (AutoDL); "to_end" is tau_max - epoch/epochs * (tau_max -
+    tau_min), which stops one step above tau_min (the GDAS CVPR code,
+    docs/algorithms.md#gdas-implementations; SNAS's temperature, docs/algorithms.md#snas)."""
     if schedule == "to_end":
         return tau_max - (tau_max - tau_min) * epoch / epochs
     if epochs <= 1:

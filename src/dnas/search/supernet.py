@@ -4,25 +4,27 @@ Every edge holds all candidate ops. What a forward pass does with them depends o
 (`dnas.search.mixing` draws the weights):
 
 - **gdas**: one hard Gumbel sample per forward pass (`sample_per` = "network": one for all cells
-  of a type, AutoDL; "cell": a new one per cell, the CVPR code, reference §1.0). Only the sampled
-  op runs, scaled by its straight-through weight, so gradients reach every alpha through the
-  softmax. The sampled indices of all edges reach the host in one `.tolist()`: one sync per
-  forward pass, none per edge. With `unselected_grad`, the zero-valued weights of the other ops
-  are added as scalars, so each of their alphas also gets the gradient sum(dL/d node): the AutoDL
-  NAS-Bench-201 behaviour (reference §1.6). Each node computes this through
+  of a type, AutoDL; "cell": a new one per cell, the CVPR code;
+  docs/algorithms.md#gdas-implementations). Only the sampled op runs, scaled by its
+  straight-through weight, so gradients reach every alpha through the softmax. The sampled
+  indices of all edges reach the host in one `.tolist()`: one sync per forward pass, none per
+  edge. With `unselected_grad`, the zero-valued weights of the other ops are added as scalars,
+  so each of their alphas also gets the gradient sum(dL/d node): the AutoDL NAS-Bench-201
+  behaviour (docs/algorithms.md#gdas-sampler). Each node computes this through
   `gdas.sampled_sum` (docs/speed.md): the value is the plain sum of the sampled outputs, the
   weights' gradients come from the node's gradient in backward, and a sampled 'none' is not
   run at all (its zeros add nothing), as in the discrete network.
 - **darts**, **snas**, **drnas**: every op runs and the edge is the weighted sum (softmax; soft
   Gumbel sample; Dirichlet sample). One draw per forward pass, shared by all cells of a type
-  (reference §2.1, §3, §4). 'none' is skipped: it adds zeros, so its weight gets a zero gradient
-  either way. Ops pruned by DrNAS's progressive schedule (weight exactly 0) are skipped too.
+  (docs/algorithms.md#darts-first-and-second-order, #snas, #drnas). 'none' is skipped: it
+  adds zeros, so its weight gets a zero gradient either way. Ops pruned by DrNAS's progressive
+  schedule (weight exactly 0) are skipped too.
 
-With `partial_channels` K > 1 (DrNAS, a PC-DARTS copy, reference §4) an edge's ops see only the
-first C/K channels; the rest bypass (max-pooled 2x2 on a reducing edge), are concatenated after
-the ops' output and the channels are shuffled in K groups. `fixed_reduction` (GDAS-FRC,
-reference §1.2) replaces the searched reduction cells with the fixed one: only normal cells have
-alphas then.
+With `partial_channels` K > 1 (DrNAS, a PC-DARTS copy, docs/algorithms.md#drnas-progressive) an
+edge's ops see only the first C/K channels; the rest bypass (max-pooled 2x2 on a reducing
+edge), are concatenated after the ops' output and the channels are shuffled in K groups.
+`fixed_reduction` (GDAS-FRC, docs/algorithms.md#gdas-frc-fixed-reduction-cell) replaces the
+searched reduction cells with the fixed one: only normal cells have alphas then.
 """
 
 from __future__ import annotations
@@ -240,9 +242,9 @@ class Supernet(nn.Module):
 
     def _init_alphas(self, n_edges: int, algorithm: str) -> None:
         n_ops = len(self.ops)
-        if algorithm == "snas":  # log-alpha ~ N(1, 0.01) (reference §3)
+        if algorithm == "snas":  # log-alpha ~ N(1, 0.01) (docs/algorithms.md#snas)
             init = [1.0 + 0.01 * torch.randn(n_edges, n_ops) for _ in self.cell_types]
-        else:  # 1e-3 * randn (reference §1.1, §4)
+        else:  # 1e-3 * randn (docs/algorithms.md#darts-cnn-space, #drnas)
             init = [1e-3 * torch.randn(n_edges, n_ops) for _ in self.cell_types]
         self.alphas = nn.ParameterDict({t: nn.Parameter(a) for t, a in zip(self.cell_types, init)})
         # Ops still in the running per edge (DrNAS progressive pruning); saved in checkpoints.
@@ -289,7 +291,7 @@ class Supernet(nn.Module):
 
     def probs(self) -> dict[str, torch.Tensor]:
         """Op probabilities per edge: softmax of alpha over the ops still in the running
-        (DrNAS derives from softmax(alpha) too: ELU+1 is monotone, reference §4)."""
+        (DrNAS derives from softmax(alpha) too: ELU+1 is monotone, docs/algorithms.md#drnas)."""
         out = {}
         for t, a in self.alphas.items():
             a = a.detach().masked_fill(~self.mask(t), float("-inf"))
@@ -365,7 +367,7 @@ class DartsSupernet(Supernet):
     ) -> None:
         super().__init__()
         self.steps = steps
-        # DrNAS searches the DARTS space without 'none' (reference §4).
+        # DrNAS searches the DARTS space without 'none' (docs/algorithms.md#drnas).
         self.ops = DARTS_OPS[1:] if algorithm == "drnas" else DARTS_OPS
         self.cell_types = ("normal",) if fixed_reduction else ("normal", "reduce")
         c_curr = stem_multiplier * channels
@@ -420,8 +422,9 @@ class DartsSupernet(Supernet):
 
 
 class Nb201Supernet(Supernet):
-    """The NAS-Bench-201 search network (reference §1.3): stem, N cells, ResBlock, N cells,
-    ResBlock, N cells, BN + ReLU, global pool, linear. One alpha shared by all cells."""
+    """The NAS-Bench-201 search network (docs/algorithms.md#nas-bench-201-space): stem, N cells,
+    ResBlock, N cells, ResBlock, N cells, BN + ReLU, global pool, linear. One alpha shared by
+    all cells."""
 
     space = "nb201"
     cell_types = ("cell",)
