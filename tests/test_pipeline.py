@@ -98,6 +98,14 @@ def test_repro_runs_every_stage_then_nothing(repo):
     header = table.splitlines()[0]
     assert "rnn" not in header and "cost" not in header and "seconds" not in header, header
     assert header.count("top1") == 1 and "test_acc" not in header, header
+    # the DVC plots as a page that renders without a network: SVGs and data: URIs, no script
+    run("dnas", "plots", "html", "--out", "offline")
+    page = (path / "offline" / "index.html").read_text()
+    for title in ("Search loss", "Search accuracy", "Architecture entropy", "Retraining loss"):
+        assert title in page, title
+    assert page.count("<svg") == 6 and page.count("data:image/png;base64,") == 4
+    assert "<script" not in page and "cdn" not in page.lower()
+    shutil.rmtree(path / "offline")
     run("git", "add", "-A")
     run("git", "commit", "-qm", "results")
 

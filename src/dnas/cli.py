@@ -6,6 +6,8 @@ dnas genotype info NAME|FILE|NB201-STRING [--dataset D] [--channels C] [--layers
                              parameters (without the auxiliary head) and multiply-adds
 dnas genotype table [--input FILE]
                              the genotypes this commit's experiments found, with metrics
+dnas plots html [REV ...] [--out DIR]
+                             the dvc plots as one page that renders offline
 dnas report [--input FILE] [--all-commits] [--out MD] [--png PNG]
                              experiments grouped by preset, mean ± std against the papers
 dnas nb201 lookup ARCH|GENOTYPE-FILE [--benchmark DIR] [--json]
@@ -150,6 +152,12 @@ def _report(args: argparse.Namespace) -> None:
     print(text, end="")
 
 
+def _plots_html(args: argparse.Namespace) -> None:
+    from dnas.plots.html import write_offline_html
+
+    print(f"wrote {write_offline_html(args.revs, Path(args.out))}")
+
+
 def _genotype_table(args: argparse.Namespace) -> None:
     from dnas.genotype_table import markdown, rows_from_exp_show
     from dnas.report import exp_show_json
@@ -226,6 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     table.add_argument("--input", help="saved `dvc exp show --json` output (default: run it)")
     table.set_defaults(func=_genotype_table)
+    plots = sub.add_parser("plots", help="plots").add_subparsers(dest="action", required=True)
+    page = plots.add_parser(
+        "html", help="the dvc plots as one HTML page that renders offline (no CDN)"
+    )
+    page.add_argument("revs", nargs="*", help="revisions to compare (dvc plots diff); none: show")
+    page.add_argument("--out", default="dvc_plots_offline", help="folder for index.html")
+    page.set_defaults(func=_plots_html)
     rep = sub.add_parser(
         "report", help="experiments grouped by preset: mean ± std against the papers"
     )
