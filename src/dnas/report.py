@@ -409,16 +409,20 @@ def plot(rows: list[dict], path: Path, dpi: int = 110) -> None:
     plt.close(fig)
 
 
-def exp_show_json(all_commits: bool = False) -> list:
-    """`dvc exp show --json`: the experiments of HEAD, or with `all_commits` of every commit."""
-    cmd = ["dvc", "exp", "show", "--json"] + (["--all-commits"] if all_commits else [])
+def dvc_json(cmd: list[str], empty: str = "[]"):
+    """Run a `dvc ... --json` command; its parsed output, or a `UserError` saying what failed."""
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     except FileNotFoundError:
         raise UserError("dvc not found: install the project (`pip install -e .`)") from None
     if done.returncode != 0:
         raise UserError(f"`{' '.join(cmd)}` failed: {done.stderr.strip() or done.stdout.strip()}")
-    return json.loads(done.stdout or "[]")
+    return json.loads(done.stdout or empty)
+
+
+def exp_show_json(all_commits: bool = False) -> list:
+    """`dvc exp show --json`: the experiments of HEAD, or with `all_commits` of every commit."""
+    return dvc_json(["dvc", "exp", "show", "--json"] + (["--all-commits"] if all_commits else []))
 
 
 def report(rows_json: list, preset_dir: Path, out_md: Path | None, out_png: Path | None) -> str:

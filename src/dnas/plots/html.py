@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
-import subprocess
 from pathlib import Path
 
 from dnas.errors import UserError
@@ -20,14 +18,10 @@ from dnas.io import write_bytes
 
 def dvc_plots_json(revs: list[str]) -> dict:
     """`dvc plots show --json` (no revs) or `dvc plots diff REV... --json`, parsed."""
+    from dnas.report import dvc_json
+
     cmd = ["dvc", "plots", "diff", *revs, "--json"] if revs else ["dvc", "plots", "show", "--json"]
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    except FileNotFoundError:
-        raise UserError("dvc not found: install the project (`pip install -e .`)") from None
-    if done.returncode != 0:
-        raise UserError(f"`{' '.join(cmd)}` failed: {done.stderr.strip() or done.stdout.strip()}")
-    return json.loads(done.stdout or "{}")
+    return dvc_json(cmd, empty="{}")
 
 
 def render(plots: dict, title: str) -> str:
