@@ -153,7 +153,7 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _plots_html(args: argparse.Namespace) -> None:
-    from dnas.plots.html import write_offline_html
+    from dnas.plots_html import write_offline_html
 
     print(f"wrote {write_offline_html(args.revs, Path(args.out))}")
 
