@@ -142,3 +142,15 @@ class EpochRunner:
                 snapshot = functools.partial(self.snapshot, epoch + 1, None)
                 self.checkpointer.after_epoch(epoch, self.epochs, snapshot)
                 self.seconds.append(time.perf_counter() - began)
+
+
+def to_cpu(state: dict) -> dict:
+    """A copy of `state` with its tensors on the CPU (an epoch's partial state to checkpoint)."""
+    return {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in state.items()}
+
+
+def log_values(live: Live, values: dict) -> None:
+    """One epoch's values to dvclive (the retraining loops; the searches add plots)."""
+    for name, value in values.items():
+        live.log_metric(name, value)
+    live.next_step()

@@ -28,11 +28,10 @@ from dnas.data.loader import DeviceLoader, split_loader
 from dnas.evaluate import eval_loader, evaluate_loader
 from dnas.io import round_floats
 from dnas.models import build_network
-from dnas.runner import EpochRunner
+from dnas.runner import EpochRunner, log_values
 from dnas.runtime import FastPath, seed_everything
 from dnas.spaces.genotype import Genotype
 from dnas.train.schedule import sgd_schedule
-from dvclive import Live
 
 # Train keys added after the first release: left out of the checkpoint fingerprint while they
 # hold their defaults, so a default run resumes from (and writes) the same checkpoints as before.
@@ -170,10 +169,3 @@ def run_train(
         metrics["best_test_acc"] = history[best]["acc/test"]
         metrics["best_epoch"] = best + 1  # 1-based, as the logs count epochs
     return model, config, metrics
-
-
-def log_values(live: Live, values: dict) -> None:
-    """One epoch's values to dvclive (the retraining loops)."""
-    for name, value in values.items():
-        live.log_metric(name, value)
-    live.next_step()
