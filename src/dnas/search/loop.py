@@ -329,14 +329,7 @@ def run_search(
         steps.advance(stage, data, stateful)
     run.restore(state)
 
-    def replay(live):  # a resumed run's log, again: the same files
-        history, prob_rows = run.log
-        for past in history:
-            log_epoch(live, past["values"], past["epoch"], prob_rows)
-        write_genotype_log(live_dir, history)
-
     def one_epoch(epoch: int) -> dict:
-        history, prob_rows = run.log
         if schedule.starts_stage(epoch) and not run.mid_epoch:
             steps.advance(schedule.stage_of(epoch), data, stateful)
         net = steps.net
@@ -355,14 +348,9 @@ def run_search(
         values.update(arch_values(current))
         if bench is not None:  # the current cell's recorded accuracies (AutoDL's curves)
             values.update(nb201_bench.curve_values(bench.lookup(current.arch)))
-        values = round_floats(values)  # 6 significant digits, as in the JSON outputs
-        prob_rows.extend(arch_prob_rows(epoch, current))
-        history.append({"epoch": epoch, "values": values, "genotype": current.brief()})
-        log_epoch(run.live, values, epoch, prob_rows)
-        write_genotype_log(live_dir, history)
-        return values
+        return record_epoch(run, live_dir, epoch, values, current)
 
-    run.run(one_epoch, replay)
+    run.run(one_epoch, functools.partial(replay_log, run, live_dir))
     summary = run.log[0][-1]["values"]
     genotype = steps.net.derive()
     metrics = {
@@ -370,15 +358,42 @@ def run_search(
         "valid_loss": summary["loss/valid"],
         "train_acc": summary["acc/train"],
         "train_loss": summary["loss/train"],
-        "final_tau": summary["tau"],
-        "arch_entropy": summary["arch/entropy"],
-        "arch_top_prob": summary["arch/top_prob"],
-        "epochs": s.epochs,
+        **arch_summary(summary, s.epochs),
         "genotype_params": genotype_params(genotype, data),
         **({"benchmark": nb201_bench.metrics_row(bench.lookup(genotype.arch))} if bench else {}),
         "cost": run_cost(run, device),
     }
     return SearchResult(genotype=genotype, metrics=metrics)
+
+
+def record_epoch(run: EpochRunner, live_dir, epoch: int, values: dict, current: Genotype) -> dict:
+    """Log a search epoch (both search loops): its values to 6 significant digits, as in the
+    JSON outputs, the op probabilities and the genotype derived after it."""
+    history, prob_rows = run.log
+    values = round_floats(values)
+    prob_rows.extend(arch_prob_rows(epoch, current))
+    history.append({"epoch": epoch, "values": values, "genotype": current.brief()})
+    log_epoch(run.live, values, epoch, prob_rows)
+    write_genotype_log(live_dir, history)
+    return values
+
+
+def replay_log(run: EpochRunner, live_dir, live: Live) -> None:
+    """A resumed search's log, logged again: the same files as an uninterrupted run."""
+    history, prob_rows = run.log
+    for past in history:
+        log_epoch(live, past["values"], past["epoch"], prob_rows)
+    write_genotype_log(live_dir, history)
+
+
+def arch_summary(summary: dict, epochs: int) -> dict:
+    """The metrics both searches take from their last epoch's architecture values."""
+    return {
+        "final_tau": summary["tau"],
+        "arch_entropy": summary["arch/entropy"],
+        "arch_top_prob": summary["arch/top_prob"],
+        "epochs": epochs,
+    }
 
 
 def mean_values(sums: list[float], n_train: int, n_valid: int) -> dict[str, float]:

@@ -24,6 +24,7 @@ that of the architecture steps (sampled architectures, as the CNN search reports
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -32,7 +33,6 @@ import torch
 from dnas.checkpoint import GeneratorState, fingerprint
 from dnas.config import Params
 from dnas.data.text import TextPrepared
-from dnas.io import round_floats
 from dnas.models.rnn_lm import (
     batchify,
     build_lm,
@@ -46,11 +46,11 @@ from dnas.runtime import seed_everything
 from dnas.search.gdas import tau_at
 from dnas.search.loop import (
     SearchResult,
-    arch_prob_rows,
+    arch_summary,
     arch_values,
-    log_epoch,
+    record_epoch,
+    replay_log,
     run_cost,
-    write_genotype_log,
 )
 from dnas.search.rnn import RNNSupernet, first_order, unrolled_arch_grad
 from dnas.spaces.genotype import Genotype
@@ -113,17 +113,10 @@ def run_rnn_search(
     )  # fmt: skip
     run.resume()
 
-    def replay(live):  # a resumed run's log, again: the same files
-        history, prob_rows = run.log
-        for past in history:
-            log_epoch(live, past["values"], past["epoch"], prob_rows)
-        write_genotype_log(live_dir, history)
-
     def one_epoch(epoch: int) -> dict:
         net.cell.tau = tau_at(epoch, s.epochs, s.tau_max, s.tau_min, s.tau_schedule)
         net.train()
         loss_t, loss_v = rnn_search_epoch(run, p, net, w_opt, a_opt, lengths, epoch, train, valid)
-        history, prob_rows = run.log
         values = {
             "tau": net.cell.tau,
             "lr": s.lr,
@@ -134,14 +127,9 @@ def run_rnn_search(
         }
         current = net.derive(r.keep_none)
         values.update(arch_values(current))
-        values = round_floats(values)
-        prob_rows.extend(arch_prob_rows(epoch, current))
-        history.append({"epoch": epoch, "values": values, "genotype": current.brief()})
-        log_epoch(run.live, values, epoch, prob_rows)
-        write_genotype_log(live_dir, history)
-        return values
+        return record_epoch(run, live_dir, epoch, values, current)
 
-    run.run(one_epoch, replay)
+    run.run(one_epoch, functools.partial(replay_log, run, live_dir))
     summary = run.log[0][-1]["values"]
     genotype = net.derive(r.keep_none)
     metrics = {
@@ -149,10 +137,7 @@ def run_rnn_search(
         "valid_ppl": summary["ppl/valid"],
         "train_loss": summary["loss/train"],
         "train_ppl": summary["ppl/train"],
-        "final_tau": summary["tau"],
-        "arch_entropy": summary["arch/entropy"],
-        "arch_top_prob": summary["arch/top_prob"],
-        "epochs": s.epochs,
+        **arch_summary(summary, s.epochs),
         "genotype_params": genotype_params(genotype, data.vocab_size),
         "cost": run_cost(run, device),
     }

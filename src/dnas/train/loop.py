@@ -113,30 +113,7 @@ def run_train(
             model.set_drop_prob(t.drop_path * epoch / t.epochs)
         lr = opt.param_groups[0]["lr"]
         model.train()
-        state = run.begin_epoch(lambda: {"sums": torch.zeros(2, dtype=torch.float64)})
-        sums = state["sums"].to(device)
-        for x, y in loader:
-            part = dist.shard(x, y)
-            x, y = part.x, part.y
-            opt.zero_grad(set_to_none=True)
-            with dist.step_rng(device, p.common.seed, epoch, run.guard.step), fast.autocast(device):
-                out = forward(fast.inputs(x))
-                logits, aux = out if isinstance(out, tuple) else (out, None)
-                loss = F.cross_entropy(logits, y, label_smoothing=t.label_smoothing)
-                if aux is not None:
-                    loss = loss + t.auxiliary_weight * F.cross_entropy(
-                        aux, y, label_smoothing=t.label_smoothing
-                    )
-            loss.backward()
-            dist.average_gradients(model.parameters(), part.weight)
-            if t.grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-            opt.step()
-            run.guard.observe(loss)
-            sums += part.tally(
-                torch.stack([loss.detach() * len(y), (logits.argmax(1) == y).sum()]).double()
-            )
-            run.step_done(epoch, lambda sums=sums: {"sums": dist.all_reduce_sum(sums).cpu()})
+        sums = train_epoch(run, p, model, forward, fast, opt, loader, epoch)
         scheduler.step()
         run.end_epoch(epoch)
         loss_sum, correct = dist.all_reduce_sum(sums).tolist()
@@ -169,3 +146,33 @@ def run_train(
         metrics["best_test_acc"] = history[best]["acc/test"]
         metrics["best_epoch"] = best + 1  # 1-based, as the logs count epochs
     return model, config, metrics
+
+
+def train_epoch(run: EpochRunner, p: Params, model, forward, fast, opt, loader, epoch: int):
+    """The steps of one retraining epoch: (loss*n, correct) summed on this rank."""
+    t, device = p.train, loader.device
+    state = run.begin_epoch(lambda: {"sums": torch.zeros(2, dtype=torch.float64)})
+    sums = state["sums"].to(device)
+    for x, y in loader:
+        part = dist.shard(x, y)
+        x, y = part.x, part.y
+        opt.zero_grad(set_to_none=True)
+        with dist.step_rng(device, p.common.seed, epoch, run.guard.step), fast.autocast(device):
+            out = forward(fast.inputs(x))
+            logits, aux = out if isinstance(out, tuple) else (out, None)
+            loss = F.cross_entropy(logits, y, label_smoothing=t.label_smoothing)
+            if aux is not None:
+                loss = loss + t.auxiliary_weight * F.cross_entropy(
+                    aux, y, label_smoothing=t.label_smoothing
+                )
+        loss.backward()
+        dist.average_gradients(model.parameters(), part.weight)
+        if t.grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+        opt.step()
+        run.guard.observe(loss)
+        sums += part.tally(
+            torch.stack([loss.detach() * len(y), (logits.argmax(1) == y).sum()]).double()
+        )
+        run.step_done(epoch, lambda sums=sums: {"sums": dist.all_reduce_sum(sums).cpu()})
+    return sums
