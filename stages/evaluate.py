@@ -10,9 +10,8 @@ from dnas.runtime import pick_device
 
 
 def evaluate_cnn(p, device) -> None:
-    from dnas.evaluate import count_macs, count_parameters
+    from dnas.evaluate import count_macs, count_parameters, eval_loader, evaluate_loader
     from dnas.models import load_model
-    from dnas.train.loop import eval_loader, evaluate_loader
 
     model, _ = load_model("models/model.pt", device)
     data = load_prepared(PREPARED_ROOT / p.train.dataset)

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from dnas import distributed
+from dnas import distributed, runner
 from dnas.checkpoint import Interrupted
 from dnas.config import parse_params
 from dnas.data import load_prepared
@@ -48,17 +48,19 @@ class StopAfter:
 
 @contextmanager
 def stop_after(module, steps: int):
-    original = module.stop_on_signals
+    """Stop `module`'s loop after `steps` steps: its stop requests come from dnas.runner."""
+    assert module.EpochRunner is runner.EpochRunner
+    original = runner.stop_on_signals
 
     @contextmanager
     def fake():
         yield StopAfter(steps)
 
-    module.stop_on_signals = fake
+    runner.stop_on_signals = fake
     try:
         yield
     finally:
-        module.stop_on_signals = original
+        runner.stop_on_signals = original
 
 
 def gradients(data) -> dict:

@@ -4,6 +4,8 @@ interrupts a loop after a given number of steps."""
 from contextlib import contextmanager
 from pathlib import Path
 
+from dnas import runner
+
 
 def files(directory: Path) -> dict[str, bytes]:
     return {
@@ -25,8 +27,12 @@ class StopAfter:
 
 
 def interrupt_at(monkeypatch, module, step: int) -> None:
+    """Stop the next run of `module`'s loop after `step` steps. Every loop takes its stop
+    requests from the epoch runner (dnas.runner), so that is where the fake goes."""
+    assert module.EpochRunner is runner.EpochRunner, f"{module.__name__} runs no EpochRunner"
+
     @contextmanager
     def fake():
         yield StopAfter(step)
 
-    monkeypatch.setattr(module, "stop_on_signals", fake)
+    monkeypatch.setattr(runner, "stop_on_signals", fake)

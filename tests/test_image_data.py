@@ -283,9 +283,9 @@ def test_under_test_half_the_model_is_scored_on_the_x_test_half_only(tmp_path, m
 
     import stages.evaluate
     from dnas.config import parse_params
+    from dnas.evaluate import eval_loader
     from dnas.models import build_network, save_model
     from dnas.spaces.published import resolve_genotype
-    from dnas.train.loop import eval_loader
 
     n_test = 360  # digits' test set
     xvalid, xtest = list(range(1, n_test, 2)), list(range(0, n_test, 2))

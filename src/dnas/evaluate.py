@@ -13,7 +13,13 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from dnas import distributed as dist
+from dnas.data import Prepared
+from dnas.data.loader import DeviceLoader, split_loader
+from dnas.runtime import FastPath
 
 
 @dataclass(frozen=True)
@@ -97,3 +103,33 @@ def evaluate_perplexity(model: nn.Module, data, config: dict, device) -> dict:
         out[split] = {"loss": loss, "ppl": perplexity(loss)}
         out[f"{split}_tokens"] = int(stream.shape[0] - 1) * int(stream.shape[1])
     return out
+
+
+def eval_loader(data: Prepared, device: torch.device, batch_size: int) -> DeviceLoader:
+    """The test set, less any half a search split took from it (test_half: the x-test half)."""
+    return split_loader(data, "eval", batch_size, device)
+
+
+@torch.no_grad()
+def evaluate_loader(
+    model: nn.Module, loader: DeviceLoader, fast: FastPath | None = None, forward=None
+) -> dict[str, float]:
+    """Mean cross-entropy, top-1 and top-5 accuracy (percent) over a loader. `forward` runs
+    the model (its compiled form) if given; under torchrun each rank takes its shard."""
+    fast = FastPath() if fast is None else fast
+    forward = model if forward is None else forward
+    model.eval()
+    sums = torch.zeros(3, dtype=torch.float64, device=loader.device)
+    for x, y in loader:
+        part = dist.shard(x, y)
+        x, y = part.x, part.y
+        with fast.autocast(loader.device):
+            logits = forward(fast.inputs(x))
+            loss = F.cross_entropy(logits, y, reduction="sum")
+        k = min(5, logits.shape[1])
+        topk = logits.topk(k, dim=1).indices
+        hits = topk == y.unsqueeze(1)
+        sums += part.tally(torch.stack([loss, hits[:, 0].sum(), hits.any(dim=1).sum()]).double())
+    loss, top1, top5 = dist.all_reduce_sum(sums).tolist()
+    n = loader.num_examples
+    return {"loss": loss / n, "top1": 100.0 * top1 / n, "top5": 100.0 * top5 / n}

@@ -30,9 +30,7 @@ step's virtual weight step uses each rank's own shard (the alpha gradients are a
 from __future__ import annotations
 
 import functools
-import json
 import resource
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,14 +39,7 @@ import torch.nn.functional as F
 
 from dnas import distributed as dist
 from dnas.benchmarks import nb201 as nb201_bench
-from dnas.checkpoint import (
-    Checkpointer,
-    GeneratorState,
-    capture,
-    fingerprint,
-    restore,
-    stop_on_signals,
-)
+from dnas.checkpoint import GeneratorState, fingerprint
 from dnas.config import Params, Search
 from dnas.data import Prepared
 from dnas.data.loader import split_loader
@@ -56,7 +47,8 @@ from dnas.evaluate import count_parameters
 from dnas.io import round_floats, write_json
 from dnas.models import build_network
 from dnas.optim import sgd_cosine
-from dnas.runtime import EpochProgress, FastPath, FiniteLossGuard, seed_everything
+from dnas.runner import EpochRunner
+from dnas.runtime import FastPath, seed_everything
 from dnas.search import drnas
 from dnas.search.architect import first_order, unrolled_arch_grad
 from dnas.search.gdas import tau_at
@@ -121,6 +113,175 @@ def genotype_params(genotype: Genotype, data: Prepared) -> int:
     return count_parameters(net)
 
 
+def kl_regulariser(reg_scale: float, model) -> torch.Tensor:
+    """DrNAS's kl regulariser: the Dirichlet KL to the uniform prior, scaled."""
+    return reg_scale * sum(dirichlet_kl_to_uniform(a) for a in model.arch_parameters())
+
+
+class SearchSteps:
+    """The steps of one search iteration on the current supernet and its optimisers; a DrNAS
+    stage change (`advance`) replaces all four.
+
+    Under torchrun, per-example noise (drop-path) comes from a generator of its own per step
+    and rank; DrNAS's Dirichlet sample comes from the global generator and must be the same
+    on every rank, so its steps share theirs."""
+
+    def __init__(self, s: Search, fast: FastPath, device, net, w_opt, scheduler, a_opt, costs):
+        self.s, self.fast, self.device, self.costs = s, fast, device, costs
+        self.net, self.w_opt, self.scheduler, self.a_opt = net, w_opt, scheduler, a_opt
+        self.schedule = drnas.Schedule(s)
+        self.extra_loss = None
+        if s.algorithm == "drnas" and s.drnas_reg == "kl":
+            self.extra_loss = functools.partial(kl_regulariser, s.reg_scale)
+        self.per_rank = s.algorithm != "drnas"
+
+    def stateful(self) -> dict:
+        return {
+            "model": self.net,
+            "w_opt": self.w_opt,
+            "scheduler": self.scheduler,
+            "a_opt": self.a_opt,
+        }
+
+    def advance(self, stage: int, data: Prepared, stateful: dict) -> None:
+        """DrNAS's next stage, built in the same memory layout; `stateful` follows."""
+
+        def build(s, data, stage):
+            return self.fast.model(make_supernet(s, data, stage))
+
+        self.net, self.w_opt, self.scheduler, self.a_opt = self.schedule.advance(
+            self.net, self.w_opt, self.scheduler, self.a_opt, stage, data, build
+        )
+        stateful.update(self.stateful())
+
+    def noise(self, key, phase):
+        return dist.step_rng(self.device, *key, phase, per_rank=self.per_rank)
+
+    def clip_arch(self):
+        if self.s.arch_grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.net.arch_parameters(), self.s.arch_grad_clip)
+
+    def weight_step(self, x, y, weight, key):
+        s, net, fast = self.s, self.net, self.fast
+        self.w_opt.zero_grad(set_to_none=True)
+        with self.noise(key, 0), fast.autocast(self.device):
+            logits = net(fast.inputs(x), detach_alpha=True)
+            loss = F.cross_entropy(logits, y)
+        loss.backward()
+        dist.average_gradients(net.weight_parameters(), weight)
+        if s.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(net.weight_parameters(), s.grad_clip)
+        self.w_opt.step()
+        return loss.detach(), (logits.argmax(1) == y).sum()
+
+    def joint_step(self, x, y, weight, key):  # SNAS: weights and alphas from one backward pass
+        s, net, fast = self.s, self.net, self.fast
+        self.w_opt.zero_grad(set_to_none=True)
+        self.a_opt.zero_grad(set_to_none=True)
+        with self.noise(key, 0), fast.autocast(self.device):
+            logits = net(fast.inputs(x))
+            loss = F.cross_entropy(logits, y)
+        total = loss
+        if self.costs is not None:
+            penalty = resource_penalty(net.last_weights, self.costs, s.resource_log)
+            total = loss + s.resource_lambda * penalty
+        total.backward()
+        dist.average_gradients(net.parameters(), weight)
+        if s.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(net.weight_parameters(), s.grad_clip)
+        self.clip_arch()
+        self.w_opt.step()
+        self.a_opt.step()
+        return loss.detach(), (logits.argmax(1) == y).sum()
+
+    def arch_step(self, xt, yt, xv, yv, epoch, weight, key):
+        s, net, fast, device = self.s, self.net, self.fast, self.device
+        xt, xv = fast.inputs(xt), fast.inputs(xv)
+        if not self.schedule.arch_moves(epoch):  # DrNAS warm-up: watch only
+            with torch.no_grad(), self.noise(key, 1), fast.autocast(device):
+                logits = net(xv)
+                loss = F.cross_entropy(logits, yv)
+            return loss, (logits.argmax(1) == yv).sum()
+        self.a_opt.zero_grad(set_to_none=True)
+        with self.noise(key, 1), fast.autocast(device):  # backward passes in the forward dtypes
+            if s.order == 2:
+                grads, loss, logits = unrolled_arch_grad(
+                    net, self.w_opt, xt, yt, xv, yv, extra_loss=self.extra_loss
+                )
+                for a, g in zip(net.arch_parameters(), grads):
+                    a.grad = g
+            else:
+                loss, logits = first_order(net, xv, yv, self.extra_loss)
+        dist.average_gradients(net.arch_parameters(), weight)
+        self.clip_arch()
+        self.a_opt.step()
+        return loss, (logits.argmax(1) == yv).sum()
+
+    def watch_test(self, loader):  # SNAS: accuracy of sampled architectures on the test split
+        net, fast = self.net, self.fast
+        net.eval()
+        sums = torch.zeros(2, dtype=torch.float64, device=self.device)
+        n = 0
+        with torch.no_grad():
+            for x, y in loader:
+                n += len(y)
+                part = dist.shard(x, y)
+                x, y = part.x, part.y
+                with fast.autocast(self.device):
+                    logits = net(fast.inputs(x))
+                    loss = F.cross_entropy(logits, y)
+                sums += part.tally(
+                    torch.stack([loss * len(y), (logits.argmax(1) == y).sum()]).double()
+                )
+        net.train()
+        return dist.all_reduce_sum(sums), n
+
+
+def search_epoch(run: EpochRunner, steps: SearchSteps, epoch: int, seed: int, train, valid):
+    """The steps of one search epoch: (loss*n, correct) of train and valid, summed over the
+    ranks, and the two example counts."""
+    s = steps.s
+    single_level = s.algorithm == "snas"
+    state = run.begin_epoch(lambda: {"sums": torch.zeros(4, dtype=torch.float64), "n": [0, 0]})
+    sums = state["sums"].to(steps.device)  # loss*n, correct (train, valid)
+    n_train, n_valid = state["n"]
+    for xt, yt in train:
+        n_train += len(yt)
+        t_part = dist.shard(xt, yt)
+        xt, yt = t_part.x, t_part.y
+        key = (seed, epoch, run.guard.step)
+        if single_level:
+            lt, ct = steps.joint_step(xt, yt, t_part.weight, key)
+            run.guard.observe(lt)
+            sums[:2] += t_part.tally(torch.stack([lt * len(yt), ct]).double())
+        else:
+            xv, yv = valid.next_batch()
+            n_valid += len(yv)
+            v_part = dist.shard(xv, yv)
+            xv, yv = v_part.x, v_part.y
+            if s.step_order == "weights_first":
+                lt, ct = steps.weight_step(xt, yt, t_part.weight, key)
+                lv, cv = steps.arch_step(xt, yt, xv, yv, epoch, v_part.weight, key)
+            else:
+                lv, cv = steps.arch_step(xt, yt, xv, yv, epoch, v_part.weight, key)
+                lt, ct = steps.weight_step(xt, yt, t_part.weight, key)
+            run.guard.observe(lt, lv)
+            sums[:2] += t_part.tally(torch.stack([lt * len(yt), ct]).double())
+            sums[2:] += v_part.tally(torch.stack([lv * len(yv), cv]).double())
+        n = [n_train, n_valid]
+        run.step_done(
+            epoch, lambda sums=sums, n=n: {"sums": dist.all_reduce_sum(sums).cpu(), "n": n}
+        )
+    if single_level:
+        test_sums, n_valid = steps.watch_test(valid)
+        sums[2:] = test_sums
+    steps.scheduler.step()
+    run.end_epoch(epoch)
+    dist.all_reduce_sum(sums[:2] if single_level else sums)  # SNAS's test: done
+    dist.broadcast_buffers(steps.net)
+    return sums.tolist(), n_train, n_valid
+
+
 def run_search(
     p: Params,
     data: Prepared,
@@ -136,13 +297,8 @@ def run_search(
     fast = FastPath.resolve(p.common, device)
     fast.apply_backends(device)
     net = fast.model(make_supernet(s, data).to(device))
-
-    def build(s, data, stage):  # DrNAS's next stage, in the same memory layout
-        return fast.model(make_supernet(s, data, stage))
-
-    single_level = s.algorithm == "snas"
     costs = None
-    if single_level and s.resource_lambda > 0:
+    if s.algorithm == "snas" and s.resource_lambda > 0:
         with torch.random.fork_rng(devices=[]):
             example = torch.zeros(1, data.channels, *data.train_x.shape[1:3], device=device)
             costs = op_costs(net, example)
@@ -150,258 +306,114 @@ def run_search(
     train_loader, valid_loader = search_loaders(s, data, device, p.common.seed)
     w_opt, scheduler = sgd_cosine(net.weight_parameters(), s)
     a_opt = arch_optimizer(s, net.arch_parameters())
-    schedule = drnas.Schedule(s)
-    extra_loss = None
-    if s.algorithm == "drnas" and s.drnas_reg == "kl":
-
-        def extra_loss(model):
-            return s.reg_scale * sum(dirichlet_kl_to_uniform(a) for a in model.arch_parameters())
-
-    def clip_arch():
-        if s.arch_grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(net.arch_parameters(), s.arch_grad_clip)
-
-    # Under torchrun, per-example noise (drop-path) comes from a generator of its own per step
-    # and rank; DrNAS's Dirichlet sample comes from the global generator and must be the same
-    # on every rank, so its steps share theirs.
-    per_rank = s.algorithm != "drnas"
-
-    def noise(key, phase):
-        return dist.step_rng(device, *key, phase, per_rank=per_rank)
-
-    def weight_step(x, y, weight, key):
-        w_opt.zero_grad(set_to_none=True)
-        with noise(key, 0), fast.autocast(device):
-            logits = net(fast.inputs(x), detach_alpha=True)
-            loss = F.cross_entropy(logits, y)
-        loss.backward()
-        dist.average_gradients(net.weight_parameters(), weight)
-        if s.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(net.weight_parameters(), s.grad_clip)
-        w_opt.step()
-        return loss.detach(), (logits.argmax(1) == y).sum()
-
-    def joint_step(x, y, weight, key):  # SNAS: weights and alphas from one backward pass
-        w_opt.zero_grad(set_to_none=True)
-        a_opt.zero_grad(set_to_none=True)
-        with noise(key, 0), fast.autocast(device):
-            logits = net(fast.inputs(x))
-            loss = F.cross_entropy(logits, y)
-        total = loss
-        if costs is not None:
-            penalty = resource_penalty(net.last_weights, costs, s.resource_log)
-            total = loss + s.resource_lambda * penalty
-        total.backward()
-        dist.average_gradients(net.parameters(), weight)
-        if s.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(net.weight_parameters(), s.grad_clip)
-        clip_arch()
-        w_opt.step()
-        a_opt.step()
-        return loss.detach(), (logits.argmax(1) == y).sum()
-
-    def arch_step(xt, yt, xv, yv, epoch, weight, key):
-        xt, xv = fast.inputs(xt), fast.inputs(xv)
-        if not schedule.arch_moves(epoch):  # DrNAS warm-up: watch only
-            with torch.no_grad(), noise(key, 1), fast.autocast(device):
-                logits = net(xv)
-                loss = F.cross_entropy(logits, yv)
-            return loss, (logits.argmax(1) == yv).sum()
-        a_opt.zero_grad(set_to_none=True)
-        with noise(key, 1), fast.autocast(device):  # backward passes run in the forward dtypes
-            if s.order == 2:
-                grads, loss, logits = unrolled_arch_grad(
-                    net, w_opt, xt, yt, xv, yv, extra_loss=extra_loss
-                )
-                for a, g in zip(net.arch_parameters(), grads):
-                    a.grad = g
-            else:
-                loss, logits = first_order(net, xv, yv, extra_loss)
-        dist.average_gradients(net.arch_parameters(), weight)
-        clip_arch()
-        a_opt.step()
-        return loss, (logits.argmax(1) == yv).sum()
-
-    def watch_test():  # SNAS: accuracy of sampled architectures on the test split
-        net.eval()
-        sums = torch.zeros(2, dtype=torch.float64, device=device)
-        n = 0
-        with torch.no_grad():
-            for x, y in valid_loader:
-                n += len(y)
-                part = dist.shard(x, y)
-                x, y = part.x, part.y
-                with fast.autocast(device):
-                    logits = net(fast.inputs(x))
-                    loss = F.cross_entropy(logits, y)
-                sums += part.tally(
-                    torch.stack([loss * len(y), (logits.argmax(1) == y).sum()]).double()
-                )
-        net.train()
-        return dist.all_reduce_sum(sums), n
-
-    guard = FiniteLossGuard(device, "search", "search.lr or search.arch_lr")
-    history: list[dict] = []  # the values logged per epoch
-    prob_rows: list[dict] = []
-    epoch_state = None  # sums of an interrupted epoch
-    start = 0
+    steps = SearchSteps(s, fast, device, net, w_opt, scheduler, a_opt, costs)
+    schedule = steps.schedule
     stateful = {
-        "model": net,
-        "w_opt": w_opt,
-        "scheduler": scheduler,
-        "a_opt": a_opt,
+        **steps.stateful(),
         "gumbel": GeneratorState(net.generator),
         "train_loader": train_loader,
         "valid_loader": valid_loader,
     }
-    checkpointer = Checkpointer(
-        checkpoint_dir if dist.is_main() else None,  # rank 0 alone reads and writes files
+    run = EpochRunner(
+        "search", s.epochs, device, "search.lr or search.arch_lr", live_dir, checkpoint_dir,
+        p.common.checkpoint_every,
         # The benchmark path only adds lookups: a checkpoint resumes with or without it.
         fingerprint(p.common.seed, s.model_dump(exclude={"benchmark"}), data.card["sha256"]),
-        p.common.checkpoint_every,
-    )
-    state = dist.broadcast_object(checkpointer.load())
-    if state is not None:
-        # A progressive DrNAS run resumed in a later stage: rebuild that stage's network first.
-        for stage in range(1, state.get("stage", 0) + 1):
-            net, w_opt, scheduler, a_opt = schedule.advance(
-                net, w_opt, scheduler, a_opt, stage, data, build
-            )
-            stateful.update(model=net, w_opt=w_opt, scheduler=scheduler, a_opt=a_opt)
-        if dist.is_main():
-            checkpointer.restore(stateful, state, "search")
+        stateful,
+        log=[[], []],  # the values logged per epoch, the op probabilities
+        extra=lambda epoch: {"stage": schedule.stage_of(min(epoch, s.epochs - 1))},
+    )  # fmt: skip
+    state = run.load()
+    # A progressive DrNAS run resumed in a later stage: rebuild that stage's network first.
+    for stage in range(1, (state or {}).get("stage", 0) + 1):
+        steps.advance(stage, data, stateful)
+    run.restore(state)
+
+    def one_epoch(epoch: int) -> dict:
+        if schedule.starts_stage(epoch) and not run.mid_epoch:
+            steps.advance(schedule.stage_of(epoch), data, stateful)
+        net = steps.net
+        if s.tau_schedule == "snas":
+            net.tau = snas_temperature(epoch, s.epochs, s.tau_max, s.tau_min)
         else:
-            restore(stateful, state)
-            if state["epoch_state"] is not None:  # rank 0 holds the interrupted epoch's sums
-                state["epoch_state"]["sums"].zero_()
-        history, prob_rows = json.loads(state["log"])
-        start, epoch_state = state["epoch"], state["epoch_state"]
+            net.tau = tau_at(epoch, s.epochs, s.tau_max, s.tau_min, s.tau_schedule)
+        net.set_drop_prob(s.drop_path)  # constant, as SNAS (docs/protocols.md)
+        lr = steps.w_opt.param_groups[0]["lr"]
+        net.train()
+        sums, n_train, n_valid = search_epoch(
+            run, steps, epoch, p.common.seed, train_loader, valid_loader
+        )
+        current = net.derive()
+        values = {"tau": net.tau, "lr": lr, **mean_values(sums, n_train, n_valid)}
+        values.update(arch_values(current))
+        if bench is not None:  # the current cell's recorded accuracies (AutoDL's curves)
+            values.update(nb201_bench.curve_values(bench.lookup(current.arch)))
+        return record_epoch(run, live_dir, epoch, values, current)
 
-    def snapshot(epoch: int, partial) -> dict:
-        log = json.dumps([history, prob_rows])
-        return {
-            **capture(stateful),
-            "log": log,
-            "epoch": epoch,
-            "epoch_state": partial,
-            "stage": schedule.stage_of(min(epoch, s.epochs - 1)),
-        }
-
-    seconds: list[float] = []
-    live = (
-        Live(str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None)
-        if dist.is_main()
-        else dist.NullLive()
-    )
-    with live, stop_on_signals() as request:
-        stop = dist.agreed_stop(request)
-        for past in history:  # replaying a resumed run's log gives the same files
-            log_epoch(live, past["values"], past["epoch"], prob_rows)
-        write_genotype_log(live_dir, history)
-        progress = EpochProgress(s.epochs, "search", start=start, quiet=not dist.is_main())
-        for epoch in progress:
-            began = time.perf_counter()
-            if schedule.starts_stage(epoch) and epoch_state is None:
-                stage = schedule.stage_of(epoch)
-                net, w_opt, scheduler, a_opt = schedule.advance(
-                    net, w_opt, scheduler, a_opt, stage, data, build
-                )
-                stateful.update(model=net, w_opt=w_opt, scheduler=scheduler, a_opt=a_opt)
-            if s.tau_schedule == "snas":
-                net.tau = snas_temperature(epoch, s.epochs, s.tau_max, s.tau_min)
-            else:
-                net.tau = tau_at(epoch, s.epochs, s.tau_max, s.tau_min, s.tau_schedule)
-            net.set_drop_prob(s.drop_path)  # constant, as SNAS (docs/protocols.md)
-            lr = w_opt.param_groups[0]["lr"]
-            net.train()
-            if epoch_state is None:
-                epoch_state = {"sums": torch.zeros(4, dtype=torch.float64), "n": [0, 0]}
-                guard.reset()
-            else:
-                guard.load_state_dict(epoch_state["guard"])
-            sums = epoch_state["sums"].to(device)  # loss*n, correct (train, valid)
-            n_train, n_valid = epoch_state["n"]
-            for xt, yt in train_loader:
-                n_train += len(yt)
-                t_part = dist.shard(xt, yt)
-                xt, yt = t_part.x, t_part.y
-                key = (p.common.seed, epoch, guard.step)
-                if single_level:
-                    lt, ct = joint_step(xt, yt, t_part.weight, key)
-                    guard.observe(lt)
-                    sums[:2] += t_part.tally(torch.stack([lt * len(yt), ct]).double())
-                else:
-                    xv, yv = valid_loader.next_batch()
-                    n_valid += len(yv)
-                    v_part = dist.shard(xv, yv)
-                    xv, yv = v_part.x, v_part.y
-                    if s.step_order == "weights_first":
-                        lt, ct = weight_step(xt, yt, t_part.weight, key)
-                        lv, cv = arch_step(xt, yt, xv, yv, epoch, v_part.weight, key)
-                    else:
-                        lv, cv = arch_step(xt, yt, xv, yv, epoch, v_part.weight, key)
-                        lt, ct = weight_step(xt, yt, t_part.weight, key)
-                    guard.observe(lt, lv)
-                    sums[:2] += t_part.tally(torch.stack([lt * len(yt), ct]).double())
-                    sums[2:] += v_part.tally(torch.stack([lv * len(yv), cv]).double())
-                if stop:
-                    dist.agree_on_guard(guard)
-                    partial = {
-                        "sums": dist.all_reduce_sum(sums).cpu(),
-                        "n": [n_train, n_valid],
-                        "guard": guard.state_dict(),
-                    }
-                    raise checkpointer.interrupt(functools.partial(snapshot, epoch, partial))
-            if single_level:
-                test_sums, n_valid = watch_test()
-                sums[2:] = test_sums
-            scheduler.step()
-            dist.agree_on_guard(guard)
-            guard.check(epoch)
-            dist.all_reduce_sum(sums[:2] if single_level else sums)  # SNAS's test: done
-            dist.broadcast_buffers(net)
-            loss_t, correct_t, loss_v, correct_v = sums.tolist()
-            values = {
-                "tau": net.tau,
-                "lr": lr,
-                "loss/train": loss_t / n_train,
-                "acc/train": 100.0 * correct_t / n_train,
-                "loss/valid": loss_v / n_valid,
-                "acc/valid": 100.0 * correct_v / n_valid,
-            }
-            current = net.derive()
-            values.update(arch_values(current))
-            if bench is not None:  # the current cell's recorded accuracies (AutoDL's curves)
-                values.update(nb201_bench.curve_values(bench.lookup(current.arch)))
-            values = round_floats(values)  # 6 significant digits, as in the JSON outputs
-            prob_rows.extend(arch_prob_rows(epoch, current))
-            history.append({"epoch": epoch, "values": values, "genotype": current.brief()})
-            log_epoch(live, values, epoch, prob_rows)
-            write_genotype_log(live_dir, history)
-            progress.report(epoch, values)
-            epoch_state = None
-            checkpointer.after_epoch(epoch, s.epochs, functools.partial(snapshot, epoch + 1, None))
-            seconds.append(time.perf_counter() - began)
-    summary = history[-1]["values"]
-    genotype = net.derive()
+    run.run(one_epoch, functools.partial(replay_log, run, live_dir))
+    summary = run.log[0][-1]["values"]
+    genotype = steps.net.derive()
     metrics = {
         "valid_acc": summary["acc/valid"],
         "valid_loss": summary["loss/valid"],
         "train_acc": summary["acc/train"],
         "train_loss": summary["loss/train"],
+        **arch_summary(summary, s.epochs),
+        "genotype_params": genotype_params(genotype, data),
+        **({"benchmark": nb201_bench.metrics_row(bench.lookup(genotype.arch))} if bench else {}),
+        "cost": run_cost(run, device),
+    }
+    return SearchResult(genotype=genotype, metrics=metrics)
+
+
+def record_epoch(run: EpochRunner, live_dir, epoch: int, values: dict, current: Genotype) -> dict:
+    """Log a search epoch (both search loops): its values to 6 significant digits, as in the
+    JSON outputs, the op probabilities and the genotype derived after it."""
+    history, prob_rows = run.log
+    values = round_floats(values)
+    prob_rows.extend(arch_prob_rows(epoch, current))
+    history.append({"epoch": epoch, "values": values, "genotype": current.brief()})
+    log_epoch(run.live, values, epoch, prob_rows)
+    write_genotype_log(live_dir, history)
+    return values
+
+
+def replay_log(run: EpochRunner, live_dir, live: Live) -> None:
+    """A resumed search's log, logged again: the same files as an uninterrupted run."""
+    history, prob_rows = run.log
+    for past in history:
+        log_epoch(live, past["values"], past["epoch"], prob_rows)
+    write_genotype_log(live_dir, history)
+
+
+def arch_summary(summary: dict, epochs: int) -> dict:
+    """The metrics both searches take from their last epoch's architecture values."""
+    return {
         "final_tau": summary["tau"],
         "arch_entropy": summary["arch/entropy"],
         "arch_top_prob": summary["arch/top_prob"],
-        "epochs": s.epochs,
-        "genotype_params": genotype_params(genotype, data),
-        **({"benchmark": nb201_bench.metrics_row(bench.lookup(genotype.arch))} if bench else {}),
-        # Measurements of this run, not results: they differ between runs and machines.
-        "cost": {
-            "seconds_per_epoch": round_floats(sum(seconds) / max(len(seconds), 1)),
-            "peak_memory_mb": round_floats(peak_memory_mb(device)),
-        },
+        "epochs": epochs,
     }
-    return SearchResult(genotype=genotype, metrics=metrics)
+
+
+def mean_values(sums: list[float], n_train: int, n_valid: int) -> dict[str, float]:
+    """An epoch's mean losses and accuracies (percent) from its sums."""
+    loss_t, correct_t, loss_v, correct_v = sums
+    return {
+        "loss/train": loss_t / n_train,
+        "acc/train": 100.0 * correct_t / n_train,
+        "loss/valid": loss_v / n_valid,
+        "acc/valid": 100.0 * correct_v / n_valid,
+    }
+
+
+def run_cost(run: EpochRunner, device: torch.device) -> dict:
+    """Measurements of a run, not results: they differ between runs and machines."""
+    seconds = run.seconds
+    return {
+        "seconds_per_epoch": round_floats(sum(seconds) / max(len(seconds), 1)),
+        "peak_memory_mb": round_floats(peak_memory_mb(device)),
+    }
 
 
 def peak_memory_mb(device: torch.device) -> float:

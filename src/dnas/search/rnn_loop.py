@@ -25,17 +25,14 @@ that of the architecture steps (sampled architectures, as the CNN search reports
 from __future__ import annotations
 
 import functools
-import json
 import math
-import time
 from pathlib import Path
 
 import torch
 
-from dnas.checkpoint import Checkpointer, GeneratorState, capture, fingerprint, stop_on_signals
+from dnas.checkpoint import GeneratorState, fingerprint
 from dnas.config import Params
 from dnas.data.text import TextPrepared
-from dnas.io import round_floats
 from dnas.models.rnn_lm import (
     batchify,
     build_lm,
@@ -44,19 +41,19 @@ from dnas.models.rnn_lm import (
     lm_loss,
     sequence_length,
 )
-from dnas.runtime import EpochProgress, FiniteLossGuard, seed_everything
+from dnas.runner import EpochRunner, to_cpu
+from dnas.runtime import seed_everything
 from dnas.search.gdas import tau_at
 from dnas.search.loop import (
     SearchResult,
-    arch_prob_rows,
+    arch_summary,
     arch_values,
-    log_epoch,
-    peak_memory_mb,
-    write_genotype_log,
+    record_epoch,
+    replay_log,
+    run_cost,
 )
 from dnas.search.rnn import RNNSupernet, first_order, unrolled_arch_grad
 from dnas.spaces.genotype import Genotype
-from dvclive import Live
 
 # emsize = nhid of the PTB retraining (docs/algorithms.md#rnn-retraining): genotype_params
 PAPER_SIZE = 850
@@ -100,11 +97,6 @@ def run_rnn_search(
         betas=tuple(s.arch_betas),
         weight_decay=s.arch_weight_decay,
     )
-    guard = FiniteLossGuard(device, "search", "search.lr or search.arch_lr")
-    history: list[dict] = []
-    prob_rows: list[dict] = []
-    epoch_state = None
-    start = 0
     stateful = {
         "model": net,
         "w_opt": w_opt,
@@ -112,19 +104,49 @@ def run_rnn_search(
         "gumbel": GeneratorState(net.cell.generator),
         "lengths": GeneratorState(lengths),
     }
-    checkpointer = Checkpointer(
-        checkpoint_dir,
-        fingerprint(p.common.seed, s.model_dump(), r.model_dump(), data.card["sha256"]),
+    run = EpochRunner(
+        "search", s.epochs, device, "search.lr or search.arch_lr", live_dir, checkpoint_dir,
         p.common.checkpoint_every,
-    )
-    state = checkpointer.resume(stateful, "search")
-    if state is not None:
-        history, prob_rows = json.loads(state["log"])
-        start, epoch_state = state["epoch"], state["epoch_state"]
+        fingerprint(p.common.seed, s.model_dump(), r.model_dump(), data.card["sha256"]),
+        stateful,
+        log=[[], []],  # the values logged per epoch, the op probabilities
+    )  # fmt: skip
+    run.resume()
 
-    def snapshot(epoch: int, partial) -> dict:
-        log = json.dumps([history, prob_rows])
-        return {**capture(stateful), "log": log, "epoch": epoch, "epoch_state": partial}
+    def one_epoch(epoch: int) -> dict:
+        net.cell.tau = tau_at(epoch, s.epochs, s.tau_max, s.tau_min, s.tau_schedule)
+        net.train()
+        loss_t, loss_v = rnn_search_epoch(run, p, net, w_opt, a_opt, lengths, epoch, train, valid)
+        values = {
+            "tau": net.cell.tau,
+            "lr": s.lr,
+            "loss/train": loss_t,
+            "ppl/train": math.exp(loss_t),
+            "loss/valid": loss_v,
+            "ppl/valid": math.exp(loss_v),
+        }
+        current = net.derive(r.keep_none)
+        values.update(arch_values(current))
+        return record_epoch(run, live_dir, epoch, values, current)
+
+    run.run(one_epoch, functools.partial(replay_log, run, live_dir))
+    summary = run.log[0][-1]["values"]
+    genotype = net.derive(r.keep_none)
+    metrics = {
+        "valid_loss": summary["loss/valid"],
+        "valid_ppl": summary["ppl/valid"],
+        "train_loss": summary["loss/train"],
+        "train_ppl": summary["ppl/train"],
+        **arch_summary(summary, s.epochs),
+        "genotype_params": genotype_params(genotype, data.vocab_size),
+        "cost": run_cost(run, device),
+    }
+    return SearchResult(genotype=genotype, metrics=metrics)
+
+
+def rnn_search_epoch(run: EpochRunner, p: Params, net, w_opt, a_opt, lengths, epoch, train, valid):
+    """The steps of one epoch (module docstring); the mean train and valid losses."""
+    s, r = p.search, p.search.rnn
 
     def arch_step(xt, yt, ht, xv, yv, hv, eta):
         a_opt.zero_grad(set_to_none=True)  # every step (the GDAS RNN code never did, see above)
@@ -150,95 +172,33 @@ def run_rnn_search(
         w_opt.step()
         return raw_loss.detach(), ht.detach()
 
-    seconds: list[float] = []
-    with (
-        Live(str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None) as live,
-        stop_on_signals() as stop,
-    ):
-        for past in history:
-            log_epoch(live, past["values"], past["epoch"], prob_rows)
-        write_genotype_log(live_dir, history)
-        progress = EpochProgress(s.epochs, "search", start=start)
-        for epoch in progress:
-            began = time.perf_counter()
-            net.cell.tau = tau_at(epoch, s.epochs, s.tau_max, s.tau_min, s.tau_schedule)
-            net.train()
-            if epoch_state is None:
-                hidden = net.init_hidden(s.batch_size)
-                epoch_state = {
-                    "i": 0,
-                    "hidden": hidden,
-                    "hidden_valid": hidden.clone(),
-                    "sums": torch.zeros(2, dtype=torch.float64),
-                    "n": [0, 0],
-                }
-                guard.reset()
-            else:
-                guard.load_state_dict(epoch_state["guard"])
-            i = epoch_state["i"]
-            ht = epoch_state["hidden"].to(device)
-            hv = epoch_state["hidden_valid"].to(device)
-            sums = epoch_state["sums"].to(device)  # loss * tokens (train, valid)
-            n_t, n_v = epoch_state["n"]
-            while i < train.shape[0] - 2:
-                seq_len = sequence_length(lengths, r.bptt, r.seq_std, r.max_seq_delta)
-                eta = s.lr * seq_len / r.bptt
-                w_opt.param_groups[0]["lr"] = eta
-                xv, yv = get_batch(valid, i % (valid.shape[0] - 1), r.bptt)
-                xt, yt = get_batch(train, i, seq_len)
-                lv, hv = arch_step(xt, yt, ht, xv, yv, hv, eta)
-                lt, ht = weight_step(xt, yt, ht)
-                guard.observe(lt, lv)
-                sums += torch.stack([lt * yt.numel(), lv * yv.numel()]).double()
-                n_t, n_v = n_t + yt.numel(), n_v + yv.numel()
-                i += seq_len
-                if stop:
-                    partial = {
-                        "i": i,
-                        "hidden": ht.cpu(),
-                        "hidden_valid": hv.cpu(),
-                        "sums": sums.cpu(),
-                        "n": [n_t, n_v],
-                        "guard": guard.state_dict(),
-                    }
-                    raise checkpointer.interrupt(functools.partial(snapshot, epoch, partial))
-            w_opt.param_groups[0]["lr"] = s.lr
-            guard.check(epoch)
-            loss_t, loss_v = sums.tolist()
-            values = {
-                "tau": net.cell.tau,
-                "lr": s.lr,
-                "loss/train": loss_t / n_t,
-                "ppl/train": math.exp(loss_t / n_t),
-                "loss/valid": loss_v / n_v,
-                "ppl/valid": math.exp(loss_v / n_v),
-            }
-            current = net.derive(r.keep_none)
-            values.update(arch_values(current))
-            values = round_floats(values)
-            prob_rows.extend(arch_prob_rows(epoch, current))
-            history.append({"epoch": epoch, "values": values, "genotype": current.brief()})
-            log_epoch(live, values, epoch, prob_rows)
-            write_genotype_log(live_dir, history)
-            progress.report(epoch, values)
-            epoch_state = None
-            checkpointer.after_epoch(epoch, s.epochs, functools.partial(snapshot, epoch + 1, None))
-            seconds.append(time.perf_counter() - began)
-    summary = history[-1]["values"]
-    genotype = net.derive(r.keep_none)
-    metrics = {
-        "valid_loss": summary["loss/valid"],
-        "valid_ppl": summary["ppl/valid"],
-        "train_loss": summary["loss/train"],
-        "train_ppl": summary["ppl/train"],
-        "final_tau": summary["tau"],
-        "arch_entropy": summary["arch/entropy"],
-        "arch_top_prob": summary["arch/top_prob"],
-        "epochs": s.epochs,
-        "genotype_params": genotype_params(genotype, data.vocab_size),
-        "cost": {
-            "seconds_per_epoch": round_floats(sum(seconds) / max(len(seconds), 1)),
-            "peak_memory_mb": round_floats(peak_memory_mb(device)),
-        },
-    }
-    return SearchResult(genotype=genotype, metrics=metrics)
+    def fresh():
+        hidden = net.init_hidden(s.batch_size)
+        return {"i": 0, "hidden": hidden, "hidden_valid": hidden.clone(),
+                "sums": torch.zeros(2, dtype=torch.float64), "n": [0, 0]}  # fmt: skip
+
+    state = run.begin_epoch(fresh)
+    device = train.device
+    i = state["i"]
+    ht = state["hidden"].to(device)
+    hv = state["hidden_valid"].to(device)
+    sums = state["sums"].to(device)  # loss * tokens (train, valid)
+    n_t, n_v = state["n"]
+    while i < train.shape[0] - 2:
+        seq_len = sequence_length(lengths, r.bptt, r.seq_std, r.max_seq_delta)
+        eta = s.lr * seq_len / r.bptt
+        w_opt.param_groups[0]["lr"] = eta
+        xv, yv = get_batch(valid, i % (valid.shape[0] - 1), r.bptt)
+        xt, yt = get_batch(train, i, seq_len)
+        lv, hv = arch_step(xt, yt, ht, xv, yv, hv, eta)
+        lt, ht = weight_step(xt, yt, ht)
+        run.guard.observe(lt, lv)
+        sums += torch.stack([lt * yt.numel(), lv * yv.numel()]).double()
+        n_t, n_v = n_t + yt.numel(), n_v + yv.numel()
+        i += seq_len
+        partial = {"i": i, "hidden": ht, "hidden_valid": hv, "sums": sums, "n": [n_t, n_v]}
+        run.step_done(epoch, lambda partial=partial: to_cpu(partial))
+    w_opt.param_groups[0]["lr"] = s.lr
+    run.end_epoch(epoch)
+    loss_t, loss_v = sums.tolist()
+    return loss_t / n_t, loss_v / n_v

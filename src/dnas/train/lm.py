@@ -18,8 +18,6 @@ awd-lstm-lm recipe the GDAS and DARTS papers use.
 
 from __future__ import annotations
 
-import functools
-import json
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dnas.checkpoint import Checkpointer, GeneratorState, capture, fingerprint, stop_on_signals
+from dnas.checkpoint import GeneratorState, fingerprint
 from dnas.config import Params
 from dnas.data.text import TextPrepared
 from dnas.io import round_floats
@@ -42,9 +40,9 @@ from dnas.models.rnn_lm import (
     lm_loss,
     sequence_length,
 )
-from dnas.runtime import EpochProgress, FiniteLossGuard, seed_everything
+from dnas.runner import EpochRunner, log_values, to_cpu
+from dnas.runtime import seed_everything
 from dnas.spaces.genotype import Genotype
-from dvclive import Live
 
 
 def nt_asgd_switch(
@@ -144,115 +142,50 @@ def run_lm_train(
     valid = batchify(data.valid, r.eval_batch_size, device)
     opt = torch.optim.SGD(params, lr=t.lr, weight_decay=t.weight_decay)
     average = ParamAverage(params)
-    guard = FiniteLossGuard(device, "train", "train.lr")
-    log = {"history": [], "sgd_losses": [], "best_loss": math.inf, "best_epoch": 0, "asgd": 0}
-    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    epoch_state = None
-    start = 0
-    stateful = {"model": model, "opt": opt, "average": average, "lengths": GeneratorState(lengths)}
-    checkpointer = Checkpointer(
-        checkpoint_dir,
-        fingerprint(
-            p.common.seed,
-            t.model_dump(),
-            r.model_dump(),
-            genotype.to_json()["cells"],
-            data.card["sha256"],
-        ),
-        p.common.checkpoint_every,
-    )
-    state = checkpointer.resume(stateful, "train")
+    best = {"state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+    run = EpochRunner(
+        "train", t.epochs, device, "train.lr", live_dir, checkpoint_dir, p.common.checkpoint_every,
+        fingerprint(p.common.seed, t.model_dump(), r.model_dump(), genotype.to_json()["cells"],
+                    data.card["sha256"]),
+        {"model": model, "opt": opt, "average": average, "lengths": GeneratorState(lengths)},
+        log={"history": [], "sgd_losses": [], "best_loss": math.inf, "best_epoch": 0, "asgd": 0},
+        extra=lambda epoch: {"best_state": {k: v.cpu() for k, v in best["state"].items()}},
+    )  # fmt: skip
+    state = run.resume()
     if state is not None:
-        log = json.loads(state["log"])
-        best_state = {k: v.to(device) for k, v in state["best_state"].items()}
-        start, epoch_state = state["epoch"], state["epoch_state"]
+        best["state"] = {k: v.to(device) for k, v in state["best_state"].items()}
 
-    def snapshot(epoch: int, partial) -> dict:
-        best = {k: v.cpu() for k, v in best_state.items()}
-        return {
-            **capture(stateful),
-            "log": json.dumps(log),
-            "best_state": best,
-            "epoch": epoch,
-            "epoch_state": partial,
-        }
+    def one_epoch(epoch: int) -> dict:
+        log = run.log
+        model.train()
+        train_loss = lm_epoch(run, p, model, opt, average, lengths, epoch, train)
+        with average.applied():
+            val_loss = evaluate_lm(model, valid, r.bptt)
+            if val_loss < log["best_loss"]:
+                log["best_loss"], log["best_epoch"] = val_loss, epoch + 1
+                best["state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if r.asgd and not average.active:
+            if nt_asgd_switch(log["sgd_losses"], val_loss, r.nonmono, r.switch_rule):
+                average.start()
+                log["asgd"] = epoch + 1  # averaging from the next epoch on
+            log["sgd_losses"].append(val_loss)
+        values = round_floats(
+            {
+                "lr": t.lr,
+                "loss/train": train_loss,
+                "ppl/train": math.exp(train_loss),
+                "loss/valid": val_loss,
+                "ppl/valid": math.exp(val_loss),
+                "asgd": int(average.active),
+            }
+        )
+        log["history"].append(values)
+        log_values(run.live, values)
+        return values
 
-    with (
-        Live(str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None) as live,
-        stop_on_signals() as stop,
-    ):
-        for past in log["history"]:
-            _log(live, past)
-        progress = EpochProgress(t.epochs, "train", start=start)
-        for epoch in progress:
-            model.train()
-            if epoch_state is None:
-                epoch_state = {
-                    "i": 0,
-                    "hidden": model.init_hidden(t.batch_size).cpu(),
-                    "sums": torch.zeros(1, dtype=torch.float64),
-                    "n": 0,
-                }
-                guard.reset()
-            else:
-                guard.load_state_dict(epoch_state["guard"])
-            i, n = epoch_state["i"], epoch_state["n"]
-            hidden = epoch_state["hidden"].to(device)
-            sums = epoch_state["sums"].to(device)
-            while i < train.shape[0] - 2:
-                seq_len = sequence_length(lengths, r.bptt, r.seq_std, r.max_seq_delta)
-                opt.param_groups[0]["lr"] = t.lr * seq_len / r.bptt
-                x, y = get_batch(train, i, seq_len)
-                opt.zero_grad(set_to_none=True)
-                loss, raw_loss, hidden = lm_loss(model, x, y, hidden, r.alpha, r.beta)
-                loss.backward()
-                if t.grad_clip > 0:
-                    nn.utils.clip_grad_norm_(params, t.grad_clip)
-                opt.step()
-                average.update()
-                hidden = hidden.detach()
-                guard.observe(raw_loss)
-                sums += raw_loss.detach().double() * y.numel()
-                n += y.numel()
-                i += seq_len
-                if stop:
-                    partial = {
-                        "i": i,
-                        "n": n,
-                        "hidden": hidden.cpu(),
-                        "sums": sums.cpu(),
-                        "guard": guard.state_dict(),
-                    }
-                    raise checkpointer.interrupt(functools.partial(snapshot, epoch, partial))
-            opt.param_groups[0]["lr"] = t.lr
-            guard.check(epoch)
-            with average.applied():
-                val_loss = evaluate_lm(model, valid, r.bptt)
-                if val_loss < log["best_loss"]:
-                    log["best_loss"], log["best_epoch"] = val_loss, epoch + 1
-                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            if r.asgd and not average.active:
-                if nt_asgd_switch(log["sgd_losses"], val_loss, r.nonmono, r.switch_rule):
-                    average.start()
-                    log["asgd"] = epoch + 1  # averaging from the next epoch on
-                log["sgd_losses"].append(val_loss)
-            train_loss = sums.item() / n
-            values = round_floats(
-                {
-                    "lr": t.lr,
-                    "loss/train": train_loss,
-                    "ppl/train": math.exp(train_loss),
-                    "loss/valid": val_loss,
-                    "ppl/valid": math.exp(val_loss),
-                    "asgd": int(average.active),
-                }
-            )
-            log["history"].append(values)
-            _log(live, values)
-            progress.report(epoch, values)
-            epoch_state = None
-            checkpointer.after_epoch(epoch, t.epochs, functools.partial(snapshot, epoch + 1, None))
-    model.load_state_dict(best_state)
+    run.run(one_epoch, lambda live: [log_values(live, past) for past in run.log["history"]])
+    model.load_state_dict(best["state"])
+    log = run.log
     final = log["history"][-1]
     metrics = {
         "train_loss": final["loss/train"],
@@ -266,7 +199,36 @@ def run_lm_train(
     return model, config, metrics
 
 
-def _log(live: Live, values: dict) -> None:
-    for name, value in values.items():
-        live.log_metric(name, value)
-    live.next_step()
+def lm_epoch(run: EpochRunner, p: Params, model, opt, average, lengths, epoch: int, train) -> float:
+    """The steps of one epoch (module docstring); the mean training loss."""
+    t, r = p.train, p.train.rnn
+
+    def fresh():
+        hidden = model.init_hidden(t.batch_size).cpu()
+        return {"i": 0, "hidden": hidden, "sums": torch.zeros(1, dtype=torch.float64), "n": 0}
+
+    state = run.begin_epoch(fresh)
+    i, n = state["i"], state["n"]
+    hidden = state["hidden"].to(train.device)
+    sums = state["sums"].to(train.device)
+    while i < train.shape[0] - 2:
+        seq_len = sequence_length(lengths, r.bptt, r.seq_std, r.max_seq_delta)
+        opt.param_groups[0]["lr"] = t.lr * seq_len / r.bptt
+        x, y = get_batch(train, i, seq_len)
+        opt.zero_grad(set_to_none=True)
+        loss, raw_loss, hidden = lm_loss(model, x, y, hidden, r.alpha, r.beta)
+        loss.backward()
+        if t.grad_clip > 0:
+            nn.utils.clip_grad_norm_(average.params, t.grad_clip)
+        opt.step()
+        average.update()
+        hidden = hidden.detach()
+        run.guard.observe(raw_loss)
+        sums += raw_loss.detach().double() * y.numel()
+        n += y.numel()
+        i += seq_len
+        partial = {"i": i, "n": n, "hidden": hidden, "sums": sums}
+        run.step_done(epoch, lambda partial=partial: to_cpu(partial))
+    opt.param_groups[0]["lr"] = t.lr
+    run.end_epoch(epoch)
+    return sums.item() / n

@@ -14,8 +14,6 @@ computes; with every switch off and one process the loop runs as it always has.
 
 from __future__ import annotations
 
-import functools
-import json
 from pathlib import Path
 
 import torch
@@ -23,22 +21,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from dnas import distributed as dist
-from dnas.checkpoint import (
-    Checkpointer,
-    capture,
-    fingerprint,
-    restore,
-    stop_on_signals,
-)
+from dnas.checkpoint import fingerprint
 from dnas.config import Params
 from dnas.data import Prepared
 from dnas.data.loader import DeviceLoader, split_loader
+from dnas.evaluate import eval_loader, evaluate_loader
 from dnas.io import round_floats
 from dnas.models import build_network
-from dnas.runtime import EpochProgress, FastPath, FiniteLossGuard, seed_everything
+from dnas.runner import EpochRunner, log_values
+from dnas.runtime import FastPath, seed_everything
 from dnas.spaces.genotype import Genotype
 from dnas.train.schedule import sgd_schedule
-from dvclive import Live
 
 # Train keys added after the first release: left out of the checkpoint fingerprint while they
 # hold their defaults, so a default run resumes from (and writes) the same checkpoints as before.
@@ -75,36 +68,6 @@ def train_loader(p: Params, data: Prepared, device: torch.device) -> DeviceLoade
     )
 
 
-def eval_loader(data: Prepared, device: torch.device, batch_size: int) -> DeviceLoader:
-    """The test set, less any half a search split took from it (test_half: the x-test half)."""
-    return split_loader(data, "eval", batch_size, device)
-
-
-@torch.no_grad()
-def evaluate_loader(
-    model: nn.Module, loader: DeviceLoader, fast: FastPath | None = None, forward=None
-) -> dict[str, float]:
-    """Mean cross-entropy, top-1 and top-5 accuracy (percent) over a loader. `forward` runs
-    the model (its compiled form) if given; under torchrun each rank takes its shard."""
-    fast = FastPath() if fast is None else fast
-    forward = model if forward is None else forward
-    model.eval()
-    sums = torch.zeros(3, dtype=torch.float64, device=loader.device)
-    for x, y in loader:
-        part = dist.shard(x, y)
-        x, y = part.x, part.y
-        with fast.autocast(loader.device):
-            logits = forward(fast.inputs(x))
-            loss = F.cross_entropy(logits, y, reduction="sum")
-        k = min(5, logits.shape[1])
-        topk = logits.topk(k, dim=1).indices
-        hits = topk == y.unsqueeze(1)
-        sums += part.tally(torch.stack([loss, hits[:, 0].sum(), hits.any(dim=1).sum()]).double())
-    loss, top1, top5 = dist.all_reduce_sum(sums).tolist()
-    n = loader.num_examples
-    return {"loss": loss / n, "top1": 100.0 * top1 / n, "top5": 100.0 * top5 / n}
-
-
 def run_train(
     p: Params,
     genotype: Genotype,
@@ -135,103 +98,42 @@ def run_train(
     loader = train_loader(p, data, device)
     test = eval_loader(data, device, p.evaluate.batch_size)
     opt, scheduler = sgd_schedule(model.parameters(), t)
-    guard = FiniteLossGuard(device, "train", "train.lr")
-    history: list[dict] = []
-    epoch_state = None
-    start = 0
-    stateful = {"model": model, "opt": opt, "scheduler": scheduler, "loader": loader}
-    checkpointer = Checkpointer(
-        checkpoint_dir if dist.is_main() else None,  # rank 0 alone reads and writes files
-        fingerprint(
-            p.common.seed,
-            _fingerprint_fields(t),
-            p.evaluate.batch_size,
-            genotype.to_json()["cells"],
-            data.card["sha256"],
-        ),
-        p.common.checkpoint_every,
-    )
-    state = dist.broadcast_object(checkpointer.load())
-    if state is not None:
-        if dist.is_main():
-            checkpointer.restore(stateful, state, "train")
-        else:
-            restore(stateful, state)
-            if state["epoch_state"] is not None:  # rank 0 holds the interrupted epoch's sums
-                state["epoch_state"]["sums"].zero_()
-        history = json.loads(state["log"])
-        start, epoch_state = state["epoch"], state["epoch_state"]
+    cells = genotype.to_json()["cells"]
+    run = EpochRunner(
+        "train", t.epochs, device, "train.lr", live_dir, checkpoint_dir, p.common.checkpoint_every,
+        fingerprint(p.common.seed, _fingerprint_fields(t), p.evaluate.batch_size, cells,
+                    data.card["sha256"]),
+        {"model": model, "opt": opt, "scheduler": scheduler, "loader": loader},
+        log=[],  # the values logged per epoch
+    )  # fmt: skip
+    run.resume()
 
-    def snapshot(epoch: int, partial) -> dict:
-        log = json.dumps(history)
-        return {**capture(stateful), "log": log, "epoch": epoch, "epoch_state": partial}
+    def one_epoch(epoch: int) -> dict:
+        if hasattr(model, "set_drop_prob"):
+            model.set_drop_prob(t.drop_path * epoch / t.epochs)
+        lr = opt.param_groups[0]["lr"]
+        model.train()
+        sums = train_epoch(run, p, model, forward, fast, opt, loader, epoch)
+        scheduler.step()
+        run.end_epoch(epoch)
+        loss_sum, correct = dist.all_reduce_sum(sums).tolist()
+        n = loader.num_examples
+        dist.broadcast_buffers(model)
+        result = evaluate_loader(model, test, fast, forward)
+        values = {
+            "lr": lr,
+            "loss/train": loss_sum / n,
+            "acc/train": 100.0 * correct / n,
+            "loss/test": result["loss"],
+            "acc/test": result["top1"],
+        }
+        values = round_floats(values)  # 6 significant digits, as in the JSON outputs
+        run.log.append(values)
+        log_values(run.live, values)
+        return values
 
-    live = (
-        Live(str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None)
-        if dist.is_main()
-        else dist.NullLive()
-    )
-    with live, stop_on_signals() as request:
-        stop = dist.agreed_stop(request)
-        for past in history:  # replaying a resumed run's log gives the same files
-            _log(live, past)
-        progress = EpochProgress(t.epochs, "train", start=start, quiet=not dist.is_main())
-        for epoch in progress:
-            if hasattr(model, "set_drop_prob"):
-                model.set_drop_prob(t.drop_path * epoch / t.epochs)
-            lr = opt.param_groups[0]["lr"]
-            model.train()
-            if epoch_state is None:
-                epoch_state = {"sums": torch.zeros(2, dtype=torch.float64)}
-                guard.reset()
-            else:
-                guard.load_state_dict(epoch_state["guard"])
-            sums = epoch_state["sums"].to(device)
-            for x, y in loader:
-                part = dist.shard(x, y)
-                x, y = part.x, part.y
-                opt.zero_grad(set_to_none=True)
-                with dist.step_rng(device, p.common.seed, epoch, guard.step), fast.autocast(device):
-                    out = forward(fast.inputs(x))
-                    logits, aux = out if isinstance(out, tuple) else (out, None)
-                    loss = F.cross_entropy(logits, y, label_smoothing=t.label_smoothing)
-                    if aux is not None:
-                        loss = loss + t.auxiliary_weight * F.cross_entropy(
-                            aux, y, label_smoothing=t.label_smoothing
-                        )
-                loss.backward()
-                dist.average_gradients(model.parameters(), part.weight)
-                if t.grad_clip > 0:
-                    nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-                opt.step()
-                guard.observe(loss)
-                sums += part.tally(
-                    torch.stack([loss.detach() * len(y), (logits.argmax(1) == y).sum()]).double()
-                )
-                if stop:
-                    dist.agree_on_guard(guard)
-                    partial = {"sums": dist.all_reduce_sum(sums).cpu(), "guard": guard.state_dict()}
-                    raise checkpointer.interrupt(functools.partial(snapshot, epoch, partial))
-            scheduler.step()
-            dist.agree_on_guard(guard)
-            guard.check(epoch)
-            loss_sum, correct = dist.all_reduce_sum(sums).tolist()
-            n = loader.num_examples
-            dist.broadcast_buffers(model)
-            result = evaluate_loader(model, test, fast, forward)
-            values = {
-                "lr": lr,
-                "loss/train": loss_sum / n,
-                "acc/train": 100.0 * correct / n,
-                "loss/test": result["loss"],
-                "acc/test": result["top1"],
-            }
-            values = round_floats(values)  # 6 significant digits, as in the JSON outputs
-            history.append(values)
-            _log(live, values)
-            progress.report(epoch, values)
-            epoch_state = None
-            checkpointer.after_epoch(epoch, t.epochs, functools.partial(snapshot, epoch + 1, None))
+    run.run(one_epoch, lambda live: [log_values(live, past) for past in run.log])
+    history = run.log
     final = history[-1]
     metrics = {
         "train_loss": final["loss/train"],
@@ -246,7 +148,31 @@ def run_train(
     return model, config, metrics
 
 
-def _log(live: Live, values: dict) -> None:
-    for name, value in values.items():
-        live.log_metric(name, value)
-    live.next_step()
+def train_epoch(run: EpochRunner, p: Params, model, forward, fast, opt, loader, epoch: int):
+    """The steps of one retraining epoch: (loss*n, correct) summed on this rank."""
+    t, device = p.train, loader.device
+    state = run.begin_epoch(lambda: {"sums": torch.zeros(2, dtype=torch.float64)})
+    sums = state["sums"].to(device)
+    for x, y in loader:
+        part = dist.shard(x, y)
+        x, y = part.x, part.y
+        opt.zero_grad(set_to_none=True)
+        with dist.step_rng(device, p.common.seed, epoch, run.guard.step), fast.autocast(device):
+            out = forward(fast.inputs(x))
+            logits, aux = out if isinstance(out, tuple) else (out, None)
+            loss = F.cross_entropy(logits, y, label_smoothing=t.label_smoothing)
+            if aux is not None:
+                loss = loss + t.auxiliary_weight * F.cross_entropy(
+                    aux, y, label_smoothing=t.label_smoothing
+                )
+        loss.backward()
+        dist.average_gradients(model.parameters(), part.weight)
+        if t.grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+        opt.step()
+        run.guard.observe(loss)
+        sums += part.tally(
+            torch.stack([loss.detach() * len(y), (logits.argmax(1) == y).sum()]).double()
+        )
+        run.step_done(epoch, lambda sums=sums: {"sums": dist.all_reduce_sum(sums).cpu()})
+    return sums

@@ -1,0 +1,182 @@
+"""Results of tiny runs of every loop, recorded from the code before the loops shared one epoch
+runner (dnas.runner): the refactor must not change a bit of them. Each run gives a digest of
+its genotype or weights, its metrics (less the timings) and its dvclive files; a run that is
+interrupted and resumed must give the uninterrupted run's digest.
+
+The digests are SHA-256 sums: any changed float, key or byte in the outputs changes them. When
+a change to the algorithms is meant to change results, rerun `python -m tests.test_pinned` and
+paste its output into PINNED (and say why in the commit)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+
+import pytest
+import torch
+
+from dnas.checkpoint import Interrupted
+from dnas.config import parse_params
+from dnas.io import MEASURED, dumps_json
+from dnas.search import loop as search_loop
+from dnas.search import rnn_loop
+from dnas.spaces.published import PUBLISHED
+from dnas.train import lm as train_lm
+from dnas.train import loop as train_loop
+from tests.interrupt import files, interrupt_at
+from tests.test_rnn import tiny_corpus, tiny_params
+
+CPU = torch.device("cpu")
+TINY = {"channels": 4, "layers": 3, "batch_size": 128}
+SEARCHES = {
+    "gdas": {"epochs": 3},
+    "darts2": {"epochs": 2, "algorithm": "darts", "order": 2},
+    "snas": {"epochs": 2, "algorithm": "snas"},
+    "drnas_progressive": {
+        "epochs": 4,
+        "algorithm": "drnas",
+        "partial_channels": [2, 1],
+        "keep_ops": [3],
+        "arch_warmup": 1,
+    },
+}
+
+# Recorded from the code before the refactor (see the docstring).
+PINNED: dict[str, str] = {
+    "search/gdas": "0fcfa94126e4e7e290274288bb67b39f8df42d0f489d46d42eca397b85894bd3",
+    "search/darts2": "d0e9caf4c881e3a1978c5bc063fc18d5dde9fcf4f43285ddbc8d9f49fb5bc787",
+    "search/snas": "39d84ea6c9f5335008f157736a4d7fca03657f00fd83a74aac646f7075b0e136",
+    "search/drnas_progressive": "ea515de810121efd27ae109ef5822c329f29378e12b925c419247572b4ed9010",
+    "train": "c56b4a986c5f03371be612e93b53bed93f2d70a2ad34faaec53dad30d80d324a",
+    "rnn_search/gdas1": "ecd31c307afd8b0893a53facbd375e75e1a6668472ee15fed8cd079f5e6443ba",
+    "rnn_search/darts2": "00d8ab0516c2a37b357058ffee94dba05df752cd6ed7ae181a69b796177e2f63",
+    "lm_train": "53f8fd51c40faf7f94f0d7bf523c51c3714a98539910a9ba012428affb1b4d70",
+}
+
+
+def _digest(*parts) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, dict):  # files of a directory
+            for name, data in part.items():
+                h.update(name.encode() + b"\0" + data + b"\0")
+        else:
+            h.update(part if isinstance(part, bytes) else str(part).encode())
+    return h.hexdigest()
+
+
+def _weights(model) -> bytes:
+    return b"".join(v.detach().numpy().tobytes() for v in model.state_dict().values())
+
+
+def _small(data):
+    """256 examples per split: two search steps per epoch."""
+    card = data.card
+    splits = {k: v[:256] for k, v in card["splits"].items()}
+    return dataclasses.replace(data, card={**card, "splits": splits})
+
+
+def _metrics(metrics: dict) -> str:
+    return dumps_json({k: v for k, v in metrics.items() if k != MEASURED})
+
+
+def search_digest(name: str, data, root: Path) -> str:
+    params = parse_params({"search": {**TINY, **SEARCHES[name]}, "common": {"checkpoint_every": 1}})
+    result = search_loop.run_search(params, data, CPU, root / "live", root / "ckpt")
+    return _digest(
+        dumps_json(result.genotype.to_json()), _metrics(result.metrics), files(root / "live")
+    )
+
+
+def train_digest(data, root: Path) -> str:
+    train = {**TINY, "epochs": 2, "drop_path": 0.2, "auxiliary_weight": 0.4}
+    params = parse_params({"train": train, "common": {"checkpoint_every": 1}})
+    model, config, metrics = train_loop.run_train(
+        params, PUBLISHED["GDAS_V1"].genotype, data, CPU, root / "live", root / "ckpt"
+    )
+    return _digest(_weights(model), dumps_json(config), _metrics(metrics), files(root / "live"))
+
+
+def rnn_search_digest(algorithm: str, order: int, corpus, root: Path) -> str:
+    p = tiny_params(search__algorithm=algorithm, search__order=order)
+    result = rnn_loop.run_rnn_search(p, corpus, CPU, root / "live", root / "ckpt")
+    return _digest(
+        dumps_json(result.genotype.to_json()), _metrics(result.metrics), files(root / "live")
+    )
+
+
+def lm_digest(corpus, root: Path) -> str:
+    p = tiny_params(train__epochs=4)
+    model, config, metrics = train_lm.run_lm_train(
+        p, PUBLISHED["GDAS_RNN"].genotype, corpus, CPU, root / "live", root / "ckpt"
+    )
+    return _digest(_weights(model), dumps_json(config), _metrics(metrics), files(root / "live"))
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return tiny_corpus(tmp_path_factory.mktemp("text"))
+
+
+@pytest.mark.parametrize("name", list(SEARCHES))
+def test_search_results_are_pinned(tmp_path, digits_prepared, name):
+    assert search_digest(name, _small(digits_prepared), tmp_path) == PINNED[f"search/{name}"]
+
+
+def test_retraining_results_are_pinned(tmp_path, digits_prepared):
+    assert train_digest(_small(digits_prepared), tmp_path) == PINNED["train"]
+
+
+@pytest.mark.parametrize("algorithm, order", [("gdas", 1), ("darts", 2)])
+def test_rnn_search_results_are_pinned(tmp_path, corpus, algorithm, order):
+    digest = rnn_search_digest(algorithm, order, corpus, tmp_path)
+    assert digest == PINNED[f"rnn_search/{algorithm}{order}"]
+
+
+def test_lm_retraining_results_are_pinned(tmp_path, corpus):
+    assert lm_digest(corpus, tmp_path) == PINNED["lm_train"]
+
+
+def test_interrupted_search_resumes_to_the_pinned_results(monkeypatch, tmp_path, digits_prepared):
+    data = _small(digits_prepared)
+    interrupt_at(monkeypatch, search_loop, 3)  # mid-epoch 2 (two steps an epoch)
+    with pytest.raises(Interrupted, match="checkpoint saved"):
+        search_digest("gdas", data, tmp_path)
+    monkeypatch.undo()
+    assert search_digest("gdas", data, tmp_path) == PINNED["search/gdas"]
+
+
+def test_interrupted_lm_retraining_resumes_to_the_pinned_results(monkeypatch, tmp_path, corpus):
+    interrupt_at(monkeypatch, train_lm, 70)  # in epoch 4, after the switch to ASGD
+    with pytest.raises(Interrupted):
+        lm_digest(corpus, tmp_path)
+    monkeypatch.undo()
+    assert lm_digest(corpus, tmp_path) == PINNED["lm_train"]
+
+
+def _record() -> dict[str, str]:  # pragma: no cover - run by hand to re-pin
+    import tempfile
+
+    from dnas.config import Prepare
+    from dnas.data import load_prepared, prepare_dataset
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        prepare_dataset("digits", Prepare(), root / "prepared")
+        data = _small(load_prepared(root / "prepared" / "digits"))
+        for name in SEARCHES:
+            out[f"search/{name}"] = search_digest(name, data, root / f"s-{name}")
+        out["train"] = train_digest(data, root / "train")
+        corpus = tiny_corpus(root / "text")
+        for algorithm, order in [("gdas", 1), ("darts", 2)]:
+            key = f"rnn_search/{algorithm}{order}"
+            out[key] = rnn_search_digest(algorithm, order, corpus, root / key)
+        out["lm_train"] = lm_digest(corpus, root / "lm")
+    return out
+
+
+if __name__ == "__main__":  # pragma: no cover
+    for key, value in _record().items():
+        print(f'    "{key}": "{value}",')
