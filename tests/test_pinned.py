@@ -42,6 +42,31 @@ SEARCHES = {
     },
 }
 
+def machine() -> str:
+    """What the bytes of a float computation depend on besides the code: the CPU (model and
+    instruction-set flags: other SIMD kernels sum in another order), torch's version and its
+    thread count. A short hash of them."""
+    cpu = []
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key = line.split(":")[0].strip()
+            if key in ("model name", "cpu family", "model", "stepping", "flags"):
+                cpu.append(line)
+            if not line.strip() and cpu:
+                break  # the first processor is enough
+    except OSError:
+        import platform
+
+        cpu.append(platform.processor())
+    text = "\n".join([*cpu, torch.__version__, str(torch.get_num_threads())])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# The same bytes hold on one machine only (README "Same results"): on another CPU, torch
+# version or thread count the pins are skipped, and the resume tests compare an interrupted
+# run with an uninterrupted one computed there.
+PINNED_ON = "5fefa0dbedc95b1d"
+
 # Recorded from the code before the refactor (see the docstring).
 PINNED: dict[str, str] = {
     "search/gdas": "0fcfa94126e4e7e290274288bb67b39f8df42d0f489d46d42eca397b85894bd3",
@@ -119,40 +144,53 @@ def corpus(tmp_path_factory):
     return tiny_corpus(tmp_path_factory.mktemp("text"))
 
 
+def pinned(key: str) -> str:
+    if machine() != PINNED_ON:
+        pytest.skip("pinned on another CPU, torch or thread count: there the committed results "
+                    "agree within tolerances (.ci/same_results.py)")  # fmt: skip
+    return PINNED[key]
+
+
 @pytest.mark.parametrize("name", list(SEARCHES))
 def test_search_results_are_pinned(tmp_path, digits_prepared, name):
-    assert search_digest(name, _small(digits_prepared), tmp_path) == PINNED[f"search/{name}"]
+    assert search_digest(name, _small(digits_prepared), tmp_path) == pinned(f"search/{name}")
 
 
 def test_retraining_results_are_pinned(tmp_path, digits_prepared):
-    assert train_digest(_small(digits_prepared), tmp_path) == PINNED["train"]
+    assert train_digest(_small(digits_prepared), tmp_path) == pinned("train")
 
 
 @pytest.mark.parametrize("algorithm, order", [("gdas", 1), ("darts", 2)])
 def test_rnn_search_results_are_pinned(tmp_path, corpus, algorithm, order):
-    digest = rnn_search_digest(algorithm, order, corpus, tmp_path)
-    assert digest == PINNED[f"rnn_search/{algorithm}{order}"]
+    expected = pinned(f"rnn_search/{algorithm}{order}")
+    assert rnn_search_digest(algorithm, order, corpus, tmp_path) == expected
 
 
 def test_lm_retraining_results_are_pinned(tmp_path, corpus):
-    assert lm_digest(corpus, tmp_path) == PINNED["lm_train"]
+    assert lm_digest(corpus, tmp_path) == pinned("lm_train")
 
 
 def test_interrupted_search_resumes_to_the_pinned_results(monkeypatch, tmp_path, digits_prepared):
     data = _small(digits_prepared)
+    expected = PINNED["search/gdas"]
+    if machine() != PINNED_ON:
+        expected = search_digest("gdas", data, tmp_path / "uninterrupted")
     interrupt_at(monkeypatch, search_loop, 3)  # mid-epoch 2 (two steps an epoch)
     with pytest.raises(Interrupted, match="checkpoint saved"):
         search_digest("gdas", data, tmp_path)
     monkeypatch.undo()
-    assert search_digest("gdas", data, tmp_path) == PINNED["search/gdas"]
+    assert search_digest("gdas", data, tmp_path) == expected
 
 
 def test_interrupted_lm_retraining_resumes_to_the_pinned_results(monkeypatch, tmp_path, corpus):
+    expected = PINNED["lm_train"]
+    if machine() != PINNED_ON:
+        expected = lm_digest(corpus, tmp_path / "uninterrupted")
     interrupt_at(monkeypatch, train_lm, 70)  # in epoch 4, after the switch to ASGD
     with pytest.raises(Interrupted):
         lm_digest(corpus, tmp_path)
     monkeypatch.undo()
-    assert lm_digest(corpus, tmp_path) == PINNED["lm_train"]
+    assert lm_digest(corpus, tmp_path) == expected
 
 
 def _record() -> dict[str, str]:  # pragma: no cover - run by hand to re-pin
@@ -178,5 +216,6 @@ def _record() -> dict[str, str]:  # pragma: no cover - run by hand to re-pin
 
 
 if __name__ == "__main__":  # pragma: no cover
+    print(f'PINNED_ON = "{machine()}"')
     for key, value in _record().items():
         print(f'    "{key}": "{value}",')
