@@ -174,6 +174,11 @@ def test_config_defaults_are_params_yaml():
     recipe."""
     written = _leaves(yaml.safe_load((ROOT / "params.yaml").read_text()))
     defaults = _leaves(parse_params({}).model_dump())
-    differ = {k: (v, defaults.get(k, "<no default>")) for k, v in written.items() if defaults.get(k, object()) != v}
+    missing = object()
+    differ = {
+        k: (v, defaults.get(k, "<no default>"))
+        for k, v in written.items()
+        if defaults.get(k, missing) != v
+    }
     assert differ == {}
     assert not any(k.startswith(("search.rnn.", "train.rnn.")) for k in written)

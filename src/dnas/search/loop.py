@@ -172,7 +172,7 @@ def run_search(
     def weight_step(x, y, weight, key):
         w_opt.zero_grad(set_to_none=True)
         with noise(key, 0), fast.autocast(device):
-            logits = net(fast.inputs(x), detach_alpha=True)
+            logits = net(fast.inputs(x), tau, detach_alpha=True)
             loss = F.cross_entropy(logits, y)
         loss.backward()
         dist.average_gradients(net.weight_parameters(), weight)
@@ -185,7 +185,7 @@ def run_search(
         w_opt.zero_grad(set_to_none=True)
         a_opt.zero_grad(set_to_none=True)
         with noise(key, 0), fast.autocast(device):
-            logits = net(fast.inputs(x))
+            logits = net(fast.inputs(x), tau)
             loss = F.cross_entropy(logits, y)
         total = loss
         if costs is not None:
@@ -204,19 +204,19 @@ def run_search(
         xt, xv = fast.inputs(xt), fast.inputs(xv)
         if not schedule.arch_moves(epoch):  # DrNAS warm-up: watch only
             with torch.no_grad(), noise(key, 1), fast.autocast(device):
-                logits = net(xv)
+                logits = net(xv, tau)
                 loss = F.cross_entropy(logits, yv)
             return loss, (logits.argmax(1) == yv).sum()
         a_opt.zero_grad(set_to_none=True)
         with noise(key, 1), fast.autocast(device):  # backward passes run in the forward dtypes
             if s.order == 2:
                 grads, loss, logits = unrolled_arch_grad(
-                    net, w_opt, xt, yt, xv, yv, extra_loss=extra_loss
+                    net, w_opt, xt, yt, xv, yv, tau, extra_loss=extra_loss
                 )
                 for a, g in zip(net.arch_parameters(), grads):
                     a.grad = g
             else:
-                loss, logits = first_order(net, xv, yv, extra_loss)
+                loss, logits = first_order(net, xv, yv, tau, extra_loss)
         dist.average_gradients(net.arch_parameters(), weight)
         clip_arch()
         a_opt.step()
@@ -232,7 +232,7 @@ def run_search(
                 part = dist.shard(x, y)
                 x, y = part.x, part.y
                 with fast.autocast(device):
-                    logits = net(fast.inputs(x))
+                    logits = net(fast.inputs(x), tau)
                     loss = F.cross_entropy(logits, y)
                 sums += part.tally(
                     torch.stack([loss * len(y), (logits.argmax(1) == y).sum()]).double()
@@ -308,9 +308,9 @@ def run_search(
                 )
                 stateful.update(model=net, w_opt=w_opt, scheduler=scheduler, a_opt=a_opt)
             if s.tau_schedule == "snas":
-                net.tau = snas_temperature(epoch, s.epochs, s.tau_max, s.tau_min)
+                tau = snas_temperature(epoch, s.epochs, s.tau_max, s.tau_min)
             else:
-                net.tau = tau_at(epoch, s.epochs, s.tau_max, s.tau_min, s.tau_schedule)
+                tau = tau_at(epoch, s.epochs, s.tau_max, s.tau_min, s.tau_schedule)
             net.set_drop_prob(s.drop_path)  # constant, as SNAS (docs/protocols.md)
             lr = w_opt.param_groups[0]["lr"]
             net.train()
@@ -362,7 +362,7 @@ def run_search(
             dist.broadcast_buffers(net)
             loss_t, correct_t, loss_v, correct_v = sums.tolist()
             values = {
-                "tau": net.tau,
+                "tau": tau,
                 "lr": lr,
                 "loss/train": loss_t / n_train,
                 "acc/train": 100.0 * correct_t / n_train,

@@ -131,10 +131,10 @@ def run_rnn_search(
         net.cell.detach_alpha = False
         if s.order == 2:
             grads, loss, hv = unrolled_arch_grad(
-                net, (xt, yt, ht), (xv, yv, hv), eta, s.weight_decay, s.grad_clip
+                net, (xt, yt, ht), (xv, yv, hv), eta, s.weight_decay, s.grad_clip, tau
             )
         else:
-            grads, loss, hv = first_order(net, xv, yv, hv)
+            grads, loss, hv = first_order(net, xv, yv, hv, tau)
         for a, g in zip(net.arch_parameters(), grads):
             a.grad = g
         a_opt.step()
@@ -143,7 +143,7 @@ def run_rnn_search(
     def weight_step(xt, yt, ht):
         net.cell.detach_alpha = True
         w_opt.zero_grad(set_to_none=True)
-        loss, raw_loss, ht = lm_loss(net, xt, yt, ht, r.alpha, r.beta)
+        loss, raw_loss, ht = lm_loss(net, xt, yt, ht, r.alpha, r.beta, tau)
         loss.backward()
         if s.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(net.weight_parameters(), s.grad_clip)
@@ -161,7 +161,7 @@ def run_rnn_search(
         progress = EpochProgress(s.epochs, "search", start=start)
         for epoch in progress:
             began = time.perf_counter()
-            net.cell.tau = tau_at(epoch, s.epochs, s.tau_max, s.tau_min, s.tau_schedule)
+            tau = tau_at(epoch, s.epochs, s.tau_max, s.tau_min, s.tau_schedule)
             net.train()
             if epoch_state is None:
                 hidden = net.init_hidden(s.batch_size)
@@ -206,7 +206,7 @@ def run_rnn_search(
             guard.check(epoch)
             loss_t, loss_v = sums.tolist()
             values = {
-                "tau": net.cell.tau,
+                "tau": tau,
                 "lr": s.lr,
                 "loss/train": loss_t / n_t,
                 "ppl/train": math.exp(loss_t / n_t),
