@@ -44,7 +44,9 @@ def search_worker(rank: int, cfg: dict, barrier, results) -> None:
     fast = FastPath(False, cuda, cuda, cuda)  # `auto` on this device (the supernet: no compile)
     fast.apply_backends(device)
     torch.manual_seed(rank)
-    net = build_supernet(cfg["space"], 3, 10, cfg["channels"], cfg["layers"]).to(device)
+    net = build_supernet(cfg["space"], 3, 10, cfg["channels"], cfg["layers"], "gdas", False, 1).to(
+        device
+    )
     net = fast.model(net)
     net.generator = torch.Generator(device=device).manual_seed(rank)
     tau = 5.0  # the Gumbel temperature of every forward pass

@@ -94,7 +94,7 @@ def search_iteration_ms(
     """Milliseconds of one bilevel GDAS iteration (weight step + architecture step)."""
     torch.manual_seed(0)
     fast.apply_backends(device)
-    net = build_supernet(w["space"], 3, 10, w["channels"], w["layers"]).to(device)
+    net = build_supernet(w["space"], 3, 10, w["channels"], w["layers"], "gdas", False, 1).to(device)
     net = fast.model(net)
     net.generator = torch.Generator(device=device).manual_seed(0)
     tau = 5.0  # the Gumbel temperature of every forward pass

@@ -132,7 +132,11 @@ def _search_net(space: str):
     from dnas.search.supernet import DartsSupernet, Nb201Supernet
 
     torch.manual_seed(0)
-    net = DartsSupernet(3, 10, 16, 8) if space == "darts" else Nb201Supernet(3, 10, 16, 5)
+    net = (
+        DartsSupernet(3, 10, 16, 8, algorithm="gdas")
+        if space == "darts"
+        else Nb201Supernet(3, 10, 16, 5, algorithm="gdas")
+    )
     net = net.cuda().to(memory_format=torch.channels_last)
     net.generator = torch.Generator(device="cuda").manual_seed(0)
     net.unselected_grad = space == "nb201"

@@ -62,7 +62,7 @@ def test_noise_stays_finite_at_the_extremes(monkeypatch):
 
 
 def test_tau_decays_linearly_to_tau_min_at_the_last_epoch():
-    taus = [tau_at(e, 5, 10.0, 0.1) for e in range(5)]
+    taus = [tau_at(e, 5, 10.0, 0.1, "to_last_epoch") for e in range(5)]
     assert taus[0] == 10.0 and math.isclose(taus[-1], 0.1)
     steps = [a - b for a, b in zip(taus, taus[1:])]
     assert all(math.isclose(s, steps[0]) for s in steps)
@@ -87,7 +87,11 @@ def _count_calls(net):
 @pytest.mark.parametrize("space", ["darts", "nb201"])
 def test_only_the_sampled_op_runs_on_each_edge(space):
     torch.manual_seed(0)
-    net = DartsSupernet(1, 10, 4, 3) if space == "darts" else Nb201Supernet(1, 10, 4, 1)
+    net = (
+        DartsSupernet(1, 10, 4, 3, algorithm="gdas")
+        if space == "darts"
+        else Nb201Supernet(1, 10, 4, 1, algorithm="gdas")
+    )
     net.generator = torch.Generator().manual_seed(3)
     calls = _count_calls(net)
     sampled = []
@@ -118,7 +122,7 @@ def test_architecture_gradient_reaches_every_alpha_of_a_used_edge():
     """dL/dA_k = dL/dw_idx * dy_idx/dA_k: the whole row gets a gradient through the softmax,
     unless the sampled op is 'none' (its output, and so dL/dw_idx, is zero)."""
     torch.manual_seed(0)
-    net = DartsSupernet(1, 10, 4, 3)  # cells: normal, reduce, reduce
+    net = DartsSupernet(1, 10, 4, 3, algorithm="gdas")  # cells: normal, reduce, reduce
     net.generator = torch.Generator().manual_seed(0)
     draws = net.sample(10.0)
     net.sample = lambda *a, **kw: draws
@@ -133,7 +137,7 @@ def test_architecture_gradient_reaches_every_alpha_of_a_used_edge():
 
 
 def test_weight_step_leaves_alpha_without_gradient():
-    net = DartsSupernet(1, 10, 4, 3)
+    net = DartsSupernet(1, 10, 4, 3, algorithm="gdas")
     net(torch.randn(4, 1, 8, 8), 10.0, detach_alpha=True).sum().backward()
     assert all(a.grad is None for a in net.arch_parameters())
 
@@ -144,7 +148,7 @@ def test_unselected_grad_keeps_the_value_and_adds_gradient():
     outs, grads = [], []
     for flag in (False, True):
         torch.manual_seed(0)
-        net = Nb201Supernet(1, 10, 4, 1)
+        net = Nb201Supernet(1, 10, 4, 1, algorithm="gdas")
         net.unselected_grad = flag
         net.generator = torch.Generator().manual_seed(5)
         out = net(x, 10.0)
@@ -157,7 +161,7 @@ def test_unselected_grad_keeps_the_value_and_adds_gradient():
 
 @pytest.mark.parametrize("per, distinct", [("network", False), ("cell", True)])
 def test_sample_per_network_or_per_cell(per, distinct):
-    net = Nb201Supernet(1, 10, 4, 3)  # 9 cells of one type
+    net = Nb201Supernet(1, 10, 4, 3, algorithm="gdas")  # 9 cells of one type
     net.sample_per = per
     net.generator = torch.Generator().manual_seed(0)
     draws = net.sample(10.0)
@@ -217,9 +221,9 @@ def test_sampled_sum_gradients_equal_the_straight_through_formula(
     draws that sample 'none' on whole nodes (alphas biased towards it)."""
     torch.manual_seed(0)
     if space == "darts":
-        net = DartsSupernet(2, 5, 4, 3, partial=partial)
+        net = DartsSupernet(2, 5, 4, 3, partial=partial, algorithm="gdas")
     else:
-        net = Nb201Supernet(2, 5, 4, 1, partial=partial)
+        net = Nb201Supernet(2, 5, 4, 1, partial=partial, algorithm="gdas")
     net = net.double()
     net.unselected_grad, net.sample_per = unselected_grad, sample_per
     x = torch.randn(6, 2, 8, 8, dtype=torch.float64)
@@ -250,7 +254,7 @@ def test_a_sampled_none_is_not_run_unless_its_node_has_nothing_else():
     'none' costs nothing, and its gradient (the unselected weights' sum(dL/d node)) still
     arrives."""
     torch.manual_seed(0)
-    net = Nb201Supernet(1, 10, 4, 1)
+    net = Nb201Supernet(1, 10, 4, 1, algorithm="gdas")
     net.unselected_grad = True
     calls = _count_calls(net)
     indices = [0, 0, 3, 0, 1, 2]  # 1<-0 none, 2<-0 none, 2<-1 conv3, 3<-0 none, 3<-1 skip, ...
@@ -304,7 +308,7 @@ def test_the_temperature_is_an_argument_of_the_forward_pass():
     draw (same generator state) at two temperatures has the same one-hot value, and the
     straight-through gradients of alpha differ; a GDAS forward pass without tau is an error."""
     torch.manual_seed(0)
-    net = DartsSupernet(1, 10, 4, 3)
+    net = DartsSupernet(1, 10, 4, 3, algorithm="gdas")
     assert not hasattr(net, "tau")
     x, y = torch.randn(4, 1, 8, 8), torch.arange(4)
     outs, grads = [], []

@@ -335,7 +335,7 @@ def test_drnas_advance_prunes_widens_and_keeps_the_alphas(digits_prepared):
 
 
 def test_gdas_frc_searches_normal_cells_only():
-    net = DartsSupernet(1, 10, channels=8, layers=5, fixed_reduction=True)
+    net = DartsSupernet(1, 10, channels=8, layers=5, fixed_reduction=True, algorithm="gdas")
     assert list(net.alphas) == ["normal"]
     assert sum(isinstance(c, FixedReductionCell) for c in net.cells) == 2
     net.generator = torch.Generator().manual_seed(0)
@@ -377,7 +377,7 @@ def test_frc_retraining_cell_pools_s0_with_stride_2_and_the_search_cell_x0_plus_
     count = sum(p.numel() for p in release.parameters())
     assert count == sum(p.numel() for p in search.parameters())
     # Where each version is used: the FRC search network and the retrained GDAS_F1 network.
-    net = DartsSupernet(1, 10, channels=8, layers=5, fixed_reduction=True)
+    net = DartsSupernet(1, 10, channels=8, layers=5, fixed_reduction=True, algorithm="gdas")
     assert {c.version for c in net.cells if isinstance(c, FixedReductionCell)} == {"search"}
     retrained = build_network(net.derive(), 1, 10, 8, 5)
     frc = [c for c in retrained.cells if isinstance(c, FixedReductionCell)]

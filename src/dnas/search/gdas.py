@@ -109,9 +109,7 @@ def zero_grad_to(out: torch.Tensor, dead: list[torch.Tensor]) -> torch.Tensor:
     return _ZeroGradTo.apply(out, *dead)
 
 
-def tau_at(
-    epoch: int, epochs: int, tau_max: float, tau_min: float, schedule: str = "to_last_epoch"
-) -> float:
+def tau_at(epoch: int, epochs: int, tau_max: float, tau_min: float, schedule: str) -> float:
     """Linear decay per epoch (docs/algorithms.md#gdas-schedules). "to_last_epoch" reaches
     tau_min at the last epoch (AutoDL); "to_end" is tau_max - epoch/epochs * (tau_max -
     tau_min), which stops one step above tau_min (the GDAS CVPR code,

@@ -37,7 +37,7 @@ from dnas.spaces.rnn import INIT_RANGE, RNN_OPS, STEPS
 
 
 class RNNSearchCell(RecurrentCell):
-    def __init__(self, ninp: int, nhid: int, mode: str = "darts", steps: int = STEPS) -> None:
+    def __init__(self, ninp: int, nhid: int, mode: str, steps: int = STEPS) -> None:
         super().__init__()
         if mode not in ("darts", "hard", "soft"):
             raise ValueError(f"unknown mixing mode {mode!r}")

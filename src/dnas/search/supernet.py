@@ -362,11 +362,12 @@ class DartsSupernet(Supernet):
         self,
         in_channels: int,
         num_classes: int,
-        channels: int = 16,
-        layers: int = 8,
+        channels: int,
+        layers: int,
         steps: int = darts.STEPS,
         stem_multiplier: int = 3,
-        algorithm: str = "gdas",
+        *,
+        algorithm: str,
         fixed_reduction: bool = False,
         partial: int = 1,
     ) -> None:
@@ -443,9 +444,9 @@ class Nb201Supernet(Supernet):
         self,
         in_channels: int,
         num_classes: int,
-        channels: int = 16,
-        layers: int = 5,
-        algorithm: str = "gdas",
+        channels: int,
+        layers: int,
+        algorithm: str,
         partial: int = 1,
     ) -> None:
         super().__init__()
@@ -508,10 +509,11 @@ def build_supernet(
     num_classes: int,
     channels: int,
     layers: int,
-    algorithm: str = "gdas",
-    fixed_reduction: bool = False,
-    partial: int = 1,
+    algorithm: str,
+    fixed_reduction: bool,
+    partial: int,
 ) -> Supernet:
+    """The search network of `space`; every argument is a `search` param (make_supernet)."""
     if space == "darts":
         return DartsSupernet(
             in_channels,
