@@ -44,10 +44,12 @@ def search_worker(rank: int, cfg: dict, barrier, results) -> None:
     fast = FastPath(False, cuda, cuda, cuda)  # `auto` on this device (the supernet: no compile)
     fast.apply_backends(device)
     torch.manual_seed(rank)
-    net = build_supernet(cfg["space"], 3, 10, cfg["channels"], cfg["layers"]).to(device)
+    net = build_supernet(cfg["space"], 3, 10, cfg["channels"], cfg["layers"], "gdas", False, 1).to(
+        device
+    )
     net = fast.model(net)
     net.generator = torch.Generator(device=device).manual_seed(rank)
-    net.tau = 5.0
+    tau = 5.0  # the Gumbel temperature of every forward pass
     net.unselected_grad = cfg["space"] == "nb201"
     w_opt = torch.optim.SGD(net.weight_parameters(), lr=0.025, momentum=0.9, weight_decay=5e-4)
     a_opt = torch.optim.Adam(net.arch_parameters(), lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
@@ -58,13 +60,13 @@ def search_worker(rank: int, cfg: dict, barrier, results) -> None:
     def iteration():
         w_opt.zero_grad(set_to_none=True)
         with fast.autocast(device):
-            loss = F.cross_entropy(net(xt, detach_alpha=True), yt)
+            loss = F.cross_entropy(net(xt, tau, detach_alpha=True), yt)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.weight_parameters(), 5.0)
         w_opt.step()
         a_opt.zero_grad(set_to_none=True)
         with fast.autocast(device):
-            loss = F.cross_entropy(net(xv), yv)
+            loss = F.cross_entropy(net(xv, tau), yv)
         loss.backward()
         a_opt.step()
 

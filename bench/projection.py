@@ -94,10 +94,10 @@ def search_iteration_ms(
     """Milliseconds of one bilevel GDAS iteration (weight step + architecture step)."""
     torch.manual_seed(0)
     fast.apply_backends(device)
-    net = build_supernet(w["space"], 3, 10, w["channels"], w["layers"]).to(device)
+    net = build_supernet(w["space"], 3, 10, w["channels"], w["layers"], "gdas", False, 1).to(device)
     net = fast.model(net)
     net.generator = torch.Generator(device=device).manual_seed(0)
-    net.tau = 5.0
+    tau = 5.0  # the Gumbel temperature of every forward pass
     net.sample_per = w["sample_per"]
     net.unselected_grad = w["unselected_grad"]
     w_opt = torch.optim.SGD(net.weight_parameters(), lr=0.025, momentum=0.9, weight_decay=5e-4)
@@ -108,13 +108,13 @@ def search_iteration_ms(
     def iteration():
         w_opt.zero_grad(set_to_none=True)
         with fast.autocast(device):
-            loss = F.cross_entropy(net(xt, detach_alpha=True), yt)
+            loss = F.cross_entropy(net(xt, tau, detach_alpha=True), yt)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.weight_parameters(), 5.0)
         w_opt.step()
         a_opt.zero_grad(set_to_none=True)
         with fast.autocast(device):
-            loss = F.cross_entropy(net(xv), yv)
+            loss = F.cross_entropy(net(xv, tau), yv)
         loss.backward()
         a_opt.step()
 

@@ -153,7 +153,7 @@ def measure(space: str, args, device, fast: FastPath) -> dict:
     cls = DartsSupernet if space == "darts" else Nb201Supernet
     net = fast.model(cls(3, 10, args.channels, layers).to(device))
     net.generator = torch.Generator(device=device).manual_seed(0)
-    net.tau = 1.0
+    tau = 1.0  # the Gumbel temperature of every forward pass
     net.sample_per = "network"  # one architecture per step, so that a subnet is that step
     net.unselected_grad = space == "nb201"  # AutoDL: on in NB201, off in the DARTS space
     xt, xv = (
@@ -165,7 +165,7 @@ def measure(space: str, args, device, fast: FastPath) -> dict:
     states, subnets, archs = [], [], []
     for _ in range(args.subnets):
         states.append(net.generator.get_state())
-        indices = {t: idx for t, (_, idx) in zip(net.cell_sequence, net.sample())}
+        indices = {t: idx for t, (_, idx) in zip(net.cell_sequence, net.sample(tau))}
         archs.append(indices)
         model = build_network(genotype_of(net, space, indices), 3, 10, args.channels, layers)
         subnets.append(fast.model(model.to(device)))
@@ -184,7 +184,7 @@ def measure(space: str, args, device, fast: FastPath) -> dict:
         net.algorithm = "gdas"
         net.generator.set_state(states[i])
         w_opt.zero_grad(set_to_none=True)
-        loss_of(net, xt, yt, detach_alpha=True).backward()
+        loss_of(net, xt, yt, tau=tau, detach_alpha=True).backward()
         w_opt.step()
 
     def gdas_arch_step(i):
@@ -192,7 +192,7 @@ def measure(space: str, args, device, fast: FastPath) -> dict:
         net.generator.set_state(states[i])
         a_opt.zero_grad(set_to_none=True)
         net.zero_grad(set_to_none=True)
-        loss_of(net, xv, yv).backward()
+        loss_of(net, xv, yv, tau=tau).backward()
         a_opt.step()
 
     def subnet_step(i):
@@ -203,7 +203,7 @@ def measure(space: str, args, device, fast: FastPath) -> dict:
     def darts_step(i):
         net.algorithm = "darts"
         w_opt.zero_grad(set_to_none=True)
-        loss_of(net, xt, yt, detach_alpha=True).backward()
+        loss_of(net, xt, yt, tau=tau, detach_alpha=True).backward()
         w_opt.step()
         net.algorithm = "gdas"
 

@@ -132,7 +132,11 @@ def _search_net(space: str):
     from dnas.search.supernet import DartsSupernet, Nb201Supernet
 
     torch.manual_seed(0)
-    net = DartsSupernet(3, 10, 16, 8) if space == "darts" else Nb201Supernet(3, 10, 16, 5)
+    net = (
+        DartsSupernet(3, 10, 16, 8, algorithm="gdas")
+        if space == "darts"
+        else Nb201Supernet(3, 10, 16, 5, algorithm="gdas")
+    )
     net = net.cuda().to(memory_format=torch.channels_last)
     net.generator = torch.Generator(device="cuda").manual_seed(0)
     net.unselected_grad = space == "nb201"
@@ -158,7 +162,7 @@ def test_gdas_search_steps_on_the_gpu(space):
         for detach, opt in ((True, w_opt), (False, a_opt)):
             opt.zero_grad(set_to_none=True)
             with torch.autocast("cuda", dtype=torch.bfloat16):
-                loss = F.cross_entropy(net(x, detach_alpha=detach), y)
+                loss = F.cross_entropy(net(x, 10.0, detach_alpha=detach), y)
             assert torch.isfinite(loss)
             loss.backward()
             opt.step()
@@ -167,7 +171,7 @@ def test_gdas_search_steps_on_the_gpu(space):
     def grads(seed):
         net.zero_grad(set_to_none=True)
         net.generator.manual_seed(seed)
-        F.cross_entropy(net(x), y).backward()
+        F.cross_entropy(net(x, 10.0), y).backward()
         return [p.grad.clone() for p in net.parameters() if p.grad is not None]
 
     torch.backends.cudnn.deterministic = True
@@ -203,7 +207,7 @@ def test_darts_second_order_under_bf16_points_where_fp32_does():
         yt, yv = (torch.randint(0, 10, (32,), device="cuda", generator=gen) for _ in "tv")
         ctx = torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16)
         with ctx:
-            grads, _, _ = unrolled_arch_grad(net, w_opt, xt, yt, xv, yv)
+            grads, _, _ = unrolled_arch_grad(net, w_opt, xt, yt, xv, yv, None)
         results.append(torch.cat([g.float().flatten() for g in grads]))
     fp32, bf16 = results
     assert torch.isfinite(bf16).all()

@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from dnas.search import gdas, supernet
-from dnas.search.gdas import gumbel_noise, hard_gumbel_softmax, tau_at
+from dnas.search.gdas import tau_at
+from dnas.search.gumbel import gumbel_noise, hard_gumbel_softmax
 from dnas.search.supernet import DartsSupernet, MixedEdge, Nb201Supernet
 
 # 99.9% quantiles of the chi-square distribution (independent tables).
@@ -61,7 +62,7 @@ def test_noise_stays_finite_at_the_extremes(monkeypatch):
 
 
 def test_tau_decays_linearly_to_tau_min_at_the_last_epoch():
-    taus = [tau_at(e, 5, 10.0, 0.1) for e in range(5)]
+    taus = [tau_at(e, 5, 10.0, 0.1, "to_last_epoch") for e in range(5)]
     assert taus[0] == 10.0 and math.isclose(taus[-1], 0.1)
     steps = [a - b for a, b in zip(taus, taus[1:])]
     assert all(math.isclose(s, steps[0]) for s in steps)
@@ -86,7 +87,11 @@ def _count_calls(net):
 @pytest.mark.parametrize("space", ["darts", "nb201"])
 def test_only_the_sampled_op_runs_on_each_edge(space):
     torch.manual_seed(0)
-    net = DartsSupernet(1, 10, 4, 3) if space == "darts" else Nb201Supernet(1, 10, 4, 1)
+    net = (
+        DartsSupernet(1, 10, 4, 3, algorithm="gdas")
+        if space == "darts"
+        else Nb201Supernet(1, 10, 4, 1, algorithm="gdas")
+    )
     net.generator = torch.Generator().manual_seed(3)
     calls = _count_calls(net)
     sampled = []
@@ -98,7 +103,7 @@ def test_only_the_sampled_op_runs_on_each_edge(space):
         return draws
 
     net.sample = recording_sample
-    net(torch.randn(2, 1, 8, 8))
+    net(torch.randn(2, 1, 8, 8), 10.0)
     edges = [name for name, m in net.named_modules() if isinstance(m, MixedEdge)]
     ran = {}
     for (edge, k), n in calls.items():
@@ -117,11 +122,11 @@ def test_architecture_gradient_reaches_every_alpha_of_a_used_edge():
     """dL/dA_k = dL/dw_idx * dy_idx/dA_k: the whole row gets a gradient through the softmax,
     unless the sampled op is 'none' (its output, and so dL/dw_idx, is zero)."""
     torch.manual_seed(0)
-    net = DartsSupernet(1, 10, 4, 3)  # cells: normal, reduce, reduce
+    net = DartsSupernet(1, 10, 4, 3, algorithm="gdas")  # cells: normal, reduce, reduce
     net.generator = torch.Generator().manual_seed(0)
-    draws = net.sample()
+    draws = net.sample(10.0)
     net.sample = lambda *a, **kw: draws
-    F.cross_entropy(net(torch.randn(8, 1, 8, 8)), torch.arange(8)).backward()
+    F.cross_entropy(net(torch.randn(8, 1, 8, 8), 10.0), torch.arange(8)).backward()
     for cell_type, (_, indices) in zip(net.cell_sequence[:2], draws[:2]):
         grad = net.alphas[cell_type].grad
         for row, k in enumerate(indices):
@@ -132,8 +137,8 @@ def test_architecture_gradient_reaches_every_alpha_of_a_used_edge():
 
 
 def test_weight_step_leaves_alpha_without_gradient():
-    net = DartsSupernet(1, 10, 4, 3)
-    net(torch.randn(4, 1, 8, 8), detach_alpha=True).sum().backward()
+    net = DartsSupernet(1, 10, 4, 3, algorithm="gdas")
+    net(torch.randn(4, 1, 8, 8), 10.0, detach_alpha=True).sum().backward()
     assert all(a.grad is None for a in net.arch_parameters())
 
 
@@ -143,10 +148,10 @@ def test_unselected_grad_keeps_the_value_and_adds_gradient():
     outs, grads = [], []
     for flag in (False, True):
         torch.manual_seed(0)
-        net = Nb201Supernet(1, 10, 4, 1)
+        net = Nb201Supernet(1, 10, 4, 1, algorithm="gdas")
         net.unselected_grad = flag
         net.generator = torch.Generator().manual_seed(5)
-        out = net(x)
+        out = net(x, 10.0)
         out.sum().backward()
         outs.append(out.detach())
         grads.append(net.alphas["cell"].grad.clone())
@@ -156,10 +161,10 @@ def test_unselected_grad_keeps_the_value_and_adds_gradient():
 
 @pytest.mark.parametrize("per, distinct", [("network", False), ("cell", True)])
 def test_sample_per_network_or_per_cell(per, distinct):
-    net = Nb201Supernet(1, 10, 4, 3)  # 9 cells of one type
+    net = Nb201Supernet(1, 10, 4, 3, algorithm="gdas")  # 9 cells of one type
     net.sample_per = per
     net.generator = torch.Generator().manual_seed(0)
-    draws = net.sample()
+    draws = net.sample(10.0)
     assert len(draws) == 9
     different = any(idx != draws[0][1] for _, idx in draws[1:])
     assert different == distinct
@@ -195,10 +200,10 @@ def _legacy_nodes(edges, states, node_inputs, weights, indices, unselected_grad,
     return states
 
 
-def _run(net, x, y, generator_seed, detach_alpha):
+def _run(net, x, y, generator_seed, detach_alpha, tau=2.0):
     net.zero_grad(set_to_none=True)
     net.generator = torch.Generator().manual_seed(generator_seed)
-    out = net(x, detach_alpha=detach_alpha)
+    out = net(x, tau, detach_alpha=detach_alpha)
     F.cross_entropy(out, y).backward()
     grads = {name: p.grad.clone() for name, p in net.named_parameters() if p.grad is not None}
     return out.detach(), grads
@@ -216,11 +221,11 @@ def test_sampled_sum_gradients_equal_the_straight_through_formula(
     draws that sample 'none' on whole nodes (alphas biased towards it)."""
     torch.manual_seed(0)
     if space == "darts":
-        net = DartsSupernet(2, 5, 4, 3, partial=partial)
+        net = DartsSupernet(2, 5, 4, 3, partial=partial, algorithm="gdas")
     else:
-        net = Nb201Supernet(2, 5, 4, 1, partial=partial)
+        net = Nb201Supernet(2, 5, 4, 1, partial=partial, algorithm="gdas")
     net = net.double()
-    net.unselected_grad, net.sample_per, net.tau = unselected_grad, sample_per, 2.0
+    net.unselected_grad, net.sample_per = unselected_grad, sample_per
     x = torch.randn(6, 2, 8, 8, dtype=torch.float64)
     y = torch.arange(6) % 5
     nones = 0
@@ -240,7 +245,7 @@ def test_sampled_sum_gradients_equal_the_straight_through_formula(
             for name in grads:
                 torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-9, atol=1e-12)
         net.generator = torch.Generator().manual_seed(seed)
-        nones += sum(k == 0 for _, indices in net.sample() for k in indices)
+        nones += sum(k == 0 for _, indices in net.sample(2.0) for k in indices)
     assert nones > 0
 
 
@@ -249,14 +254,14 @@ def test_a_sampled_none_is_not_run_unless_its_node_has_nothing_else():
     'none' costs nothing, and its gradient (the unselected weights' sum(dL/d node)) still
     arrives."""
     torch.manual_seed(0)
-    net = Nb201Supernet(1, 10, 4, 1)
+    net = Nb201Supernet(1, 10, 4, 1, algorithm="gdas")
     net.unselected_grad = True
     calls = _count_calls(net)
     indices = [0, 0, 3, 0, 1, 2]  # 1<-0 none, 2<-0 none, 2<-1 conv3, 3<-0 none, 3<-1 skip, ...
     soft = torch.softmax(net.alphas["cell"], -1)
     hard = F.one_hot(torch.tensor(indices), 5) - soft.detach() + soft
     net.sample = lambda *a, **kw: [(hard, indices)] * 3
-    F.cross_entropy(net(torch.randn(4, 1, 8, 8)), torch.arange(4)).backward()
+    F.cross_entropy(net(torch.randn(4, 1, 8, 8), 10.0), torch.arange(4)).backward()
     cells = [i for i, is_cell in enumerate(net.is_cell) if is_cell]
     assert len(cells) == 3
     for cell in cells:
@@ -296,3 +301,25 @@ def test_sampled_sum_matches_the_formula_for_any_memory_layout(layout):
         torch.testing.assert_close(got, hs[0] + hs[1], rtol=0, atol=0)
         for a, b in zip(grads, ref_grads):
             torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_the_temperature_is_an_argument_of_the_forward_pass():
+    """tau reaches the sampler through the forward pass, not through a stored attribute: one
+    draw (same generator state) at two temperatures has the same one-hot value, and the
+    straight-through gradients of alpha differ; a GDAS forward pass without tau is an error."""
+    torch.manual_seed(0)
+    net = DartsSupernet(1, 10, 4, 3, algorithm="gdas")
+    assert not hasattr(net, "tau")
+    x, y = torch.randn(4, 1, 8, 8), torch.arange(4)
+    outs, grads = [], []
+    for tau in (1.0, 5.0):
+        net.zero_grad(set_to_none=True)
+        net.generator = torch.Generator().manual_seed(1)
+        out = net(x, tau)
+        F.cross_entropy(out, y).backward()
+        outs.append(out.detach())
+        grads.append(net.alphas["normal"].grad.clone())
+    torch.testing.assert_close(outs[0], outs[1])
+    assert not torch.allclose(grads[0], grads[1])
+    with pytest.raises(ValueError, match="pass tau"):
+        net(x)

@@ -220,7 +220,7 @@ def test_missing_genotype_is_user_error(darts_inputs, tmp_path: Path) -> None:
     _, search, train = darts_inputs
     missing = tmp_path / "nowhere" / "genotype.json"
     with pytest.raises(UserError, match="genotype.json") as info:
-        make_plots(missing, search, train, tmp_path / "out")
+        make_plots(missing, search, train, tmp_path / "out", dpi=80)
     assert "dvc repro" in str(info.value)
     assert not (tmp_path / "out").exists()
 
@@ -231,7 +231,7 @@ def test_missing_dvclive_dir_is_user_error(darts_inputs, tmp_path: Path, which: 
     dirs = {"search": search, "train": train}
     dirs[which] = tmp_path / "dvclive" / which
     with pytest.raises(UserError, match=f"dvclive/{which}"):
-        make_plots(genotype, dirs["search"], dirs["train"], tmp_path / "out")
+        make_plots(genotype, dirs["search"], dirs["train"], tmp_path / "out", dpi=80)
 
 
 def test_corrupt_genotype_is_user_error(darts_inputs, tmp_path: Path) -> None:
@@ -239,15 +239,15 @@ def test_corrupt_genotype_is_user_error(darts_inputs, tmp_path: Path) -> None:
     bad = tmp_path / "genotype.json"
     bad.write_text("{not json")
     with pytest.raises(UserError, match="genotype.json"):
-        make_plots(bad, search, train, tmp_path / "out")
+        make_plots(bad, search, train, tmp_path / "out", dpi=80)
     bad.write_text(json.dumps({"space": "darts"}))
     with pytest.raises(UserError, match="cells"):
-        make_plots(bad, search, train, tmp_path / "out")
+        make_plots(bad, search, train, tmp_path / "out", dpi=80)
     geno = darts_genotype()
     geno["cells"]["normal"]["nodes"][0][0][1] = 7  # node 2 cannot take node 7 as input
     bad.write_text(json.dumps(geno))
     with pytest.raises(UserError, match="normal"):
-        make_plots(bad, search, train, tmp_path / "out")
+        make_plots(bad, search, train, tmp_path / "out", dpi=80)
 
 
 def test_missing_tsvs_and_arch_probs(darts_inputs, tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ from dnas.models.rnn_lm import (
     sequence_length,
 )
 from dnas.search import rnn_loop
+from dnas.search.gumbel import gumbel_noise
 from dnas.search.rnn import RNNSearchCell, RNNSupernet, unrolled_arch_grad
 from dnas.spaces.genotype import Genotype
 from dnas.spaces.published import PUBLISHED, resolve_genotype
@@ -314,8 +315,23 @@ def test_soft_and_darts_modes_run_every_op():
         return wrapped
 
     cell.activations = {op: counting(op, fn) for op, fn in cell.activations.items()}
-    cell(torch.randn(2, 3, 4), torch.zeros(3, 4))
+    cell(torch.randn(2, 3, 4), torch.zeros(3, 4), tau=1.0)
     assert calls == dict.fromkeys(RNN_OPS[1:], 8 * 2)  # every node, every step
+
+
+def test_the_search_cell_samples_at_the_temperature_it_is_given():
+    """tau is an argument of the cell's sampling, not a stored attribute: the soft weights are
+    softmax((alpha + g) / tau) for the tau passed, and Gumbel mixing without tau is an error."""
+    cell = RNNSearchCell(4, 4, "soft")
+    assert not hasattr(cell, "tau")
+    for tau in (0.5, 4.0):
+        cell.generator = torch.Generator().manual_seed(0)
+        cell.begin(tau)
+        g = gumbel_noise(cell.alpha.shape, torch.Generator().manual_seed(0), "cpu")
+        expected = torch.softmax((cell.alpha + g) / tau, dim=-1)
+        torch.testing.assert_close(cell._weights, expected)
+    with pytest.raises(ValueError, match="pass tau"):
+        cell(torch.randn(2, 3, 4), torch.zeros(3, 4))
 
 
 def test_unrolled_gradient_matches_exact_autograd():
@@ -330,7 +346,9 @@ def test_unrolled_gradient_matches_exact_autograd():
     xv, yv = torch.randint(0, 12, (4, 3)), torch.randint(0, 12, (4, 3))
     h = net.init_hidden(3)
     eta, wd = 0.3, 1e-3
-    grads, _, _ = unrolled_arch_grad(net, (xt, yt, h), (xv, yv, h), eta, wd, clip=1e9, r=1e-5)
+    grads, _, _ = unrolled_arch_grad(
+        net, (xt, yt, h), (xv, yv, h), eta, wd, clip=1e9, tau=None, r=1e-5
+    )
 
     names = [n for n, p in net.named_parameters() if p is not net.cell.alpha]
     weights = net.weight_parameters()
@@ -357,7 +375,9 @@ def test_unrolled_gradient_is_float32_under_bf16_autocast():
     h = net.init_hidden(8)
 
     def grads():
-        return unrolled_arch_grad(net, (xt, yt, h), (xv, yv, h), 20.0, 5e-7, clip=0.25)[0][0]
+        return unrolled_arch_grad(net, (xt, yt, h), (xv, yv, h), 20.0, 5e-7, clip=0.25, tau=None)[
+            0
+        ][0]
 
     fp32 = grads()
     with torch.autocast("cpu", dtype=torch.bfloat16):

@@ -85,7 +85,7 @@ def test_second_order_gradient_matches_autograd_and_first_order_does_not(smooth,
     xv, yv = _batch(8, 3)
     before = {k: v.clone() for k, v in net.state_dict().items()}
 
-    approx, _, _ = unrolled_arch_grad(net, w_opt, xt, yt, xv, yv, r=r)
+    approx, _, _ = unrolled_arch_grad(net, w_opt, xt, yt, xv, yv, None, r=r)
     after = net.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # weights and BN stats back
 
@@ -118,7 +118,7 @@ def test_second_order_gradient_is_float32_under_bf16_autocast(algorithm):
     def grads():
         torch.manual_seed(5)  # DrNAS's Dirichlet draws: the same in both runs
         net.generator.manual_seed(1)
-        return unrolled_arch_grad(net, w_opt, xt, yt, xv, yv)[0]
+        return unrolled_arch_grad(net, w_opt, xt, yt, xv, yv, 10.0)[0]
 
     fp32 = grads()
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -163,7 +163,7 @@ def test_snas_weights_are_soft_sum_to_one_and_every_op_runs():
         if isinstance(m, MixedEdge):
             for k, op in enumerate(m.ops):
                 op.register_forward_hook(lambda *_, k=k: ran.append(k))
-    net(torch.randn(2, 1, 8, 8))
+    net(torch.randn(2, 1, 8, 8), 10.0)
     n_edges = 3 * len(darts.edges())
     # every op but 'none' (it adds zeros) ran on every edge
     assert len(ran) == n_edges * (len(DARTS_OPS) - 1)
@@ -335,11 +335,11 @@ def test_drnas_advance_prunes_widens_and_keeps_the_alphas(digits_prepared):
 
 
 def test_gdas_frc_searches_normal_cells_only():
-    net = DartsSupernet(1, 10, channels=8, layers=5, fixed_reduction=True)
+    net = DartsSupernet(1, 10, channels=8, layers=5, fixed_reduction=True, algorithm="gdas")
     assert list(net.alphas) == ["normal"]
     assert sum(isinstance(c, FixedReductionCell) for c in net.cells) == 2
     net.generator = torch.Generator().manual_seed(0)
-    net(torch.randn(2, 1, 8, 8)).sum().backward()
+    net(torch.randn(2, 1, 8, 8), 10.0).sum().backward()
     genotype = net.derive()
     assert list(genotype.cells) == ["normal"]
     retrained = build_network(genotype, 1, 10, 8, 5)
@@ -377,7 +377,7 @@ def test_frc_retraining_cell_pools_s0_with_stride_2_and_the_search_cell_x0_plus_
     count = sum(p.numel() for p in release.parameters())
     assert count == sum(p.numel() for p in search.parameters())
     # Where each version is used: the FRC search network and the retrained GDAS_F1 network.
-    net = DartsSupernet(1, 10, channels=8, layers=5, fixed_reduction=True)
+    net = DartsSupernet(1, 10, channels=8, layers=5, fixed_reduction=True, algorithm="gdas")
     assert {c.version for c in net.cells if isinstance(c, FixedReductionCell)} == {"search"}
     retrained = build_network(net.derive(), 1, 10, 8, 5)
     frc = [c for c in retrained.cells if isinstance(c, FixedReductionCell)]
@@ -397,7 +397,7 @@ def test_nb201_all_ops_algorithms_run_and_derive():
     for algorithm in ("darts", "snas", "drnas"):
         net = Nb201Supernet(1, 10, 4, 1, algorithm=algorithm)
         net.generator = torch.Generator().manual_seed(0)
-        net(torch.randn(2, 1, 8, 8)).sum().backward()
+        net(torch.randn(2, 1, 8, 8), 10.0).sum().backward()
         assert all(a.grad is not None for a in net.arch_parameters())
         assert net.derive().arch.count("~") == 6
 

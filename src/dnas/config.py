@@ -339,6 +339,11 @@ class Search(Optim):
     """The search stage. Which reference each option follows is in the README's compatibility
     table and in the docstrings of `dnas.search` (docs/algorithms.md)."""
 
+    # The defaults are params.yaml's (tests/test_config.py compares them).
+    epochs: PositiveInt = 20
+    batch_size: BatchSize = 32
+    channels: Channels = 8
+    layers: Layers = 3
     dataset: DatasetName = "digits"
     space: Literal["darts", "nb201", "rnn"] = "darts"
     algorithm: Literal["gdas", "darts", "snas", "drnas"] = "gdas"
@@ -348,7 +353,7 @@ class Search(Optim):
     # GDAS-FRC: the fixed reduction cell, only normal cells searched
     # (docs/algorithms.md#gdas-frc-fixed-reduction-cell).
     fixed_reduction: bool = False
-    arch_lr: PositiveFloat = 3.0e-4
+    arch_lr: PositiveFloat = 0.03
     arch_betas: Annotated[list[Fraction], Field(min_length=2, max_length=2)] = [0.5, 0.999]
     arch_weight_decay: NonNegFloat = 1.0e-3
     # adam (GDAS, DARTS, DrNAS) | sgd (SNAS on one GPU: plain SGD, no weight decay,
@@ -358,7 +363,7 @@ class Search(Optim):
     # GDAS's hard and SNAS's soft Gumbel temperature, decayed linearly per epoch from tau_max:
     # to_last_epoch reaches tau_min at the last epoch (AutoDL); to_end ends one step above it
     # (GDAS CVPR code, SNAS).
-    tau_max: PositiveFloat = 10.0
+    tau_max: PositiveFloat = 5.0
     tau_min: PositiveFloat = 0.1
     # snas: one step in at the first epoch, tau_min at the last (SNAS's scheduler steps once
     # before the first epoch, docs/protocols.md).
@@ -448,6 +453,10 @@ class Train(Optim):
     """Retraining. The recipes of the papers are presets (presets/*.yaml,
     docs/algorithms.md#cnn-retraining)."""
 
+    # The defaults are params.yaml's (tests/test_config.py compares them).
+    epochs: PositiveInt = 15
+    layers: Layers = 5
+    lr: PositiveFloat = 0.05
     dataset: DatasetName = "digits"
     # What to retrain: `searched` (genotype.json), a published name (GDAS_V1, DARTS_V2, ...),
     # a NAS-Bench-201 architecture string or a genotype JSON file (dnas.spaces.published).
@@ -489,7 +498,7 @@ class Evaluate(Section):
 
 
 class Plots(Section):
-    dpi: Annotated[int, Field(ge=30, le=600)] = 120
+    dpi: Annotated[int, Field(ge=30, le=600)] = 110
 
 
 class Params(Section):

@@ -54,15 +54,18 @@ class RecurrentCell(nn.Module):
 
     nhid: int
 
-    def begin(self) -> None:
-        """Called once per sequence before the first step."""
+    def begin(self, tau: float | None) -> None:
+        """Called once per sequence before the first step; `tau` is the search cell's Gumbel
+        temperature (None for a discrete cell)."""
 
     def step(self, x, h, x_mask, h_mask) -> torch.Tensor:
         raise NotImplementedError
 
-    def forward(self, x, h, x_mask=None, h_mask=None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x, h, x_mask=None, h_mask=None, tau: float | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """x (T, B, ninp), h (B, nhid) -> outputs (T, B, nhid), last state (B, nhid)."""
-        self.begin()
+        self.begin(tau)
         outputs = []
         for t in range(x.shape[0]):
             h = self.step(x[t], h, x_mask, h_mask)
@@ -128,9 +131,10 @@ class RNNLanguageModel(nn.Module):
     def init_hidden(self, batch_size: int) -> torch.Tensor:
         return self.encoder.weight.new_zeros(batch_size, self.nhid)
 
-    def forward(self, tokens: torch.Tensor, hidden: torch.Tensor):
+    def forward(self, tokens: torch.Tensor, hidden: torch.Tensor, tau: float | None = None):
         """tokens (T, B) -> (logits (T, B, V), last hidden (B, nhid), raw outputs, dropped
-        outputs); the outputs feed the AR and TAR penalties."""
+        outputs); the outputs feed the AR and TAR penalties. `tau`: the search cell's Gumbel
+        temperature (None for a discrete cell and for DARTS mixing)."""
         weight = self.encoder.weight
         drop = self.training
         if drop and self.dropoute > 0:  # whole words, the same for the batch
@@ -142,7 +146,7 @@ class RNNLanguageModel(nn.Module):
             emb = emb * dropout_mask((1, batch, emb.shape[-1]), self.dropouti, emb)
         x_mask = dropout_mask((batch, emb.shape[-1]), self.dropoutx, emb) if drop else None
         h_mask = dropout_mask((batch, self.nhid), self.dropouth, emb) if drop else None
-        raw, hidden = self.cell(emb, hidden, x_mask, h_mask)
+        raw, hidden = self.cell(emb, hidden, x_mask, h_mask, tau)
         out = raw
         if drop and self.dropout > 0:
             out = raw * dropout_mask((1, batch, self.nhid), self.dropout, raw)
@@ -165,12 +169,14 @@ def lm_loss(
     hidden: torch.Tensor,
     ar: float = 0.0,
     tar: float = 0.0,
+    tau: float | None = None,
 ):
-    """(loss with the activation penalties, the plain cross-entropy, next hidden).
+    """(loss with the activation penalties, the plain cross-entropy, next hidden); `tau` goes
+    to the model's forward pass (the search cell's Gumbel temperature).
 
     AR = ar * mean(dropped_output^2); TAR = tar * mean((raw_t - raw_{t-1})^2) (`beta` in
     docs/algorithms.md#rnn-retraining), as the awd-lstm-lm family regularises."""
-    logits, hidden, raw, dropped = model(tokens, hidden)
+    logits, hidden, raw, dropped = model(tokens, hidden, tau)
     raw_loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
     loss = raw_loss
     if ar > 0:

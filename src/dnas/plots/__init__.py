@@ -37,7 +37,7 @@ def make_plots(
     search_dir: Path,
     train_dir: Path,
     out_dir: Path,
-    dpi: int = 120,
+    dpi: int,
     trained: Genotype | None = None,
     trained_as: str = SEARCHED,
 ) -> list[Path]:

@@ -43,11 +43,11 @@ def _grads(loss: torch.Tensor, params: list[torch.Tensor]) -> list[torch.Tensor]
 
 
 def first_order(
-    net: Supernet, xv: torch.Tensor, yv: torch.Tensor, extra_loss=None
+    net: Supernet, xv: torch.Tensor, yv: torch.Tensor, tau: float | None, extra_loss=None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Backpropagate L_val into the alphas (and the weights, whose gradients the next weight
-    step clears). Returns (loss, logits)."""
-    logits = net(xv)
+    step clears); `tau` is the Gumbel temperature of the forward pass. Returns (loss, logits)."""
+    logits = net(xv, tau)
     loss = F.cross_entropy(logits, yv)
     total = loss + extra_loss(net) if extra_loss is not None else loss
     total.backward()
@@ -61,17 +61,19 @@ def unrolled_arch_grad(
     yt: torch.Tensor,
     xv: torch.Tensor,
     yv: torch.Tensor,
+    tau: float | None,
     r: float = 1e-2,
     extra_loss=None,
 ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
-    """The second-order architecture gradient, in float32 whatever autocast is active.
+    """The second-order architecture gradient, in float32 whatever autocast is active; every
+    forward pass samples at the Gumbel temperature `tau`.
     Returns (grads per alpha, L_val(w'), logits)."""
     device_type = net.arch_parameters()[0].device.type
     with torch.autocast(device_type, enabled=False):
-        return _unrolled(net, w_opt, xt, yt, xv, yv, r, extra_loss)
+        return _unrolled(net, w_opt, xt, yt, xv, yv, tau, r, extra_loss)
 
 
-def _unrolled(net, w_opt, xt, yt, xv, yv, r, extra_loss):
+def _unrolled(net, w_opt, xt, yt, xv, yv, tau, r, extra_loss):
     weights = net.weight_parameters()
     alphas = net.arch_parameters()
     group = w_opt.param_groups[0]
@@ -81,7 +83,7 @@ def _unrolled(net, w_opt, xt, yt, xv, yv, r, extra_loss):
 
     # 1. The virtual step w' (no graph kept: DARTS treats w' as data,
     # docs/algorithms.md#darts-first-and-second-order).
-    g_train = _grads(F.cross_entropy(net(xt), yt), weights)
+    g_train = _grads(F.cross_entropy(net(xt, tau), yt), weights)
     with torch.no_grad():
         for w, g in zip(weights, g_train):
             m = w_opt.state.get(w, {}).get("momentum_buffer")
@@ -89,7 +91,7 @@ def _unrolled(net, w_opt, xt, yt, xv, yv, r, extra_loss):
             w.sub_(xi * step)
 
     # 2. Gradients of the validation loss at w'.
-    logits = net(xv)
+    logits = net(xv, tau)
     loss = F.cross_entropy(logits, yv)
     total = loss + extra_loss(net) if extra_loss is not None else loss
     grads = _grads(total, alphas + weights)
@@ -109,7 +111,7 @@ def _unrolled(net, w_opt, xt, yt, xv, yv, r, extra_loss):
         with torch.no_grad():
             for w, w0, vi in zip(weights, originals, v):
                 w.copy_(w0 + sign * eps * vi)
-        hvp_terms.append(_grads(F.cross_entropy(net(xt), yt), alphas))
+        hvp_terms.append(_grads(F.cross_entropy(net(xt, tau), yt), alphas))
     with torch.no_grad():
         for w, w0 in zip(weights, originals):
             w.copy_(w0)

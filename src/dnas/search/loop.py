@@ -161,11 +161,11 @@ class SearchSteps:
         if self.s.arch_grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.net.arch_parameters(), self.s.arch_grad_clip)
 
-    def weight_step(self, x, y, weight, key):
+    def weight_step(self, x, y, weight, key, tau):
         s, net, fast = self.s, self.net, self.fast
         self.w_opt.zero_grad(set_to_none=True)
         with self.noise(key, 0), fast.autocast(self.device):
-            logits = net(fast.inputs(x), detach_alpha=True)
+            logits = net(fast.inputs(x), tau, detach_alpha=True)
             loss = F.cross_entropy(logits, y)
         loss.backward()
         dist.average_gradients(net.weight_parameters(), weight)
@@ -174,12 +174,12 @@ class SearchSteps:
         self.w_opt.step()
         return loss.detach(), (logits.argmax(1) == y).sum()
 
-    def joint_step(self, x, y, weight, key):  # SNAS: weights and alphas from one backward pass
+    def joint_step(self, x, y, weight, key, tau):  # SNAS: weights and alphas from one backward pass
         s, net, fast = self.s, self.net, self.fast
         self.w_opt.zero_grad(set_to_none=True)
         self.a_opt.zero_grad(set_to_none=True)
         with self.noise(key, 0), fast.autocast(self.device):
-            logits = net(fast.inputs(x))
+            logits = net(fast.inputs(x), tau)
             loss = F.cross_entropy(logits, y)
         total = loss
         if self.costs is not None:
@@ -194,30 +194,30 @@ class SearchSteps:
         self.a_opt.step()
         return loss.detach(), (logits.argmax(1) == y).sum()
 
-    def arch_step(self, xt, yt, xv, yv, epoch, weight, key):
+    def arch_step(self, xt, yt, xv, yv, epoch, weight, key, tau):
         s, net, fast, device = self.s, self.net, self.fast, self.device
         xt, xv = fast.inputs(xt), fast.inputs(xv)
         if not self.schedule.arch_moves(epoch):  # DrNAS warm-up: watch only
             with torch.no_grad(), self.noise(key, 1), fast.autocast(device):
-                logits = net(xv)
+                logits = net(xv, tau)
                 loss = F.cross_entropy(logits, yv)
             return loss, (logits.argmax(1) == yv).sum()
         self.a_opt.zero_grad(set_to_none=True)
         with self.noise(key, 1), fast.autocast(device):  # backward passes in the forward dtypes
             if s.order == 2:
                 grads, loss, logits = unrolled_arch_grad(
-                    net, self.w_opt, xt, yt, xv, yv, extra_loss=self.extra_loss
+                    net, self.w_opt, xt, yt, xv, yv, tau, extra_loss=self.extra_loss
                 )
                 for a, g in zip(net.arch_parameters(), grads):
                     a.grad = g
             else:
-                loss, logits = first_order(net, xv, yv, self.extra_loss)
+                loss, logits = first_order(net, xv, yv, tau, self.extra_loss)
         dist.average_gradients(net.arch_parameters(), weight)
         self.clip_arch()
         self.a_opt.step()
         return loss, (logits.argmax(1) == yv).sum()
 
-    def watch_test(self, loader):  # SNAS: accuracy of sampled architectures on the test split
+    def watch_test(self, loader, tau):  # SNAS: accuracy of sampled architectures on the test split
         net, fast = self.net, self.fast
         net.eval()
         sums = torch.zeros(2, dtype=torch.float64, device=self.device)
@@ -228,7 +228,7 @@ class SearchSteps:
                 part = dist.shard(x, y)
                 x, y = part.x, part.y
                 with fast.autocast(self.device):
-                    logits = net(fast.inputs(x))
+                    logits = net(fast.inputs(x), tau)
                     loss = F.cross_entropy(logits, y)
                 sums += part.tally(
                     torch.stack([loss * len(y), (logits.argmax(1) == y).sum()]).double()
@@ -237,7 +237,9 @@ class SearchSteps:
         return dist.all_reduce_sum(sums), n
 
 
-def search_epoch(run: EpochRunner, steps: SearchSteps, epoch: int, seed: int, train, valid):
+def search_epoch(
+    run: EpochRunner, steps: SearchSteps, epoch: int, tau: float, seed: int, train, valid
+):
     """The steps of one search epoch: (loss*n, correct) of train and valid, summed over the
     ranks, and the two example counts."""
     s = steps.s
@@ -251,7 +253,7 @@ def search_epoch(run: EpochRunner, steps: SearchSteps, epoch: int, seed: int, tr
         xt, yt = t_part.x, t_part.y
         key = (seed, epoch, run.guard.step)
         if single_level:
-            lt, ct = steps.joint_step(xt, yt, t_part.weight, key)
+            lt, ct = steps.joint_step(xt, yt, t_part.weight, key, tau)
             run.guard.observe(lt)
             sums[:2] += t_part.tally(torch.stack([lt * len(yt), ct]).double())
         else:
@@ -260,11 +262,11 @@ def search_epoch(run: EpochRunner, steps: SearchSteps, epoch: int, seed: int, tr
             v_part = dist.shard(xv, yv)
             xv, yv = v_part.x, v_part.y
             if s.step_order == "weights_first":
-                lt, ct = steps.weight_step(xt, yt, t_part.weight, key)
-                lv, cv = steps.arch_step(xt, yt, xv, yv, epoch, v_part.weight, key)
+                lt, ct = steps.weight_step(xt, yt, t_part.weight, key, tau)
+                lv, cv = steps.arch_step(xt, yt, xv, yv, epoch, v_part.weight, key, tau)
             else:
-                lv, cv = steps.arch_step(xt, yt, xv, yv, epoch, v_part.weight, key)
-                lt, ct = steps.weight_step(xt, yt, t_part.weight, key)
+                lv, cv = steps.arch_step(xt, yt, xv, yv, epoch, v_part.weight, key, tau)
+                lt, ct = steps.weight_step(xt, yt, t_part.weight, key, tau)
             run.guard.observe(lt, lv)
             sums[:2] += t_part.tally(torch.stack([lt * len(yt), ct]).double())
             sums[2:] += v_part.tally(torch.stack([lv * len(yv), cv]).double())
@@ -273,7 +275,7 @@ def search_epoch(run: EpochRunner, steps: SearchSteps, epoch: int, seed: int, tr
             epoch, lambda sums=sums, n=n: {"sums": dist.all_reduce_sum(sums).cpu(), "n": n}
         )
     if single_level:
-        test_sums, n_valid = steps.watch_test(valid)
+        test_sums, n_valid = steps.watch_test(valid, tau)
         sums[2:] = test_sums
     steps.scheduler.step()
     run.end_epoch(epoch)
@@ -334,17 +336,17 @@ def run_search(
             steps.advance(schedule.stage_of(epoch), data, stateful)
         net = steps.net
         if s.tau_schedule == "snas":
-            net.tau = snas_temperature(epoch, s.epochs, s.tau_max, s.tau_min)
+            tau = snas_temperature(epoch, s.epochs, s.tau_max, s.tau_min)
         else:
-            net.tau = tau_at(epoch, s.epochs, s.tau_max, s.tau_min, s.tau_schedule)
+            tau = tau_at(epoch, s.epochs, s.tau_max, s.tau_min, s.tau_schedule)
         net.set_drop_prob(s.drop_path)  # constant, as SNAS (docs/protocols.md)
         lr = steps.w_opt.param_groups[0]["lr"]
         net.train()
         sums, n_train, n_valid = search_epoch(
-            run, steps, epoch, p.common.seed, train_loader, valid_loader
+            run, steps, epoch, tau, p.common.seed, train_loader, valid_loader
         )
         current = net.derive()
-        values = {"tau": net.tau, "lr": lr, **mean_values(sums, n_train, n_valid)}
+        values = {"tau": tau, "lr": lr, **mean_values(sums, n_train, n_valid)}
         values.update(arch_values(current))
         if bench is not None:  # the current cell's recorded accuracies (AutoDL's curves)
             values.update(nb201_bench.curve_values(bench.lookup(current.arch)))

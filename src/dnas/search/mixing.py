@@ -8,7 +8,7 @@
   pruned by the progressive schedule get weight 0 and the others are renormalised; by the
   Dirichlet's subcomposition property that is a sample of the Dirichlet over the kept ops alone.
 
-GDAS's hard sampler lives in `dnas.search.gdas`.
+The Gumbel samplers (GDAS's hard one, SNAS's soft one) live in `dnas.search.gumbel`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from dnas.search.gdas import gumbel_noise
+from dnas.search.gumbel import soft_gumbel_softmax
 
 
 def dirichlet_concentration(alpha: torch.Tensor) -> torch.Tensor:
@@ -27,20 +27,18 @@ def dirichlet_concentration(alpha: torch.Tensor) -> torch.Tensor:
 def edge_weights(
     algorithm: str,
     alpha: torch.Tensor,
-    tau: float,
+    tau: float | None,
     mask: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Mixing weights (E, K) for the edges of one cell type; pruned ops (mask False) get 0."""
+    """Mixing weights (E, K) for the edges of one cell type; pruned ops (mask False) get 0.
+    `tau` is SNAS's temperature (None for DARTS and DrNAS, which do not use one)."""
     if algorithm == "darts":
         if mask is not None:
             alpha = alpha.masked_fill(~mask, float("-inf"))
         return F.softmax(alpha, dim=-1)
     if algorithm == "snas":
-        g = gumbel_noise(alpha.shape, generator, alpha.device)
-        if mask is not None:
-            alpha = alpha.masked_fill(~mask, float("-inf"))
-        return F.softmax((alpha + g) / tau, dim=-1)
+        return soft_gumbel_softmax(alpha, tau, generator, mask)
     if algorithm == "drnas":
         # The Dirichlet sampler draws from the global generator (it takes none); the loop
         # seeds it and checkpoints save and restore it.

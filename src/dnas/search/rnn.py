@@ -8,7 +8,7 @@ the cell output is the mean of the 8 nodes. The op weights of an edge are drawn 
 sequence (a BPTT segment) and shared by the batch and every time step:
 
 - `darts`: softmax(alpha); every op of every edge runs (docs/algorithms.md#rnn-search).
-- `gdas` + `gumbel: hard`: a hard Gumbel-softmax sample per edge (`dnas.search.gdas`), value
+- `gdas` + `gumbel: hard`: a hard Gumbel-softmax sample per edge (`dnas.search.gumbel`), value
   one-hot, straight-through gradient; **only the sampled op of each edge runs** (its output
   times the sampled weight, whose value is 1), the GDAS paper's point. Edges whose sample is
   'none' contribute nothing and are not computed.
@@ -30,14 +30,14 @@ from torch import nn
 from torch.func import functional_call
 
 from dnas.models.rnn_lm import RecurrentCell, RNNLanguageModel, lm_loss
-from dnas.search.gdas import gumbel_noise, hard_gumbel_softmax
+from dnas.search.gumbel import hard_gumbel_softmax, soft_gumbel_softmax
 from dnas.spaces import rnn
 from dnas.spaces.genotype import Genotype
 from dnas.spaces.rnn import INIT_RANGE, RNN_OPS, STEPS
 
 
 class RNNSearchCell(RecurrentCell):
-    def __init__(self, ninp: int, nhid: int, mode: str = "darts", steps: int = STEPS) -> None:
+    def __init__(self, ninp: int, nhid: int, mode: str, steps: int = STEPS) -> None:
         super().__init__()
         if mode not in ("darts", "hard", "soft"):
             raise ValueError(f"unknown mixing mode {mode!r}")
@@ -51,7 +51,6 @@ class RNNSearchCell(RecurrentCell):
         self.bns = nn.ModuleList(nn.BatchNorm1d(nhid, affine=False) for _ in range(steps + 1))
         n_edges = steps * (steps + 1) // 2
         self.alpha = nn.Parameter(1e-3 * torch.randn(n_edges, len(self.ops)))
-        self.tau = 1.0
         self.generator: torch.Generator | None = None
         self.detach_alpha = False
         # Looked up per call, so tests can count which ops run.
@@ -62,18 +61,19 @@ class RNNSearchCell(RecurrentCell):
     def probs(self) -> torch.Tensor:
         return F.softmax(self.alpha.detach(), dim=-1)
 
-    def begin(self) -> None:
-        """Draw this sequence's op weights (and, for hard sampling, the plan of which op runs
-        on which edge: one host sync for all edges)."""
+    def begin(self, tau: float | None) -> None:
+        """Draw this sequence's op weights at Gumbel temperature `tau` (and, for hard sampling,
+        the plan of which op runs on which edge: one host sync for all edges)."""
+        if tau is None and self.mode != "darts":
+            raise ValueError(f"Gumbel mixing ({self.mode}) samples at a temperature: pass tau")
         alpha = self.alpha.detach() if self.detach_alpha else self.alpha
         self._plan = None
         if self.mode == "darts":
             self._weights = F.softmax(alpha, dim=-1)
         elif self.mode == "soft":
-            g = gumbel_noise(alpha.shape, self.generator, alpha.device)
-            self._weights = F.softmax((alpha + g) / self.tau, dim=-1)
+            self._weights = soft_gumbel_softmax(alpha, tau, self.generator)
         else:
-            self._weights, index = hard_gumbel_softmax(alpha, self.tau, self.generator)
+            self._weights, index = hard_gumbel_softmax(alpha, tau, self.generator)
             self.set_plan(index.tolist())
 
     def set_plan(self, index: list[int]) -> None:
@@ -157,9 +157,10 @@ class RNNSupernet(RNNLanguageModel):
         return Genotype("rnn", {"rnn": cell}, probs={"rnn": table})
 
 
-def first_order(model: RNNSupernet, x, y, hidden):
-    """grad_alpha of the validation cross-entropy at the current weights; (grads, loss, hidden)."""
-    _, loss, hidden = lm_loss(model, x, y, hidden)
+def first_order(model: RNNSupernet, x, y, hidden, tau: float | None):
+    """grad_alpha of the validation cross-entropy at the current weights, sampling at Gumbel
+    temperature `tau`; (grads, loss, hidden)."""
+    _, loss, hidden = lm_loss(model, x, y, hidden, tau=tau)
     grads = torch.autograd.grad(loss, model.arch_parameters())
     return grads, loss.detach(), hidden
 
@@ -180,26 +181,28 @@ def unrolled_arch_grad(
     eta: float,
     weight_decay: float,
     clip: float,
+    tau: float | None,
     r: float = 1e-2,
 ):
     """DARTS's second-order architecture gradient for the recurrent search
     (docs/algorithms.md#rnn-search).
 
     `train` and `valid` are (x, y, hidden). Returns (grads of alpha, validation loss, the
-    validation hidden state after the batch). Weights are left as they were. Runs in float32
+    validation hidden state after the batch). Every forward pass samples at Gumbel temperature
+    `tau`. Weights are left as they were. Runs in float32
     whatever autocast is active (see dnas.search.architect)."""
     with torch.autocast(model.cell.alpha.device.type, enabled=False):
-        return _unrolled(model, train, valid, eta, weight_decay, clip, r)
+        return _unrolled(model, train, valid, eta, weight_decay, clip, tau, r)
 
 
-def _unrolled(model, train, valid, eta, weight_decay, clip, r):
+def _unrolled(model, train, valid, eta, weight_decay, clip, tau, r):
     names = [n for n, p in model.named_parameters() if p is not model.cell.alpha]
     weights = model.weight_parameters()
     alphas = model.arch_parameters()
     xt, yt, ht = train
     xv, yv, hv = valid
     # 1. one (clipped) SGD step on the training batch: w' = w - eta (g + wd w)
-    _, loss_t, _ = lm_loss(model, xt, yt, ht)
+    _, loss_t, _ = lm_loss(model, xt, yt, ht, tau=tau)
     g = [gi.detach() for gi in torch.autograd.grad(loss_t, weights)]
     clip_coef = _clip_(g, clip) if clip > 0 else torch.ones((), device=g[0].device)
     unrolled = {
@@ -207,7 +210,7 @@ def _unrolled(model, train, valid, eta, weight_decay, clip, r):
         for n, w, gi in zip(names, weights, g)
     }
     # 2. the validation loss at w': grad_alpha and v = grad_w' (clipped as well)
-    _, loss_v, hv_next = lm_loss(_Functional(model, unrolled), xv, yv, hv)
+    _, loss_v, hv_next = lm_loss(_Functional(model, unrolled), xv, yv, hv, tau=tau)
     grads = torch.autograd.grad(loss_v, [*alphas, *unrolled.values()])
     d_alpha, v = list(grads[: len(alphas)]), [t.detach() for t in grads[len(alphas) :]]
     if clip > 0:
@@ -219,7 +222,7 @@ def _unrolled(model, train, valid, eta, weight_decay, clip, r):
         with torch.no_grad():
             for w, t in zip(weights, v):
                 w.add_(sign * eps * t)
-        _, loss, _ = lm_loss(model, xt, yt, ht)
+        _, loss, _ = lm_loss(model, xt, yt, ht, tau=tau)
         grads_pm.append(torch.autograd.grad(loss, alphas))
     with torch.no_grad():
         for w, t in zip(weights, v):

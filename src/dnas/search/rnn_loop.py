@@ -114,11 +114,13 @@ def run_rnn_search(
     run.resume()
 
     def one_epoch(epoch: int) -> dict:
-        net.cell.tau = tau_at(epoch, s.epochs, s.tau_max, s.tau_min, s.tau_schedule)
+        tau = tau_at(epoch, s.epochs, s.tau_max, s.tau_min, s.tau_schedule)
         net.train()
-        loss_t, loss_v = rnn_search_epoch(run, p, net, w_opt, a_opt, lengths, epoch, train, valid)
+        loss_t, loss_v = rnn_search_epoch(
+            run, p, net, w_opt, a_opt, lengths, epoch, tau, train, valid
+        )
         values = {
-            "tau": net.cell.tau,
+            "tau": tau,
             "lr": s.lr,
             "loss/train": loss_t,
             "ppl/train": math.exp(loss_t),
@@ -144,7 +146,9 @@ def run_rnn_search(
     return SearchResult(genotype=genotype, metrics=metrics)
 
 
-def rnn_search_epoch(run: EpochRunner, p: Params, net, w_opt, a_opt, lengths, epoch, train, valid):
+def rnn_search_epoch(
+    run: EpochRunner, p: Params, net, w_opt, a_opt, lengths, epoch, tau, train, valid
+):
     """The steps of one epoch (module docstring); the mean train and valid losses."""
     s, r = p.search, p.search.rnn
 
@@ -153,10 +157,10 @@ def rnn_search_epoch(run: EpochRunner, p: Params, net, w_opt, a_opt, lengths, ep
         net.cell.detach_alpha = False
         if s.order == 2:
             grads, loss, hv = unrolled_arch_grad(
-                net, (xt, yt, ht), (xv, yv, hv), eta, s.weight_decay, s.grad_clip
+                net, (xt, yt, ht), (xv, yv, hv), eta, s.weight_decay, s.grad_clip, tau
             )
         else:
-            grads, loss, hv = first_order(net, xv, yv, hv)
+            grads, loss, hv = first_order(net, xv, yv, hv, tau)
         for a, g in zip(net.arch_parameters(), grads):
             a.grad = g
         a_opt.step()
@@ -165,7 +169,7 @@ def rnn_search_epoch(run: EpochRunner, p: Params, net, w_opt, a_opt, lengths, ep
     def weight_step(xt, yt, ht):
         net.cell.detach_alpha = True
         w_opt.zero_grad(set_to_none=True)
-        loss, raw_loss, ht = lm_loss(net, xt, yt, ht, r.alpha, r.beta)
+        loss, raw_loss, ht = lm_loss(net, xt, yt, ht, r.alpha, r.beta, tau)
         loss.backward()
         if s.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(net.weight_parameters(), s.grad_clip)

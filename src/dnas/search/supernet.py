@@ -33,7 +33,8 @@ import torch
 from torch import nn
 
 from dnas.search import mixing
-from dnas.search.gdas import hard_gumbel_softmax, sampled_sum, zero_grad_to
+from dnas.search.gdas import sampled_sum, zero_grad_to
+from dnas.search.gumbel import hard_gumbel_softmax
 from dnas.spaces import darts, nb201
 from dnas.spaces.genotype import Genotype
 from dnas.spaces.ops import (
@@ -251,7 +252,6 @@ class Supernet(nn.Module):
         for t in self.cell_types:
             self.register_buffer(f"mask_{t}", torch.ones(n_edges, n_ops, dtype=torch.bool))
         self.algorithm = algorithm
-        self.tau = 10.0
         self.sample_per = "network"
         self.unselected_grad = False
         self.generator: torch.Generator | None = None
@@ -298,14 +298,16 @@ class Supernet(nn.Module):
             out[t] = torch.softmax(a, dim=-1).cpu()
         return out
 
-    def sample(self, detach_alpha: bool = False) -> list[tuple[torch.Tensor, list[int]]]:
-        """GDAS: draw the architecture of one forward pass: (weights, op indices) per searched
-        cell, in the order of `self.cell_sequence`."""
+    def sample(
+        self, tau: float, detach_alpha: bool = False
+    ) -> list[tuple[torch.Tensor, list[int]]]:
+        """GDAS: draw the architecture of one forward pass at temperature `tau`: (weights, op
+        indices) per searched cell, in the order of `self.cell_sequence`."""
         draws = {}
         for t in self.cell_types:
             alpha = self.alphas[t].detach() if detach_alpha else self.alphas[t]
             n = self.cell_sequence.count(t) if self.sample_per == "cell" else 1
-            draws[t] = hard_gumbel_softmax(alpha.expand(n, *alpha.shape), self.tau, self.generator)
+            draws[t] = hard_gumbel_softmax(alpha.expand(n, *alpha.shape), tau, self.generator)
         # One host sync for every edge of every cell.
         host = torch.cat([index.flatten() for _, index in draws.values()]).tolist()
         rows, start = {}, 0
@@ -324,16 +326,19 @@ class Supernet(nn.Module):
             seen[t] += 1
         return per_cell
 
-    def draws(self, detach_alpha: bool = False) -> list[tuple]:
-        """(weights, indices or None, active ops or None) per searched cell, in cell order."""
+    def draws(self, tau: float | None, detach_alpha: bool = False) -> list[tuple]:
+        """(weights, indices or None, active ops or None) per searched cell, in cell order.
+        `tau`: the Gumbel temperature, required by the algorithms that sample with it."""
+        if tau is None and self.algorithm in ("gdas", "snas"):
+            raise ValueError(f"{self.algorithm} samples at a temperature: pass tau")
         if self.algorithm == "gdas":
-            return [(w, idx, None) for w, idx in self.sample(detach_alpha)]
+            return [(w, idx, None) for w, idx in self.sample(tau, detach_alpha)]
         per_type = {}
         active = self.active()
         self.last_weights = {}  # for SNAS's resource penalty
         for t in self.cell_types:
             alpha = self.alphas[t].detach() if detach_alpha else self.alphas[t]
-            w = mixing.edge_weights(self.algorithm, alpha, self.tau, self.mask(t), self.generator)
+            w = mixing.edge_weights(self.algorithm, alpha, tau, self.mask(t), self.generator)
             self.last_weights[t] = w
             per_type[t] = (w, None, active[t])
         return [per_type[t] for t in self.cell_sequence]
@@ -357,11 +362,12 @@ class DartsSupernet(Supernet):
         self,
         in_channels: int,
         num_classes: int,
-        channels: int = 16,
-        layers: int = 8,
+        channels: int,
+        layers: int,
         steps: int = darts.STEPS,
         stem_multiplier: int = 3,
-        algorithm: str = "gdas",
+        *,
+        algorithm: str,
         fixed_reduction: bool = False,
         partial: int = 1,
     ) -> None:
@@ -399,9 +405,13 @@ class DartsSupernet(Supernet):
         self.classifier = nn.Linear(c_p, num_classes)
         self._init_alphas(len(darts.edges(steps)), algorithm)
 
-    def forward(self, x: torch.Tensor, detach_alpha: bool = False) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, tau: float | None = None, detach_alpha: bool = False
+    ) -> torch.Tensor:
+        """Logits of `x` under this pass's architecture sample; `tau` is the Gumbel temperature
+        (GDAS, SNAS; unused by DARTS and DrNAS)."""
         s0 = s1 = self.stem(x)
-        draws = iter(self.draws(detach_alpha))
+        draws = iter(self.draws(tau, detach_alpha))
         for cell in self.cells:
             if isinstance(cell, FixedReductionCell):
                 s0, s1 = s1, cell(s0, s1)
@@ -434,9 +444,9 @@ class Nb201Supernet(Supernet):
         self,
         in_channels: int,
         num_classes: int,
-        channels: int = 16,
-        layers: int = 5,
-        algorithm: str = "gdas",
+        channels: int,
+        layers: int,
+        algorithm: str,
         partial: int = 1,
     ) -> None:
         super().__init__()
@@ -460,8 +470,12 @@ class Nb201Supernet(Supernet):
         self.cell_sequence = ["cell"] * (3 * layers)
         self._init_alphas(len(nb201.edges()), algorithm)
 
-    def forward(self, x: torch.Tensor, detach_alpha: bool = False) -> torch.Tensor:
-        draws = iter(self.draws(detach_alpha))
+    def forward(
+        self, x: torch.Tensor, tau: float | None = None, detach_alpha: bool = False
+    ) -> torch.Tensor:
+        """Logits of `x` under this pass's architecture sample; `tau` is the Gumbel temperature
+        (GDAS, SNAS; unused by DARTS and DrNAS)."""
+        draws = iter(self.draws(tau, detach_alpha))
         h = self.stem(x)
         for block, is_cell in zip(self.cells, self.is_cell):
             if is_cell:
@@ -495,10 +509,11 @@ def build_supernet(
     num_classes: int,
     channels: int,
     layers: int,
-    algorithm: str = "gdas",
-    fixed_reduction: bool = False,
-    partial: int = 1,
+    algorithm: str,
+    fixed_reduction: bool,
+    partial: int,
 ) -> Supernet:
+    """The search network of `space`; every argument is a `search` param (make_supernet)."""
     if space == "darts":
         return DartsSupernet(
             in_channels,
