@@ -15,7 +15,7 @@ def test_no_import_cycle_in_dnas():
     graph = import_graph()
     found = cycles(graph)
     detail = [{m: sorted(graph[m] & set(c)) for m in c} for c in found]
-    assert not found, f"import cycles inside src/dnas (module -> its imports in the cycle): {detail}"
+    assert not found, f"import cycles in src/dnas (module -> its imports in the cycle): {detail}"
 
 
 def test_graph_sees_the_package():
