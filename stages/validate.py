@@ -7,10 +7,23 @@ otherwise one line.
 a dependency so that DVC runs this stage first without rerunning them when it passes."""
 
 import argparse
+from pathlib import Path
 
-from dnas.config import validate_params
+from dnas.config import Params, load_params
+from dnas.data import check_prepare
 from dnas.errors import run_main
 from dnas.io import write_bytes
+
+
+def validate_params(path: str | Path = "params.yaml") -> Params:
+    """Validate the whole params file, including what the stages would only find out later:
+    every key and value (as `load_params`), and whether the data splits the params ask for
+    can be made (`prepare.test_fraction` and `prepare.search_split` against the class counts
+    of digits and of the user's own datasets whose source is at hand). Raises `UserError` with
+    one message naming the key."""
+    p = load_params(path)
+    check_prepare(p.prepare)
+    return p
 
 
 def main() -> None:

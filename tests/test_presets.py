@@ -16,7 +16,8 @@ import yaml
 
 from dnas.cli import main as cli_main
 from dnas.config import TEXT_DATASETS, parse_params
-from dnas.data.prepared import load_prepared, write_prepared
+from dnas.data import load_prepared
+from dnas.data.prepared import write_prepared
 from dnas.data.splits import search_split
 from dnas.data.text import write_text_prepared
 from dnas.evaluate import DATASET_SHAPES

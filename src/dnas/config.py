@@ -654,16 +654,3 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     except yaml.YAMLError as exc:
         raise UserError(f"{path}: not valid YAML: {exc}") from None
     return parse_params(raw, str(path))
-
-
-def validate_params(path: str | Path = "params.yaml") -> Params:
-    """Validate the whole params file, including what the stages would only find out later:
-    every key and value (as `load_params`), and whether the data splits the params ask for
-    can be made (`prepare.test_fraction` and `prepare.search_split` against the class counts
-    of digits and of the user's own datasets whose source is at hand). Raises `UserError` with
-    one message naming the key; `stages/validate.py` runs it before any other stage."""
-    p = load_params(path)
-    from dnas.data import check_prepare  # lazy: it imports numpy and scikit-learn
-
-    check_prepare(p.prepare)
-    return p

@@ -315,3 +315,17 @@ def load(path: str | None, raw_dir: Path, name: str = "cifar10") -> dict[str, np
                 f"delete it and download it again, or remove {key} to download it"
             )
     return _extract(src, raw_dir, sp)
+
+
+def source(name: str, p) -> tuple[dict, dict]:
+    """The arrays and card entries of CIFAR-10 or CIFAR-100 (the registry's array-family
+    interface)."""
+    sp = spec(name)
+    arrays = load(p.paths.get(name), Path(p.raw_dir), name)
+    if name == "cifar10":
+        meta = {"source": SOURCE, "mean": MEAN, "std": STD}
+    else:
+        origin = {**SOURCE, "origin": sp.url, "md5": sp.md5, "labels": "fine"}
+        origin["format"] = "CIFAR-100 binary version"
+        meta = {"source": origin, "mean": C100_MEAN, "std": C100_STD}
+    return arrays, {**meta, "num_classes": sp.num_classes, "augment": AUGMENT}

@@ -89,7 +89,7 @@ def load(name: str, spec: Custom, test_fraction: float, seed: int) -> tuple[dict
 def labels(spec: Custom) -> tuple[np.ndarray, np.ndarray | None]:
     """The train labels and the test labels (None without a test set of its own), read
     without decoding an image: the class folders' file counts, or the .npz's label arrays.
-    For checking the splits before preparing (dnas.config.validate_params)."""
+    For checking the splits before preparing (`check_labels`)."""
     path = Path(spec.path).expanduser()
     if spec.format == "npz":
         try:
@@ -112,6 +112,26 @@ def labels(spec: Custom) -> tuple[np.ndarray, np.ndarray | None]:
         for part, by_class in listed.items()
     }
     return out["train"], out.get("test")
+
+
+def source(name: str, p) -> tuple[dict, dict]:
+    """The registry's array-family interface: `load` with the dataset's own entry."""
+    return load(name, p.custom[name], p.test_fraction, p.seed)
+
+
+def check_labels(name: str, p):
+    """The labels the splits are made from, without preparing (train labels, test labels or
+    None when the test set is held out of the train labels, the advice, the key to name); None
+    when the source is missing or unreadable: its prepare stage says so if it runs (it may be
+    prepared already and need no rerun)."""
+    spec = p.custom[name]
+    if not Path(spec.path).expanduser().exists():
+        return None
+    try:
+        train, test = labels(spec)
+    except UserError:
+        return None
+    return train, test, HOLD_OUT_FIX, hold_out_key(name, p.test_fraction)
 
 
 # --- npz ---------------------------------------------------------------------------------

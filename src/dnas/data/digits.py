@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.datasets import load_digits
 
+from dnas.data.prepared import channel_stats
 from dnas.data.splits import stratified_split
 
 # Every digits class has about 180 images: only a test fraction near 0 or 1 leaves a class short.
@@ -37,3 +38,23 @@ def load(test_fraction: float, seed: int) -> dict[str, np.ndarray]:
 
 SOURCE = {"origin": "sklearn.datasets.load_digits", "pixel_scale": "round(v * 255 / 16)"}
 NUM_CLASSES = 10
+
+
+def source(name: str, p) -> tuple[dict, dict]:
+    """The arrays and card entries of digits (the registry's array-family interface)."""
+    arrays = load(p.test_fraction, p.seed)
+    mean, std = channel_stats(arrays["train_x"])
+    meta = {
+        "num_classes": NUM_CLASSES,
+        "augment": AUGMENT,
+        "source": SOURCE,
+        "test_split": {"protocol": "stratified", "fraction": p.test_fraction},
+    }
+    return arrays, {**meta, "mean": mean, "std": std}
+
+
+def check_labels(name: str, p):
+    """The labels the splits are made from, without preparing: (train labels, None: the test
+    set is held out of them, the advice, the key to name)."""
+    labels = load_digits().target.astype(np.int64)
+    return labels, None, TEST_FRACTION_FIX, f"prepare.test_fraction = {p.test_fraction}"

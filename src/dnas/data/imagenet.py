@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 from dnas.config import Prepare
+from dnas.data.batches import PassOrder, cutout
 from dnas.data.images import IMAGE_SUFFIXES, decode
-from dnas.data.loader import PassOrder
 from dnas.data.prepared import atomic_dir, eval_indices, verified_file
 from dnas.data.splits import make_splits
 from dnas.errors import UserError
@@ -114,7 +114,7 @@ def list_tree(part_dir: Path, classes: list[str] | None = None) -> tuple[list, l
     return entries, found
 
 
-def prepare(p: Prepare, out: Path) -> None:
+def prepare(name: str, p: Prepare, out: Path) -> None:
     path = p.paths.get("imagenet")
     root = Path(path).expanduser() if path else Path(p.raw_dir) / "imagenet"
     if not root.is_dir():
@@ -185,7 +185,7 @@ def _read_tsv(file: Path) -> tuple[list[str], np.ndarray]:
     return files, np.asarray(labels, dtype=np.int64)
 
 
-def load_folder_prepared(path: Path, card: dict, verify: bool = True) -> FolderPrepared:
+def read_prepared(path: Path, card: dict, verify: bool = True) -> FolderPrepared:
     for name in MANIFESTS:
         verified_file(path / name, card, verify)
     root = Path(card["root"])
@@ -336,8 +336,6 @@ class FolderLoader(PassOrder):
         )
 
     def _finish(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        from dnas.data.loader import cutout
-
         x, y = batch
         x = x.to(self.device, non_blocking=True).float()
         x = (x - self.mean) / self.std
@@ -373,3 +371,8 @@ class FolderLoader(PassOrder):
         self.generator.set_state(state["generator"])
         self.order, self.pos, self.pass_seed = state["order"], state["pos"], state["pass_seed"]
         self._stream = None
+
+
+def split_loader(data: FolderPrepared, split: str, batch_size: int, device, **kwargs):
+    """A `FolderLoader` over a named split (the registry's loader interface)."""
+    return FolderLoader(data, split, batch_size, device, **kwargs)

@@ -121,3 +121,19 @@ def load(path: str | None, name: str, raw_dir: Path) -> dict[str, np.ndarray]:
         "test_x": test_x,
         "test_y": test_y,
     }
+
+
+def source(name: str, p) -> tuple[dict, dict]:
+    """The arrays and card entries of an ImageNet16 variant (the registry's array-family
+    interface)."""
+    path = p.paths.get(name) or p.paths.get("imagenet16")
+    arrays = load(path, name, Path(p.raw_dir))
+    meta = {
+        "num_classes": CLASSES[name],
+        "augment": AUGMENT,
+        "source": SOURCE,
+        "mean": MEAN,
+        "std": STD,
+        "published_counts": dict(zip(("train", "test"), SIZES[name])),
+    }
+    return arrays, meta

@@ -14,8 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from dnas.data.batches import PassOrder, cutout, random_crop
 from dnas.data.prepared import Prepared
-from dnas.errors import UserError
+from dnas.data.registry import format_module
+
+__all__ = ["Augment", "DeviceLoader", "PassOrder", "cutout", "random_crop", "split_loader"]
 
 
 @dataclass(frozen=True)
@@ -23,31 +26,6 @@ class Augment:
     pad: int = 0
     flip: bool = False
     cutout: int = 0
-
-
-class PassOrder:
-    """Pass bookkeeping shared by the loaders: the length in batches, and for each pass over
-    the data a permutation drawn from the loader's CPU generator and the position in it."""
-
-    batch_size: int
-    shuffle: bool
-    drop_last: bool
-    generator: torch.Generator
-    order: torch.Tensor | None
-    pos: int | None
-
-    @property
-    def num_examples(self) -> int:
-        raise NotImplementedError
-
-    def __len__(self) -> int:
-        n = self.num_examples
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    def _start_pass(self) -> None:
-        n = self.num_examples
-        self.order = torch.randperm(n, generator=self.generator) if self.shuffle else None
-        self.pos = 0
 
 
 class DeviceLoader(PassOrder):
@@ -162,15 +140,8 @@ def split_loader(
     """A loader over a named split of a prepared dataset, normalised with its card's constants
     and, with `augment`, augmented as its card says (pad-and-crop, flips) plus `cutout`."""
     kind = data.card.get("kind", "images")
-    if kind == "text":
-        raise UserError(
-            f"{data.name} is a text corpus (for the language-model track); the CNN search and "
-            "training need an image dataset"
-        )
-    if kind == "folder":  # ImageNet: streamed from the image folders
-        from dnas.data.imagenet import FolderLoader
-
-        return FolderLoader(
+    if kind != "images":  # streamed or not images at all: the family's own loader says
+        return format_module(kind).split_loader(
             data, split, batch_size, device, augment=augment, cutout=cutout, shuffle=shuffle,
             seed=seed,
         )  # fmt: skip
@@ -185,29 +156,3 @@ def split_loader(
         shuffle=shuffle,
         seed=seed,
     )
-
-
-def random_crop(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
-    """Zero-pad by `pad` and crop back to the original size at a random offset per image."""
-    n, _, h, w = x.shape
-    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)
-    rows = (dy.view(n, 1) + torch.arange(h, device=x.device)).view(n, 1, h, 1)
-    cols = (dx.view(n, 1) + torch.arange(w, device=x.device)).view(n, 1, 1, w)
-    batch = torch.arange(n, device=x.device).view(n, 1, 1, 1)
-    chan = torch.arange(x.shape[1], device=x.device).view(1, -1, 1, 1)
-    return padded[batch, chan, rows, cols]
-
-
-def cutout(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
-    """Zero a `size` x `size` square (clipped at the border) at a random centre per image."""
-    n, _, h, w = x.shape
-    cy = torch.randint(0, h, (n,), generator=generator).to(x.device)
-    cx = torch.randint(0, w, (n,), generator=generator).to(x.device)
-    ys = torch.arange(h, device=x.device).view(1, h, 1)
-    xs = torch.arange(w, device=x.device).view(1, 1, w)
-    half = size // 2
-    inside_y = (ys >= (cy - half).view(n, 1, 1)) & (ys < (cy - half + size).view(n, 1, 1))
-    inside_x = (xs >= (cx - half).view(n, 1, 1)) & (xs < (cx - half + size).view(n, 1, 1))
-    return x * (~(inside_y & inside_x)).unsqueeze(1).to(x.dtype)

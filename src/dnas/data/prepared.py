@@ -264,22 +264,8 @@ def load_array(path: Path, card: dict, verify: bool = True) -> np.ndarray:
         raise UserError(f"{path}: unreadable ({exc}); {refresh_hint(path.parent)}") from None
 
 
-def load_prepared(path: str | Path, verify: bool = True):
-    """Read a prepared dataset, checking that it exists and matches its card's checksums.
-
-    Image arrays give a `Prepared`; an image-folder manifest (ImageNet) a `FolderPrepared`;
-    a text corpus a `TextPrepared`.
-    """
-    path = Path(path)
-    card = read_card(path)
-    kind = card.get("kind", "images")
-    if kind == "text":
-        from dnas.data.text import load_text_prepared
-
-        return load_text_prepared(path, card, verify)
-    if kind == "folder":
-        from dnas.data.imagenet import load_folder_prepared
-
-        return load_folder_prepared(path, card, verify)
+def read_images(path: Path, card: dict, verify: bool = True) -> Prepared:
+    """The image arrays of a prepared dataset whose card `card` was read from `path`, checked
+    against its checksums (`registry.load_prepared` reads every kind)."""
     arrays = {key: load_array(path / f"{key}.npy", card, verify) for key in ARRAYS}
     return Prepared(name=card["name"], card=card, **arrays)

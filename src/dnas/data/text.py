@@ -271,10 +271,18 @@ def prepare(name: str, p: Prepare, out: Path) -> None:
     write_text_prepared(out, name, texts, source)
 
 
-def load_text_prepared(path: Path, card: dict, verify: bool = True) -> TextPrepared:
+def read_prepared(path: Path, card: dict, verify: bool = True) -> TextPrepared:
     parts = {part: load_array(path / f"{part}.npy", card, verify) for part in PARTS}
     vocab_file = verified_file(path / "vocab.txt", card, verify)
     vocab = vocab_file.read_text(encoding="utf-8").split("\n")[:-1]
     if len(vocab) != card["vocab_size"]:
         raise UserError(f"{vocab_file}: {len(vocab)} words, card.json says {card['vocab_size']}")
     return TextPrepared(name=card["name"], vocab=vocab, card=card, **parts)
+
+
+def split_loader(data: TextPrepared, *args, **kwargs):
+    """There is no image loader over a text corpus: say so (the registry's loader interface)."""
+    raise UserError(
+        f"{data.name} is a text corpus (for the language-model track); the CNN search and "
+        "training need an image dataset"
+    )

@@ -19,8 +19,7 @@ from pathlib import Path
 
 from dnas.errors import UserError
 from dnas.io import write_json
-from dnas.spaces.ops import DARTS_OPS, NB201_OPS
-from dnas.spaces.rnn import RNN_OPS
+from dnas.spaces.ops import DARTS_OPS, NB201_OPS, RNN_OPS
 
 SPACE_OPS = {"darts": DARTS_OPS, "nb201": NB201_OPS, "rnn": RNN_OPS}
 SPACE_CELLS = {"darts": ("normal", "reduce"), "nb201": ("cell",), "rnn": ("rnn",)}

@@ -26,6 +26,8 @@ DARTS_OPS = (
 )
 
 NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+# The recurrent cell's activations (their functions live in spaces/rnn.py).
+RNN_OPS = ("none", "tanh", "relu", "sigmoid", "identity")
 
 
 def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:

@@ -23,7 +23,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-RNN_OPS = ("none", "tanh", "relu", "sigmoid", "identity")
+from dnas.spaces.genotype import CellSpec
+from dnas.spaces.ops import RNN_OPS  # noqa: F401  (the op names sit beside the other spaces')
+
 STEPS = 8  # intermediate nodes; node 0 is s0
 # The cell's weights are uniform in [-0.04, 0.04] (docs/algorithms.md#darts-recurrent-space).
 INIT_RANGE = 0.04
@@ -72,8 +74,6 @@ def derive_cell(weights: np.ndarray, ops: tuple[str, ...] = RNN_OPS, keep_none: 
     for an RNN). 'none' is excluded as DARTS does, or allowed with `keep_none` as the GDAS RNN code
     (docs/algorithms.md#darts-recurrent-space).
     Ties go to the lower predecessor, then the earlier op."""
-    from dnas.spaces.genotype import CellSpec
-
     steps = int(round((np.sqrt(8 * len(weights) + 1) - 1) / 2))
     w = np.asarray(weights, dtype=np.float64).copy()
     if not keep_none and "none" in ops:

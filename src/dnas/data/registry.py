@@ -1,0 +1,146 @@
+"""The dataset registry: which family module prepares, reads and streams each dataset.
+
+A *family* module knows one kind of source: `digits`, `cifar`, `imagenet16` and `custom` give
+train/test image arrays; `text` writes token ids and a vocabulary; `imagenet` writes a manifest
+of an image-folder tree that is streamed from disk. This module is the only one in the data
+layer that imports a family, and it does so lazily (most of them pull in torch), so the shared
+modules below the families (`prepared`: the on-disk format; `splits`; `batches`; `images`;
+`download`) never import one back (docs/architecture.md#layers).
+
+What a family module provides:
+
+- an array family: `source(name, p) -> (arrays, card entries)`; `prepare_dataset` adds the
+  split indices and writes the arrays and the card (`prepared.write_prepared`);
+- a family with its own format (card `kind` other than "images"): `prepare(name, p, out)`,
+  `read_prepared(path, card, verify)` and `split_loader(data, split, batch_size, device, ...)`;
+- optionally `check_labels(name, p)`: the labels the splits are made from, read without
+  preparing, for `check_prepare`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+
+from dnas.config import TEXT_DATASETS, Prepare
+from dnas.data.prepared import read_card, read_images, write_prepared
+from dnas.data.splits import SEARCH_SPLIT_FIX, make_splits, stratified_split
+
+PREPARED_ROOT = Path("data/prepared")
+
+# A prepared dataset's card `kind` -> the family that reads and streams it; "images" (arrays,
+# the default) is read by `prepared.read_images` and streamed by `loader.DeviceLoader`.
+KINDS = {"text": "text", "folder": "imagenet"}
+
+
+# Datasets known by name -> their family (after the text corpora, before ImageNet16's variants
+# and the user's own datasets, as `family` checks).
+NAMED = {"digits": "digits", "cifar10": "cifar", "cifar100": "cifar", "imagenet": "imagenet"}
+
+
+def family(name: str, p: Prepare) -> str:
+    """The family that prepares dataset `name`."""
+    if name in TEXT_DATASETS:
+        return "text"
+    if name in NAMED:
+        return NAMED[name]
+    if name.startswith("imagenet16"):
+        return "imagenet16"
+    if name in p.custom:
+        return "custom"
+    raise ValueError(f"unknown dataset {name!r}")
+
+
+def module(key: str) -> ModuleType:
+    """The family module `key`, imported on first use: the one place that imports them."""
+    if key == "digits":
+        from dnas.data import digits as mod
+    elif key == "cifar":
+        from dnas.data import cifar as mod
+    elif key == "imagenet16":
+        from dnas.data import imagenet16 as mod
+    elif key == "custom":
+        from dnas.data import custom as mod
+    elif key == "text":
+        from dnas.data import text as mod
+    elif key == "imagenet":
+        from dnas.data import imagenet as mod
+    else:
+        raise ValueError(f"unknown dataset family {key!r}")
+    return mod
+
+
+def format_module(kind: str) -> ModuleType:
+    """The family module that reads and streams prepared data whose card says `kind`."""
+    return module(KINDS[kind])
+
+
+def prepare_dataset(name: str, p: Prepare, root: str | Path = PREPARED_ROOT) -> Path:
+    """Prepare dataset `name` into `root/name`; return that directory.
+
+    A failure leaves an earlier `root/name` as it was.
+    """
+    out = Path(root) / name
+    mod = module(family(name, p))
+    if hasattr(mod, "prepare"):  # a family that writes its own format
+        mod.prepare(name, p, out)
+        return out
+    arrays, meta = mod.source(name, p)
+    protocol, split_file = p.split_for(name)
+    fix = _search_split_fix(p, len(arrays["train_y"]) + len(arrays["test_y"]), "test_split" in meta)
+    split = make_splits(arrays["train_y"], arrays["test_y"], protocol, p.seed, split_file, fix)
+    card = {**meta, **split}
+    write_prepared(out, name, arrays, card)
+    return out
+
+
+def load_prepared(path: str | Path, verify: bool = True):
+    """Read a prepared dataset, checking that it exists and matches its card's checksums.
+
+    Image arrays give a `Prepared`; an image-folder manifest (ImageNet) a `FolderPrepared`;
+    a text corpus a `TextPrepared`.
+    """
+    path = Path(path)
+    card = read_card(path)
+    kind = card.get("kind", "images")
+    if kind == "images":
+        return read_images(path, card, verify)
+    return format_module(kind).read_prepared(path, card, verify)
+
+
+def _search_split_fix(p: Prepare, total: int, held_out: bool) -> str:
+    """The advice when the search halves cannot be made: with a held-out test set, a large
+    `test_fraction` may be what left the train set too small."""
+    if not held_out:
+        return SEARCH_SPLIT_FIX
+    held = int(np.ceil(p.test_fraction * total))
+    return (
+        f"prepare.test_fraction = {p.test_fraction} holds out {held} of {total} examples; "
+        "lower it, or use prepare.search_split: random"
+    )
+
+
+def check_prepare(p: Prepare) -> None:
+    """Raise `UserError` if `prepare` asks for splits that cannot be made, without preparing:
+    the held-out test set (`test_fraction`) and the search halves (`search_split`, a
+    `split_file`) of every dataset whose family can read its labels cheaply (digits, the
+    user's own datasets), from the labels alone."""
+    for name in p.datasets:
+        try:
+            mod = module(family(name, p))
+        except ValueError:
+            continue
+        found = mod.check_labels(name, p) if hasattr(mod, "check_labels") else None
+        if found is None:
+            continue
+        labels, test, fix, what = found
+        held_out = test is None
+        if held_out:
+            first, second = stratified_split(labels, p.test_fraction, p.seed, fix, what)
+            labels, test = labels[first], labels[second]
+        total = len(labels) + len(test)
+        fix = _search_split_fix(p, total, held_out)
+        protocol, split_file = p.split_for(name)
+        make_splits(labels, test, protocol, p.seed, split_file, fix)
