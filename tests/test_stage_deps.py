@@ -75,11 +75,6 @@ def test_mismatches_are_seen():
     assert "src/dnas/config.py" not in got["missing"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dvc.yaml deps do not yet match the imports (the lead applies the deps proposed "
-    "with issue 16's registry branch; then remove this mark)",
-)
 @pytest.mark.parametrize("stage", sorted(_stages()))
 def test_stage_deps_match_imports(stage):
     deps = [d if isinstance(d, str) else next(iter(d)) for d in _stages()[stage]["deps"]]
