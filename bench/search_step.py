@@ -151,7 +151,7 @@ def measure(space: str, args, device, fast: FastPath) -> dict:
     torch.manual_seed(0)
     layers = args.darts_layers if space == "darts" else args.nb201_layers
     cls = DartsSupernet if space == "darts" else Nb201Supernet
-    net = fast.model(cls(3, 10, args.channels, layers).to(device))
+    net = fast.model(cls(3, 10, args.channels, layers, algorithm="gdas").to(device))
     net.generator = torch.Generator(device=device).manual_seed(0)
     tau = 1.0  # the Gumbel temperature of every forward pass
     net.sample_per = "network"  # one architecture per step, so that a subnet is that step
