@@ -24,17 +24,13 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from projection import gdas_iteration, sync  # noqa: E402
 
 from dnas.runtime import FastPath  # noqa: E402
-from dnas.search.supernet import build_supernet  # noqa: E402
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def search_worker(rank: int, cfg: dict, barrier, results) -> None:
@@ -43,44 +39,18 @@ def search_worker(rank: int, cfg: dict, barrier, results) -> None:
     cuda = device.type == "cuda"
     fast = FastPath(False, cuda, cuda, cuda)  # `auto` on this device (the supernet: no compile)
     fast.apply_backends(device)
-    torch.manual_seed(rank)
-    net = build_supernet(cfg["space"], 3, 10, cfg["channels"], cfg["layers"], "gdas", False, 1).to(
-        device
-    )
-    net = fast.model(net)
-    net.generator = torch.Generator(device=device).manual_seed(rank)
-    tau = 5.0  # the Gumbel temperature of every forward pass
-    net.unselected_grad = cfg["space"] == "nb201"
-    w_opt = torch.optim.SGD(net.weight_parameters(), lr=0.025, momentum=0.9, weight_decay=5e-4)
-    a_opt = torch.optim.Adam(net.arch_parameters(), lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
-    size, batch = cfg["size"], cfg["batch"]
-    xt, xv = (fast.inputs(torch.randn(batch, 3, size, size, device=device)) for _ in "tv")
-    yt, yv = (torch.randint(0, 10, (batch,), device=device) for _ in "tv")
-
-    def iteration():
-        w_opt.zero_grad(set_to_none=True)
-        with fast.autocast(device):
-            loss = F.cross_entropy(net(xt, tau, detach_alpha=True), yt)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.weight_parameters(), 5.0)
-        w_opt.step()
-        a_opt.zero_grad(set_to_none=True)
-        with fast.autocast(device):
-            loss = F.cross_entropy(net(xv, tau), yv)
-        loss.backward()
-        a_opt.step()
-
-    net.train()
+    workload = {k: cfg[k] for k in ("space", "channels", "layers", "batch")}
+    iteration = gdas_iteration(fast, device, workload, cfg["size"], seed=rank)
     for _ in range(cfg["warmup"]):
         iteration()
-    _sync(device)
+    sync(device)
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     barrier.wait()
     began = time.perf_counter()
     for _ in range(cfg["steps"]):
         iteration()
-    _sync(device)
+    sync(device)
     seconds = time.perf_counter() - began
     if cuda:
         memory = torch.cuda.max_memory_allocated(device) / 2**20

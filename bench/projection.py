@@ -31,6 +31,7 @@ import math
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -83,23 +84,25 @@ RETRAIN = dict(
 )
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def search_iteration_ms(
-    fast: FastPath, device: torch.device, w: dict, size: int, steps: int, warmup: int
-) -> float:
-    """Milliseconds of one bilevel GDAS iteration (weight step + architecture step)."""
-    torch.manual_seed(0)
+def gdas_iteration(
+    fast: FastPath, device: torch.device, w: dict, size: int, seed: int = 0
+) -> Callable[[], None]:
+    """One bilevel GDAS iteration (weight step, then architecture step) of the supernet that
+    workload `w` describes, on fixed random batches: the step the GPU targets time. Also used
+    by bench/concurrent_searches.py."""
+    torch.manual_seed(seed)
     fast.apply_backends(device)
     net = build_supernet(w["space"], 3, 10, w["channels"], w["layers"], "gdas", False, 1).to(device)
     net = fast.model(net)
-    net.generator = torch.Generator(device=device).manual_seed(0)
+    net.generator = torch.Generator(device=device).manual_seed(seed)
     tau = 5.0  # the Gumbel temperature of every forward pass
-    net.sample_per = w["sample_per"]
-    net.unselected_grad = w["unselected_grad"]
+    net.sample_per = w.get("sample_per", "network")
+    net.unselected_grad = w.get("unselected_grad", w["space"] == "nb201")
     w_opt = torch.optim.SGD(net.weight_parameters(), lr=0.025, momentum=0.9, weight_decay=5e-4)
     a_opt = torch.optim.Adam(net.arch_parameters(), lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
     xt, xv = (fast.inputs(torch.randn(w["batch"], 3, size, size, device=device)) for _ in "tv")
@@ -119,13 +122,21 @@ def search_iteration_ms(
         a_opt.step()
 
     net.train()
+    return iteration
+
+
+def search_iteration_ms(
+    fast: FastPath, device: torch.device, w: dict, size: int, steps: int, warmup: int
+) -> float:
+    """Milliseconds of one bilevel GDAS iteration (weight step + architecture step)."""
+    iteration = gdas_iteration(fast, device, w, size)
     for _ in range(warmup):
         iteration()
-    _sync(device)
+    sync(device)
     began = time.perf_counter()
     for _ in range(steps):
         iteration()
-    _sync(device)
+    sync(device)
     return 1000 * (time.perf_counter() - began) / steps
 
 
