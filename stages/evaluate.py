@@ -32,9 +32,9 @@ def evaluate_cnn(p, device) -> None:
 
 def evaluate_language_model(p, device) -> None:
     from dnas.evaluate import evaluate_perplexity
-    from dnas.models.rnn_lm import load_lm
+    from dnas.models import load_model
 
-    model, config = load_lm("models/model.pt", device)
+    model, config = load_model("models/model.pt", device)
     data = load_prepared(PREPARED_ROOT / p.train.dataset)
     metrics = evaluate_perplexity(model, data, config, device)
     write_json("metrics/eval.json", metrics)

@@ -11,6 +11,7 @@ from dnas.config import TEXT_DATASETS, load_params
 from dnas.data import PREPARED_ROOT, load_prepared
 from dnas.errors import UserError, run_main
 from dnas.io import check_writable, write_json
+from dnas.models import save_model
 from dnas.runtime import out_of_memory_hint, pick_device
 from dnas.spaces.published import resolve_genotype
 
@@ -32,10 +33,8 @@ def main() -> None:
         if text:
             if distributed.world_size() > 1:
                 raise UserError("language-model retraining runs in one process; drop torchrun")
-            from dnas.models.rnn_lm import save_lm as save
             from dnas.train.lm import run_lm_train as run
         else:
-            from dnas.models import save_model as save
             from dnas.train.loop import run_train as run
         t = p.train
         if text:
@@ -55,7 +54,7 @@ def main() -> None:
                     p, genotype, data, device, "dvclive/train", "checkpoints/train"
                 )
             if main:
-                save("models/model.pt", model, genotype, config)
+                save_model("models/model.pt", model, genotype, config)
                 # One metric per fact: the final network's test accuracy is the evaluate
                 # stage's (metrics/eval.json); the curve over the epochs is in dvclive/train.
                 metrics = {k: v for k, v in metrics.items() if k != "test_acc"}

@@ -193,7 +193,8 @@ def test_gdas_search_steps_on_the_gpu(space):
 
 
 def test_darts_second_order_under_bf16_points_where_fp32_does():
-    from dnas.search.architect import unrolled_arch_grad
+    from dnas.search.architect import MomentumUnroll, arch_gradient
+    from dnas.search.steps import cross_entropy_loss
     from dnas.search.supernet import DartsSupernet
 
     torch.manual_seed(0)
@@ -207,7 +208,8 @@ def test_darts_second_order_under_bf16_points_where_fp32_does():
         yt, yv = (torch.randint(0, 10, (32,), device="cuda", generator=gen) for _ in "tv")
         ctx = torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16)
         with ctx:
-            grads, _, _ = unrolled_arch_grad(net, w_opt, xt, yt, xv, yv, None)
+            unroll = MomentumUnroll(w_opt)
+            grads, _, _ = arch_gradient(net, cross_entropy_loss, (xt, yt), (xv, yv), None, unroll)
         results.append(torch.cat([g.float().flatten() for g in grads]))
     fp32, bf16 = results
     assert torch.isfinite(bf16).all()

@@ -8,6 +8,7 @@ import torch
 from dnas.errors import UserError
 from dnas.evaluate import count_macs, count_parameters
 from dnas.models import build_network, load_model, save_model
+from dnas.models.rnn_lm import BUILD_KEYS, RNNLanguageModel, build_lm
 from dnas.spaces import nb201
 from dnas.spaces.genotype import Genotype
 from dnas.spaces.published import PUBLISHED
@@ -81,6 +82,26 @@ def test_model_file_round_trip(tmp_path):
     x = torch.randn(3, 1, 8, 8)
     torch.testing.assert_close(loaded.eval()(x), net(x))
     assert info["genotype"] == GDAS_V1 and info["channels"] == 4
+
+
+def test_a_language_model_uses_the_same_file_and_loader(tmp_path):
+    """One format for both tracks: the genotype's space tells load_model what to build."""
+    genotype = PUBLISHED["DARTS_V2_RNN"].genotype
+    cfg = {"vocab_size": 30, "emsize": 6, "nhid": 6, "bptt": 5, "eval_batch_size": 2,
+           "test_batch_size": 1, **dict.fromkeys(BUILD_KEYS[3:], 0.1)}  # fmt: skip
+    torch.manual_seed(0)
+    lm = build_lm(genotype, cfg).eval()
+    save_model(tmp_path / "lm.pt", lm, genotype, cfg)
+    cnn_cfg = {"in_channels": 1, "num_classes": 10, "channels": 4, "layers": 3}
+    save_model(tmp_path / "cnn.pt", build_network(GDAS_V1, 1, 10, 4, 3), GDAS_V1, cnn_cfg)
+    lm_file, cnn_file = (torch.load(tmp_path / f, weights_only=True) for f in ("lm.pt", "cnn.pt"))
+    assert lm_file.keys() == cnn_file.keys() == {"genotype", "config", "state_dict"}
+    loaded, info = load_model(tmp_path / "lm.pt")
+    assert isinstance(loaded, RNNLanguageModel) and info["genotype"] == genotype
+    assert info["bptt"] == 5 and info["dropouth"] == 0.1
+    tokens = torch.randint(0, 30, (4, 2))
+    hidden = lm.init_hidden(2)
+    torch.testing.assert_close(loaded.eval()(tokens, hidden)[0], lm(tokens, hidden)[0])
 
 
 def test_broken_model_file_is_a_clear_error(tmp_path):

@@ -46,6 +46,7 @@ SEARCHES = {
     },
 }
 
+
 def machine() -> str:
     """What the bytes of a float computation depend on besides the code: the CPU (model and
     instruction-set flags: other SIMD kernels sum in another order), torch's version and its

@@ -15,7 +15,7 @@ import torch
 from dnas.checkpoint import Interrupted
 from dnas.config import parse_params
 from dnas.data import load_prepared
-from dnas.data.text import write_text_prepared
+from dnas.data.text import batchify, sequence_length, write_text_prepared
 from dnas.errors import UserError
 from dnas.evaluate import evaluate_perplexity
 from dnas.io import dumps_json
@@ -23,14 +23,14 @@ from dnas.models.rnn_lm import (
     DartsRNNCell,
     RecurrentCell,
     RNNLanguageModel,
-    batchify,
     build_lm,
     count_lm_parameters,
-    sequence_length,
+    lm_arch_loss,
 )
 from dnas.search import rnn_loop
+from dnas.search.architect import ClippedUnroll, arch_gradient
 from dnas.search.gumbel import gumbel_noise
-from dnas.search.rnn import RNNSearchCell, RNNSupernet, unrolled_arch_grad
+from dnas.search.rnn import RNNSearchCell, RNNSupernet
 from dnas.spaces.genotype import Genotype
 from dnas.spaces.published import PUBLISHED, resolve_genotype
 from dnas.spaces.rnn import RNN_OPS, derive_cell
@@ -346,9 +346,8 @@ def test_unrolled_gradient_matches_exact_autograd():
     xv, yv = torch.randint(0, 12, (4, 3)), torch.randint(0, 12, (4, 3))
     h = net.init_hidden(3)
     eta, wd = 0.3, 1e-3
-    grads, _, _ = unrolled_arch_grad(
-        net, (xt, yt, h), (xv, yv, h), eta, wd, clip=1e9, tau=None, r=1e-5
-    )
+    unroll = ClippedUnroll(eta, wd, clip=1e9, r=1e-5)
+    grads, _, _ = arch_gradient(net, lm_arch_loss, (xt, yt, h), (xv, yv, h), None, unroll)
 
     names = [n for n, p in net.named_parameters() if p is not net.cell.alpha]
     weights = net.weight_parameters()
@@ -375,9 +374,8 @@ def test_unrolled_gradient_is_float32_under_bf16_autocast():
     h = net.init_hidden(8)
 
     def grads():
-        return unrolled_arch_grad(net, (xt, yt, h), (xv, yv, h), 20.0, 5e-7, clip=0.25, tau=None)[
-            0
-        ][0]
+        unroll = ClippedUnroll(20.0, 5e-7, clip=0.25)
+        return arch_gradient(net, lm_arch_loss, (xt, yt, h), (xv, yv, h), None, unroll).grads[0]
 
     fp32 = grads()
     with torch.autocast("cpu", dtype=torch.bfloat16):

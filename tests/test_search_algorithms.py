@@ -12,9 +12,10 @@ from torch.func import functional_call
 from dnas.config import parse_params
 from dnas.models import build_network
 from dnas.search import drnas, mixing
-from dnas.search.architect import unrolled_arch_grad
+from dnas.search.architect import MomentumUnroll, arch_gradient
 from dnas.search.gdas import tau_at
 from dnas.search.snas import op_costs, resource_penalty
+from dnas.search.steps import cross_entropy_loss
 from dnas.search.supernet import DartsSupernet, MixedEdge, Nb201Supernet
 from dnas.spaces import darts
 from dnas.spaces.ops import DARTS_OPS, FixedReductionCell
@@ -85,7 +86,8 @@ def test_second_order_gradient_matches_autograd_and_first_order_does_not(smooth,
     xv, yv = _batch(8, 3)
     before = {k: v.clone() for k, v in net.state_dict().items()}
 
-    approx, _, _ = unrolled_arch_grad(net, w_opt, xt, yt, xv, yv, None, r=r)
+    unroll = MomentumUnroll(w_opt, r=r)
+    approx, _, _ = arch_gradient(net, cross_entropy_loss, (xt, yt), (xv, yv), None, unroll)
     after = net.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # weights and BN stats back
 
@@ -118,7 +120,8 @@ def test_second_order_gradient_is_float32_under_bf16_autocast(algorithm):
     def grads():
         torch.manual_seed(5)  # DrNAS's Dirichlet draws: the same in both runs
         net.generator.manual_seed(1)
-        return unrolled_arch_grad(net, w_opt, xt, yt, xv, yv, 10.0)[0]
+        unroll = MomentumUnroll(w_opt)
+        return arch_gradient(net, cross_entropy_loss, (xt, yt), (xv, yv), 10.0, unroll).grads
 
     fp32 = grads()
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -293,6 +296,7 @@ def test_drnas_advance_prunes_widens_and_keeps_the_alphas(digits_prepared):
         }
     )
     from dnas.search.loop import make_supernet
+    from dnas.search.steps import SearchState
 
     torch.manual_seed(0)
     net = make_supernet(p.search, digits_prepared)
@@ -306,7 +310,7 @@ def test_drnas_advance_prunes_widens_and_keeps_the_alphas(digits_prepared):
     sched.step()
     alphas = net.arch_parameters()
     new, new_opt, new_sched, _ = drnas.Schedule(p.search).advance(
-        net, w_opt, sched, a_opt, 1, digits_prepared, make_supernet
+        SearchState(net, w_opt, sched, a_opt), 1, digits_prepared, make_supernet
     )
     assert all(a is b for a, b in zip(new.arch_parameters(), alphas))
     assert new_sched.last_epoch == 1 and new_opt.param_groups[0]["lr"] == sched.get_last_lr()[0]
@@ -444,6 +448,7 @@ def test_snas_search_runs_a_constant_drop_path_and_its_temperature(
     digits_prepared, monkeypatch, tmp_path
 ):
     from dnas.search import loop as search_loop
+    from dnas.search import record
 
     seen = []
     forward = MixedEdge.forward
@@ -454,14 +459,14 @@ def test_snas_search_runs_a_constant_drop_path_and_its_temperature(
         return forward(self, x, *args, **kwargs)
 
     taus = []
-    real_log = search_loop.log_epoch
+    real_log = record.log_epoch
 
     def log_epoch(live, values, epoch, rows):
         taus.append(values["tau"])
         real_log(live, values, epoch, rows)
 
     monkeypatch.setattr(MixedEdge, "forward", spy)
-    monkeypatch.setattr(search_loop, "log_epoch", log_epoch)
+    monkeypatch.setattr(record, "log_epoch", log_epoch)
     p = parse_params(
         {
             "search": {"algorithm": "snas", "epochs": 2, "channels": 4, "layers": 3,
@@ -472,3 +477,48 @@ def test_snas_search_runs_a_constant_drop_path_and_its_temperature(
     search_loop.run_search(p, digits_prepared, torch.device("cpu"), tmp_path)
     assert seen and set(seen) == {0.3}  # from the first step on, every edge
     assert taus == pytest.approx([1 - 0.97 / 2, 0.03])
+
+
+def test_both_tracks_take_the_first_order_gradient_through_one_contract():
+    """`arch_gradient` without an unroll is d L_val / d alpha by autograd, for a CNN supernet
+    (loss: cross-entropy of (x, y)) and the recurrent search (loss: the language model's
+    cross-entropy of (x, y, hidden)); it returns the loss and output the loss function gave,
+    detached, and leaves .grad alone."""
+    from dnas.models.rnn_lm import lm_arch_loss
+    from dnas.search.rnn import RNNSupernet
+
+    torch.manual_seed(0)
+    cnn = DartsSupernet(1, 10, channels=4, layers=3, algorithm="darts").double()
+    rnn = RNNSupernet(12, 5, 5, "darts").double()
+    x, y = _batch(8, 1)
+    tokens = torch.randint(0, 12, (4, 3))
+    cases = [
+        (cnn, cross_entropy_loss, (x, y)),
+        (rnn, lm_arch_loss, (tokens, torch.randint(0, 12, (4, 3)), rnn.init_hidden(3))),
+    ]
+    for net, loss_fn, batch in cases:
+        state = torch.get_rng_state()
+        got = arch_gradient(net, loss_fn, batch, batch, None)
+        torch.set_rng_state(state)  # the same dropout masks
+        loss, out = loss_fn(net, batch, None)
+        expected = torch.autograd.grad(loss, net.arch_parameters())
+        assert len(got.grads) == len(expected)
+        for g, e in zip(got.grads, expected):
+            torch.testing.assert_close(g, e)
+        torch.testing.assert_close(got.loss, loss.detach())
+        torch.testing.assert_close(got.out, out.detach())
+        assert not got.loss.requires_grad and not got.out.requires_grad
+        assert all(a.grad is None for a in net.arch_parameters())
+
+
+def test_every_sgd_of_the_weights_is_built_in_one_place():
+    """The weights' SGD is built by dnas.optim (weight_sgd / sgd_cosine) for all loops."""
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "src" / "dnas"
+    builders = [
+        p.relative_to(src).as_posix()
+        for p in src.rglob("*.py")
+        if "optim.SGD(" in p.read_text(encoding="utf-8")
+    ]
+    assert builders == ["optim.py"]

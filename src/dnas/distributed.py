@@ -77,31 +77,42 @@ def session(device: str) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class Shard:
-    """This rank's slice of a batch. `weight` scales its gradients before they are summed
-    over the ranks (its share of the batch); `count` scales its sums for the logs."""
+    """This rank's slice of a batch of `n` examples. `weight` scales its gradients before they
+    are summed over the ranks (its share of the batch); `count` scales its sums for the logs."""
 
     x: torch.Tensor
     y: torch.Tensor
+    n: int
     weight: float = 1.0
     count: float = 1.0
 
     def tally(self, sums: torch.Tensor) -> torch.Tensor:
         return sums if self.count == 1.0 else sums * self.count
 
+    def sums(self, loss: torch.Tensor, correct: torch.Tensor) -> torch.Tensor:
+        """(mean loss * examples, correct) of this shard in float64, scaled by `count`: summed
+        over the ranks, the batch's."""
+        return self.tally(torch.stack([loss * len(self.y), correct]).double())
+
 
 def shard(x: torch.Tensor, y: torch.Tensor) -> Shard:
     """Rank r keeps examples [n*r/N, n*(r+1)/N) of the batch; shard sizes differ by at most
     one. A batch smaller than the number of ranks is run whole by every rank, each counting
     for 1/N of it (the same gradient, the same logged sums)."""
-    world = world_size()
+    world, n = world_size(), len(y)
     if world == 1:
-        return Shard(x, y)
-    n = len(y)
+        return Shard(x, y, n)
     if n < world:
-        return Shard(x, y, 1.0 / world, 1.0 / world)
+        return Shard(x, y, n, 1.0 / world, 1.0 / world)
     r = rank()
     lo, hi = n * r // world, n * (r + 1) // world
-    return Shard(x[lo:hi], y[lo:hi], (hi - lo) / n)
+    return Shard(x[lo:hi], y[lo:hi], n, (hi - lo) / n)
+
+
+def shards(batches) -> Iterator[Shard]:
+    """This rank's shard of each (x, y) batch of a loader: the loops see shards only."""
+    for x, y in batches:
+        yield shard(x, y)
 
 
 def average_gradients(params, weight: float = 1.0) -> None:

@@ -1,4 +1,5 @@
-"""Evaluation: accuracy on the test set, parameter count and multiply-adds.
+"""Evaluation: accuracy on the test set, parameter count and multiply-adds; a language model's
+loss and perplexity.
 
 Parameters exclude the auxiliary head (docs/algorithms.md#parameter-and-multiply-add-counts,
 DARTS `count_parameters_in_MB`).
@@ -19,7 +20,11 @@ from torch import nn
 from dnas import distributed as dist
 from dnas.data import Prepared
 from dnas.data.loader import DeviceLoader, split_loader
+from dnas.data.text import get_batch, token_stream
+from dnas.models import build_model
+from dnas.models.rnn_lm import count_lm_parameters
 from dnas.runtime import FastPath
+from dnas.spaces.genotype import Genotype
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,28 @@ def count_macs(model: nn.Module, input_shape: tuple[int, int, int]) -> int:
     return total
 
 
+# The papers' evaluation sizes (docs/algorithms.md#parameter-and-multiply-add-counts): the DARTS
+# space at C=36 with 20 cells, NB201 at C=16 with 5 cells per stage, and the PTB language model
+# at emsize = nhid = 850 (docs/algorithms.md#rnn-retraining).
+PAPER_SIZES = {"darts": (36, 20), "nb201": (16, 5)}
+LM_PAPER_SIZE = 850
+
+
+def genotype_params(genotype: Genotype, data) -> int:
+    """Parameters of a genotype's network at the papers' evaluation size, on `data`'s inputs
+    and classes (CNN, without the auxiliary head) or vocabulary (language model)."""
+    if genotype.space == "rnn":
+        config = dict.fromkeys(("dropout", "dropouth", "dropoutx", "dropouti", "dropoute"), 0.0)
+        config.update(vocab_size=data.vocab_size, emsize=LM_PAPER_SIZE, nhid=LM_PAPER_SIZE)
+        with torch.device("meta"):
+            model = build_model(genotype, config)
+        return count_lm_parameters(model)
+    c, layers = PAPER_SIZES[genotype.space]
+    config = {"in_channels": data.channels, "num_classes": data.num_classes, "channels": c,
+              "layers": layers}  # fmt: skip
+    return count_parameters(build_model(genotype, config))
+
+
 def perplexity(loss: float) -> float:
     """exp of the mean cross-entropy per token (natural log)."""
     return math.exp(loss)
@@ -94,15 +121,33 @@ def evaluate_perplexity(model: nn.Module, data, config: dict, device) -> dict:
     docs/algorithms.md#rnn-retraining) loss and perplexity of a language model, over the whole split
     in segments of `bptt` with the hidden state carried; and its parameter count (embedding and
     decoder tied, counted once)."""
-    from dnas.models.rnn_lm import batchify, count_lm_parameters, evaluate_lm
-
     out: dict = {"params": count_lm_parameters(model), "vocab_size": int(config["vocab_size"])}
     for split, key in (("valid", "eval_batch_size"), ("test", "test_batch_size")):
-        stream = batchify(getattr(data, split), int(config[key]), device)
+        stream = token_stream(data, split, int(config[key]), device)
         loss = evaluate_lm(model, stream, int(config["bptt"]))
         out[split] = {"loss": loss, "ppl": perplexity(loss)}
         out[f"{split}_tokens"] = int(stream.shape[0] - 1) * int(stream.shape[1])
     return out
+
+
+@torch.no_grad()
+def evaluate_lm(model: nn.Module, data: torch.Tensor, bptt: int) -> float:
+    """Mean cross-entropy per token over a batchified stream, in segments of `bptt` with the
+    hidden state carried across them (eval mode: no dropout)."""
+    was_training = model.training
+    model.eval()
+    hidden = model.init_hidden(data.shape[1])
+    total = torch.zeros((), dtype=torch.float64, device=data.device)
+    count = 0
+    for i in range(0, data.shape[0] - 1, bptt):
+        x, y = get_batch(data, i, bptt)
+        logits, hidden, _, _ = model(x, hidden)
+        total += F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum"
+        ).double()
+        count += y.numel()
+    model.train(was_training)
+    return float(total) / count
 
 
 def eval_loader(data: Prepared, device: torch.device, batch_size: int) -> DeviceLoader:
@@ -120,8 +165,7 @@ def evaluate_loader(
     forward = model if forward is None else forward
     model.eval()
     sums = torch.zeros(3, dtype=torch.float64, device=loader.device)
-    for x, y in loader:
-        part = dist.shard(x, y)
+    for part in dist.shards(loader):
         x, y = part.x, part.y
         with fast.autocast(loader.device):
             logits = forward(fast.inputs(x))

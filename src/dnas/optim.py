@@ -1,6 +1,9 @@
-"""The weight optimiser shared by search and retraining: SGD with momentum and weight decay,
-the learning rate annealed per epoch by a cosine from `lr` to `lr_min`
-(docs/algorithms.md#gdas-schedules, docs/algorithms.md#cnn-retraining)."""
+"""The optimisers, built here for every loop. The weights': SGD with weight decay, with momentum
+(and optionally Nesterov) for the CNNs, plain for the language models (awd-lstm-lm); for the
+CNNs the learning rate is annealed per epoch by a cosine from `lr` to `lr_min`
+(docs/algorithms.md#gdas-schedules, docs/algorithms.md#cnn-retraining,
+docs/algorithms.md#rnn-retraining). The alphas': Adam, or SGD (`arch_optimizer`).
+"""
 
 from __future__ import annotations
 
@@ -8,13 +11,35 @@ from collections.abc import Iterable
 
 import torch
 
-from dnas.config import Optim
+from dnas.config import Optim, Search
+
+
+def weight_sgd(
+    params: Iterable[torch.nn.Parameter], o: Optim, momentum: bool = True
+) -> torch.optim.SGD:
+    """SGD at `o.lr` with `o.weight_decay`; with `momentum`, also `o.momentum` and `o.nesterov`."""
+    if not momentum:
+        return torch.optim.SGD(params, lr=o.lr, weight_decay=o.weight_decay)
+    return torch.optim.SGD(
+        params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay
+    )
 
 
 def sgd_cosine(
     params: Iterable[torch.nn.Parameter], o: Optim
 ) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.CosineAnnealingLR]:
-    opt = torch.optim.SGD(
-        params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay
-    )
+    opt = weight_sgd(params, o)
     return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=o.epochs, eta_min=o.lr_min)
+
+
+def arch_optimizer(s: Search, net) -> torch.optim.Optimizer:
+    """Adam (GDAS, DARTS, DrNAS) or plain SGD (SNAS on one GPU). DrNAS's default l2
+    regulariser is Adam's weight decay = reg_scale, its kl one has none
+    (docs/algorithms.md#drnas)."""
+    wd = s.arch_weight_decay
+    if s.algorithm == "drnas":
+        wd = s.reg_scale if s.drnas_reg == "l2" else 0.0
+    params = net.arch_parameters()
+    if s.arch_optimizer == "sgd":
+        return torch.optim.SGD(params, lr=s.arch_lr, weight_decay=wd)
+    return torch.optim.Adam(params, lr=s.arch_lr, betas=tuple(s.arch_betas), weight_decay=wd)

@@ -77,7 +77,7 @@ def within_tolerance(committed: dict[str, dict], measured: dict[str, dict]) -> l
 def genotype_consistent(genotype: dict, search_metrics: dict, data) -> list[Finding]:
     """The committed genotype.json must be the one the committed metrics describe: its network
     at the papers' size has exactly `genotype_params` parameters."""
-    from dnas.search.loop import genotype_params
+    from dnas.evaluate import genotype_params
     from dnas.spaces.genotype import Genotype
 
     if genotype.get("space") not in ("darts", "nb201") or "genotype_params" not in search_metrics:

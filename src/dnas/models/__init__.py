@@ -1,4 +1,5 @@
-"""Discrete networks built from a genotype, and the file format they are saved in."""
+"""Discrete networks built from a genotype (CNNs and recurrent language models), and the one
+file format they are saved in."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from dnas.errors import UserError, unpickling_reason
 from dnas.io import write_bytes
 from dnas.models.cell_net import CellNetwork, ImageNetCellNetwork
 from dnas.models.nb201_net import Nb201Network
+from dnas.models.rnn_lm import build_lm
 from dnas.spaces.genotype import Genotype
 
 NETWORKS = ("cifar", "imagenet")
@@ -43,8 +45,27 @@ def build_network(
     raise ValueError(f"unknown space {genotype.space!r}")
 
 
+def build_model(genotype: Genotype, config: dict) -> nn.Module:
+    """The network a model file describes: a language model for a recurrent genotype (config:
+    `rnn_lm.BUILD_KEYS`), else the CNN of `build_network` (config: in_channels, num_classes,
+    channels, layers, and optionally auxiliary, network)."""
+    if genotype.space == "rnn":
+        return build_lm(genotype, config)
+    return build_network(
+        genotype,
+        config["in_channels"],
+        config["num_classes"],
+        config["channels"],
+        config["layers"],
+        config.get("auxiliary", False),
+        config.get("network", "cifar"),
+    )
+
+
 def save_model(path: str | Path, model: nn.Module, genotype: Genotype, config: dict) -> None:
-    """Save weights with everything needed to rebuild the network (no pickled objects)."""
+    """Save weights with everything needed to rebuild the network (no pickled objects): the
+    genotype, the config `build_model` reads (and what the evaluate stage needs besides), and
+    the state dict. One format for CNNs and language models."""
     state = {
         "genotype": genotype.to_json(),
         "config": dict(config),
@@ -58,26 +79,19 @@ def save_model(path: str | Path, model: nn.Module, genotype: Genotype, config: d
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
-    """Rebuild a saved network; `torch.load(weights_only=True)` never runs pickled code."""
+    """Rebuild a saved network, CNN or language model: (model, {"genotype": ..., **config}).
+    `torch.load(weights_only=True)` never runs pickled code."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: model file not found; run the train stage (`dvc repro`)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
         genotype = Genotype.from_json(state["genotype"])
-        cfg = state["config"]
-        model = build_network(
-            genotype,
-            cfg["in_channels"],
-            cfg["num_classes"],
-            cfg["channels"],
-            cfg["layers"],
-            cfg.get("auxiliary", False),
-            cfg.get("network", "cifar"),
-        )
+        config = state["config"]
+        model = build_model(genotype, config)
         model.load_state_dict(state["state_dict"])
     except (RuntimeError, KeyError, ValueError, TypeError, EOFError, pickle.UnpicklingError) as exc:
         raise UserError(
             f"{path}: not a valid dnas model ({unpickling_reason(exc)}); rerun the train stage"
         ) from None
-    return model.to(device), {"genotype": genotype, **cfg}
+    return model.to(device), {"genotype": genotype, **config}

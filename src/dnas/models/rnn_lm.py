@@ -1,5 +1,6 @@
 """The recurrent language model around a DARTS recurrent cell (docs/algorithms.md#rnn-retraining),
-its dropouts, the token-stream layout, and the model file.
+its dropouts and its loss (the model file: `dnas.models.save_model`; the token stream:
+`dnas.data.text`).
 
 Model: embedding (vocab x emsize) -> the cell over time -> linear decoder whose weight is the
 embedding's (tied, so emsize = nhid) plus a bias. Dropouts, all inverted (scaled by 1/keep):
@@ -19,18 +20,10 @@ eval mode there are none. The weights of the discrete cell are uniform in [-0.04
 
 from __future__ import annotations
 
-import io
-import math
-import pickle
-from pathlib import Path
-
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dnas.errors import UserError, unpickling_reason
-from dnas.io import write_bytes
 from dnas.spaces.genotype import Genotype
 from dnas.spaces.rnn import ACTIVATIONS, INIT_RANGE, highway, initial_state
 
@@ -54,18 +47,18 @@ class RecurrentCell(nn.Module):
 
     nhid: int
 
-    def begin(self, tau: float | None) -> None:
+    def begin(self, tau: float | None, detach_alpha: bool = False) -> None:
         """Called once per sequence before the first step; `tau` is the search cell's Gumbel
-        temperature (None for a discrete cell)."""
+        temperature (None for a discrete cell), `detach_alpha` keeps gradients from its alpha."""
 
     def step(self, x, h, x_mask, h_mask) -> torch.Tensor:
         raise NotImplementedError
 
     def forward(
-        self, x, h, x_mask=None, h_mask=None, tau: float | None = None
+        self, x, h, x_mask=None, h_mask=None, tau: float | None = None, detach_alpha: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """x (T, B, ninp), h (B, nhid) -> outputs (T, B, nhid), last state (B, nhid)."""
-        self.begin(tau)
+        self.begin(tau, detach_alpha)
         outputs = []
         for t in range(x.shape[0]):
             h = self.step(x[t], h, x_mask, h_mask)
@@ -131,10 +124,17 @@ class RNNLanguageModel(nn.Module):
     def init_hidden(self, batch_size: int) -> torch.Tensor:
         return self.encoder.weight.new_zeros(batch_size, self.nhid)
 
-    def forward(self, tokens: torch.Tensor, hidden: torch.Tensor, tau: float | None = None):
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        hidden: torch.Tensor,
+        tau: float | None = None,
+        detach_alpha: bool = False,
+    ):
         """tokens (T, B) -> (logits (T, B, V), last hidden (B, nhid), raw outputs, dropped
         outputs); the outputs feed the AR and TAR penalties. `tau`: the search cell's Gumbel
-        temperature (None for a discrete cell and for DARTS mixing)."""
+        temperature (None for a discrete cell and for DARTS mixing); `detach_alpha`: the search
+        cell's weight step (no gradient reaches alpha)."""
         weight = self.encoder.weight
         drop = self.training
         if drop and self.dropoute > 0:  # whole words, the same for the batch
@@ -146,7 +146,7 @@ class RNNLanguageModel(nn.Module):
             emb = emb * dropout_mask((1, batch, emb.shape[-1]), self.dropouti, emb)
         x_mask = dropout_mask((batch, emb.shape[-1]), self.dropoutx, emb) if drop else None
         h_mask = dropout_mask((batch, self.nhid), self.dropouth, emb) if drop else None
-        raw, hidden = self.cell(emb, hidden, x_mask, h_mask, tau)
+        raw, hidden = self.cell(emb, hidden, x_mask, h_mask, tau, detach_alpha)
         out = raw
         if drop and self.dropout > 0:
             out = raw * dropout_mask((1, batch, self.nhid), self.dropout, raw)
@@ -170,13 +170,15 @@ def lm_loss(
     ar: float = 0.0,
     tar: float = 0.0,
     tau: float | None = None,
+    detach_alpha: bool = False,
 ):
-    """(loss with the activation penalties, the plain cross-entropy, next hidden); `tau` goes
-    to the model's forward pass (the search cell's Gumbel temperature).
+    """(loss with the activation penalties, the plain cross-entropy, next hidden); `tau` and
+    `detach_alpha` go to the model's forward pass (the search cell's Gumbel temperature, and
+    whether its weight step keeps gradients from alpha).
 
     AR = ar * mean(dropped_output^2); TAR = tar * mean((raw_t - raw_{t-1})^2) (`beta` in
     docs/algorithms.md#rnn-retraining), as the awd-lstm-lm family regularises."""
-    logits, hidden, raw, dropped = model(tokens, hidden, tau)
+    logits, hidden, raw, dropped = model(tokens, hidden, tau, detach_alpha)
     raw_loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
     loss = raw_loss
     if ar > 0:
@@ -186,93 +188,12 @@ def lm_loss(
     return loss, raw_loss, hidden
 
 
-# --- the token stream --------------------------------------------------------------------
-
-
-def batchify(ids: np.ndarray, batch_size: int, device) -> torch.Tensor:
-    """Cut a token stream into `batch_size` contiguous columns: (T, batch_size), the tail
-    that does not fill a row dropped (docs/data.md#text-corpora)."""
-    n = len(ids) // batch_size
-    if n < 2:
-        raise UserError(
-            f"{len(ids)} tokens cannot make {batch_size} columns of at least 2 tokens; "
-            "lower the batch size"
-        )
-    data = torch.from_numpy(np.asarray(ids[: n * batch_size], dtype=np.int64))
-    return data.view(batch_size, n).t().contiguous().to(device)
-
-
-def get_batch(source: torch.Tensor, i: int, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inputs source[i : i+L] and targets source[i+1 : i+1+L], L cut at the end of the data."""
-    seq_len = min(seq_len, source.shape[0] - 1 - i)
-    return source[i : i + seq_len], source[i + 1 : i + 1 + seq_len]
-
-
-def sequence_length(generator: torch.Generator, bptt: int, std: float, max_delta: int) -> int:
-    """Variable BPTT (docs/algorithms.md#rnn-retraining): bptt, halved with probability 0.05, plus
-    N(0, std) noise when std > 0; at least 5 and at most bptt + max_delta. Drawn on the CPU from
-    `generator`, so the lengths do not depend on the device."""
-    u, z = torch.rand(2, generator=generator, dtype=torch.float64).tolist()
-    base = bptt if u < 0.95 else bptt / 2
-    if std > 0:
-        # Box-Muller from a second uniform pair keeps the draw count fixed per call.
-        v = torch.rand(1, generator=generator, dtype=torch.float64).item()
-        base = base + std * math.sqrt(-2.0 * math.log(max(z, 1e-300))) * math.cos(2 * math.pi * v)
-    return max(5, min(int(base), bptt + max_delta))
-
-
-@torch.no_grad()
-def evaluate_lm(model: RNNLanguageModel, data: torch.Tensor, bptt: int) -> float:
-    """Mean cross-entropy per token over a batchified stream, in segments of `bptt` with the
-    hidden state carried across them (eval mode: no dropout)."""
-    was_training = model.training
-    model.eval()
-    hidden = model.init_hidden(data.shape[1])
-    total = torch.zeros((), dtype=torch.float64, device=data.device)
-    count = 0
-    for i in range(0, data.shape[0] - 1, bptt):
-        x, y = get_batch(data, i, bptt)
-        logits, hidden, _, _ = model(x, hidden)
-        total += F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum"
-        ).double()
-        count += y.numel()
-    model.train(was_training)
-    return float(total) / count
-
-
-# --- the model file ----------------------------------------------------------------------
-
-
-def save_lm(path: str | Path, model: RNNLanguageModel, genotype: Genotype, config: dict) -> None:
-    """The same format as `dnas.models.save_model`: genotype, config, state_dict."""
-    state = {
-        "genotype": genotype.to_json(),
-        "config": dict(config),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-    }
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    write_bytes(path, buffer.getvalue())
-
-
-def load_lm(path: str | Path, device="cpu") -> tuple[RNNLanguageModel, dict]:
-    """Rebuild a saved language model (`torch.load(weights_only=True)`)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: model file not found; run the train stage (`dvc repro`)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        genotype = Genotype.from_json(state["genotype"])
-        config = state["config"]
-        model = build_lm(genotype, config)
-        model.load_state_dict(state["state_dict"])
-    except (RuntimeError, KeyError, ValueError, TypeError, EOFError, pickle.UnpicklingError) as exc:
-        msg = (
-            f"{path}: not a valid language model ({unpickling_reason(exc)}); rerun the train stage"
-        )
-        raise UserError(msg) from None
-    return model.to(device), {"genotype": genotype, **config}
+def lm_arch_loss(model: RNNLanguageModel, batch: tuple, tau: float | None):
+    """The architecture step's loss of a batch (x, y, hidden): (cross-entropy, next hidden), the
+    `loss_fn` of `dnas.search.architect.arch_gradient`."""
+    x, y, hidden = batch
+    _, loss, hidden = lm_loss(model, x, y, hidden, tau=tau)
+    return loss, hidden
 
 
 def count_lm_parameters(model: nn.Module) -> int:

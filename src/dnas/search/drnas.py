@@ -24,6 +24,8 @@ import torch
 from torch import nn
 
 from dnas.config import Search
+from dnas.optim import sgd_cosine
+from dnas.search.steps import SearchState
 from dnas.search.supernet import Supernet
 
 
@@ -43,8 +45,10 @@ class Schedule:
     def arch_moves(self, epoch: int) -> bool:
         return epoch - self.starts[self.stage_of(epoch)] >= self.s.arch_warmup
 
-    def advance(self, net, w_opt, scheduler, a_opt, stage: int, data, make_supernet):
-        """Prune and widen into `stage`; returns the new (net, w_opt, scheduler, a_opt)."""
+    def advance(self, st: SearchState, stage: int, data, make_supernet) -> SearchState:
+        """Prune and widen into `stage`: the new network, its SGD (momentum carried over) and
+        schedule (where it was); the alphas and their optimiser stay."""
+        net, w_opt = st.net, st.w_opt
         masks = prune_masks(net, self.s.keep_ops[stage - 1])
         device = next(net.parameters()).device
         new = make_supernet(self.s, data, stage).to(device)
@@ -53,22 +57,13 @@ class Schedule:
         new.set_masks(masks)
         generator = torch.Generator().manual_seed(1000 + stage)
         momentum = widen_into(net, new, w_opt, generator)
-        new_opt = torch.optim.SGD(
-            new.weight_parameters(),
-            lr=w_opt.param_groups[0]["lr"],
-            momentum=self.s.momentum,
-            nesterov=self.s.nesterov,
-            weight_decay=self.s.weight_decay,
-        )
+        new_opt, new_sched = sgd_cosine(new.weight_parameters(), self.s)
         for p, buf in zip(new.weight_parameters(), momentum):
             if buf is not None:
                 new_opt.state[p]["momentum_buffer"] = buf
-        new_sched = torch.optim.lr_scheduler.CosineAnnealingLR(
-            new_opt, T_max=self.s.epochs, eta_min=self.s.lr_min
-        )
-        new_sched.load_state_dict(scheduler.state_dict())
+        new_sched.load_state_dict(st.scheduler.state_dict())
         new_opt.param_groups[0]["lr"] = w_opt.param_groups[0]["lr"]
-        return new, new_opt, new_sched, a_opt
+        return SearchState(new, new_opt, new_sched, st.a_opt)
 
 
 def prune_masks(net: Supernet, keep: int) -> dict[str, torch.Tensor]:

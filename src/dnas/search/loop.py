@@ -1,6 +1,9 @@
 """The search loop of every algorithm (docs/algorithms.md#gdas-schedules,
 docs/algorithms.md#darts-first-and-second-order, docs/algorithms.md#snas, docs/algorithms.md#drnas).
 
+The steps themselves are plain functions in `dnas.search.steps`; this module builds the
+supernet, its loaders and optimisers, and runs the epochs (`dnas.runner.EpochRunner`).
+
 Bilevel (gdas, darts, drnas): each iteration takes a search-train batch for a weight step and
 a search-valid batch for an architecture step, in `step_order`. Weights: SGD with momentum,
 weight decay and cosine annealing per epoch, gradient norm clipped (weights only, as the CVPR
@@ -30,12 +33,9 @@ step's virtual weight step uses each rank's own shard (the alpha gradients are a
 from __future__ import annotations
 
 import functools
-import resource
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from dnas import distributed as dist
 from dnas.benchmarks import nb201 as nb201_bench
@@ -43,27 +43,24 @@ from dnas.checkpoint import GeneratorState, fingerprint
 from dnas.config import Params, Search
 from dnas.data import Prepared
 from dnas.data.loader import split_loader
-from dnas.evaluate import count_parameters
-from dnas.io import round_floats, write_json
-from dnas.models import build_network
-from dnas.optim import sgd_cosine
+from dnas.evaluate import genotype_params
+from dnas.optim import arch_optimizer, sgd_cosine
 from dnas.runner import EpochRunner
 from dnas.runtime import FastPath, seed_everything
 from dnas.search import drnas
-from dnas.search.architect import first_order, unrolled_arch_grad
 from dnas.search.gdas import tau_at
-from dnas.search.mixing import dirichlet_kl_to_uniform
-from dnas.search.snas import op_costs, resource_penalty
+from dnas.search.record import (
+    SearchResult,
+    arch_summary,
+    arch_values,
+    record_epoch,
+    replay_log,
+    run_cost,
+)
+from dnas.search.snas import op_costs
 from dnas.search.snas import temperature as snas_temperature
+from dnas.search.steps import SearchState, Steps, bilevel_iteration, joint_step, watch_test
 from dnas.search.supernet import Supernet, build_supernet
-from dnas.spaces.genotype import Genotype
-from dvclive import Live
-
-
-@dataclass
-class SearchResult:
-    genotype: Genotype
-    metrics: dict
 
 
 def make_supernet(s: Search, data: Prepared, stage: int = 0) -> Supernet:
@@ -93,194 +90,45 @@ def search_loaders(s: Search, data: Prepared, device, seed: int):
     return train, valid
 
 
-def arch_optimizer(s: Search, params) -> torch.optim.Optimizer:
-    """Adam (GDAS, DARTS, DrNAS) or plain SGD (SNAS on one GPU). DrNAS's default l2
-    regulariser is Adam's weight decay = reg_scale, its kl one has none
-    (docs/algorithms.md#drnas)."""
-    wd = s.arch_weight_decay
-    if s.algorithm == "drnas":
-        wd = s.reg_scale if s.drnas_reg == "l2" else 0.0
-    if s.arch_optimizer == "sgd":
-        return torch.optim.SGD(params, lr=s.arch_lr, weight_decay=wd)
-    return torch.optim.Adam(params, lr=s.arch_lr, betas=tuple(s.arch_betas), weight_decay=wd)
-
-
-def genotype_params(genotype: Genotype, data: Prepared) -> int:
-    """Parameters of the derived network at the papers' evaluation size (DARTS space: C=36,
-    20 cells; NB201: C=16, 5 cells per stage), without the auxiliary head."""
-    c, layers = (36, 20) if genotype.space == "darts" else (16, 5)
-    net = build_network(genotype, data.channels, data.num_classes, c, layers)
-    return count_parameters(net)
-
-
-def kl_regulariser(reg_scale: float, model) -> torch.Tensor:
-    """DrNAS's kl regulariser: the Dirichlet KL to the uniform prior, scaled."""
-    return reg_scale * sum(dirichlet_kl_to_uniform(a) for a in model.arch_parameters())
-
-
-class SearchSteps:
-    """The steps of one search iteration on the current supernet and its optimisers; a DrNAS
-    stage change (`advance`) replaces all four.
-
-    Under torchrun, per-example noise (drop-path) comes from a generator of its own per step
-    and rank; DrNAS's Dirichlet sample comes from the global generator and must be the same
-    on every rank, so its steps share theirs."""
-
-    def __init__(self, s: Search, fast: FastPath, device, net, w_opt, scheduler, a_opt, costs):
-        self.s, self.fast, self.device, self.costs = s, fast, device, costs
-        self.net, self.w_opt, self.scheduler, self.a_opt = net, w_opt, scheduler, a_opt
-        self.schedule = drnas.Schedule(s)
-        self.extra_loss = None
-        if s.algorithm == "drnas" and s.drnas_reg == "kl":
-            self.extra_loss = functools.partial(kl_regulariser, s.reg_scale)
-        self.per_rank = s.algorithm != "drnas"
-
-    def stateful(self) -> dict:
-        return {
-            "model": self.net,
-            "w_opt": self.w_opt,
-            "scheduler": self.scheduler,
-            "a_opt": self.a_opt,
-        }
-
-    def advance(self, stage: int, data: Prepared, stateful: dict) -> None:
-        """DrNAS's next stage, built in the same memory layout; `stateful` follows."""
-
-        def build(s, data, stage):
-            return self.fast.model(make_supernet(s, data, stage))
-
-        self.net, self.w_opt, self.scheduler, self.a_opt = self.schedule.advance(
-            self.net, self.w_opt, self.scheduler, self.a_opt, stage, data, build
-        )
-        stateful.update(self.stateful())
-
-    def noise(self, key, phase):
-        return dist.step_rng(self.device, *key, phase, per_rank=self.per_rank)
-
-    def clip_arch(self):
-        if self.s.arch_grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.net.arch_parameters(), self.s.arch_grad_clip)
-
-    def weight_step(self, x, y, weight, key, tau):
-        s, net, fast = self.s, self.net, self.fast
-        self.w_opt.zero_grad(set_to_none=True)
-        with self.noise(key, 0), fast.autocast(self.device):
-            logits = net(fast.inputs(x), tau, detach_alpha=True)
-            loss = F.cross_entropy(logits, y)
-        loss.backward()
-        dist.average_gradients(net.weight_parameters(), weight)
-        if s.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(net.weight_parameters(), s.grad_clip)
-        self.w_opt.step()
-        return loss.detach(), (logits.argmax(1) == y).sum()
-
-    def joint_step(self, x, y, weight, key, tau):  # SNAS: weights and alphas from one backward pass
-        s, net, fast = self.s, self.net, self.fast
-        self.w_opt.zero_grad(set_to_none=True)
-        self.a_opt.zero_grad(set_to_none=True)
-        with self.noise(key, 0), fast.autocast(self.device):
-            logits = net(fast.inputs(x), tau)
-            loss = F.cross_entropy(logits, y)
-        total = loss
-        if self.costs is not None:
-            penalty = resource_penalty(net.last_weights, self.costs, s.resource_log)
-            total = loss + s.resource_lambda * penalty
-        total.backward()
-        dist.average_gradients(net.parameters(), weight)
-        if s.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(net.weight_parameters(), s.grad_clip)
-        self.clip_arch()
-        self.w_opt.step()
-        self.a_opt.step()
-        return loss.detach(), (logits.argmax(1) == y).sum()
-
-    def arch_step(self, xt, yt, xv, yv, epoch, weight, key, tau):
-        s, net, fast, device = self.s, self.net, self.fast, self.device
-        xt, xv = fast.inputs(xt), fast.inputs(xv)
-        if not self.schedule.arch_moves(epoch):  # DrNAS warm-up: watch only
-            with torch.no_grad(), self.noise(key, 1), fast.autocast(device):
-                logits = net(xv, tau)
-                loss = F.cross_entropy(logits, yv)
-            return loss, (logits.argmax(1) == yv).sum()
-        self.a_opt.zero_grad(set_to_none=True)
-        with self.noise(key, 1), fast.autocast(device):  # backward passes in the forward dtypes
-            if s.order == 2:
-                grads, loss, logits = unrolled_arch_grad(
-                    net, self.w_opt, xt, yt, xv, yv, tau, extra_loss=self.extra_loss
-                )
-                for a, g in zip(net.arch_parameters(), grads):
-                    a.grad = g
-            else:
-                loss, logits = first_order(net, xv, yv, tau, self.extra_loss)
-        dist.average_gradients(net.arch_parameters(), weight)
-        self.clip_arch()
-        self.a_opt.step()
-        return loss, (logits.argmax(1) == yv).sum()
-
-    def watch_test(self, loader, tau):  # SNAS: accuracy of sampled architectures on the test split
-        net, fast = self.net, self.fast
-        net.eval()
-        sums = torch.zeros(2, dtype=torch.float64, device=self.device)
-        n = 0
-        with torch.no_grad():
-            for x, y in loader:
-                n += len(y)
-                part = dist.shard(x, y)
-                x, y = part.x, part.y
-                with fast.autocast(self.device):
-                    logits = net(fast.inputs(x), tau)
-                    loss = F.cross_entropy(logits, y)
-                sums += part.tally(
-                    torch.stack([loss * len(y), (logits.argmax(1) == y).sum()]).double()
-                )
-        net.train()
-        return dist.all_reduce_sum(sums), n
+def temperature(s: Search, epoch: int) -> float:
+    """The Gumbel temperature of `epoch`: SNAS's schedule or GDAS's (`search.tau_schedule`)."""
+    if s.tau_schedule == "snas":
+        return snas_temperature(epoch, s.epochs, s.tau_max, s.tau_min)
+    return tau_at(epoch, s.epochs, s.tau_max, s.tau_min, s.tau_schedule)
 
 
 def search_epoch(
-    run: EpochRunner, steps: SearchSteps, epoch: int, tau: float, seed: int, train, valid
+    run: EpochRunner, st: SearchState, how: Steps, epoch: int, tau, arch_moves, seed, train, valid
 ):
-    """The steps of one search epoch: (loss*n, correct) of train and valid, summed over the
-    ranks, and the two example counts."""
-    s = steps.s
-    single_level = s.algorithm == "snas"
+    """The iterations of one search epoch (dnas.search.steps): the (loss * n, correct) sums of
+    train and valid, summed over the ranks, and the two example counts."""
+    single_level = how.s.algorithm == "snas"
     state = run.begin_epoch(lambda: {"sums": torch.zeros(4, dtype=torch.float64), "n": [0, 0]})
-    sums = state["sums"].to(steps.device)  # loss*n, correct (train, valid)
+    sums = state["sums"].to(how.device)  # loss*n, correct (train, valid)
     n_train, n_valid = state["n"]
-    for xt, yt in train:
-        n_train += len(yt)
-        t_part = dist.shard(xt, yt)
-        xt, yt = t_part.x, t_part.y
+    for t in dist.shards(train):
         key = (seed, epoch, run.guard.step)
+        n_train += t.n
         if single_level:
-            lt, ct = steps.joint_step(xt, yt, t_part.weight, key, tau)
+            lt, sums_t = joint_step(st, how, t, tau, key)
             run.guard.observe(lt)
-            sums[:2] += t_part.tally(torch.stack([lt * len(yt), ct]).double())
         else:
-            xv, yv = valid.next_batch()
-            n_valid += len(yv)
-            v_part = dist.shard(xv, yv)
-            xv, yv = v_part.x, v_part.y
-            if s.step_order == "weights_first":
-                lt, ct = steps.weight_step(xt, yt, t_part.weight, key, tau)
-                lv, cv = steps.arch_step(xt, yt, xv, yv, epoch, v_part.weight, key, tau)
-            else:
-                lv, cv = steps.arch_step(xt, yt, xv, yv, epoch, v_part.weight, key, tau)
-                lt, ct = steps.weight_step(xt, yt, t_part.weight, key, tau)
+            v = dist.shard(*valid.next_batch())
+            n_valid += v.n
+            (lt, sums_t), (lv, sums_v) = bilevel_iteration(st, how, t, v, tau, key, arch_moves)
             run.guard.observe(lt, lv)
-            sums[:2] += t_part.tally(torch.stack([lt * len(yt), ct]).double())
-            sums[2:] += v_part.tally(torch.stack([lv * len(yv), cv]).double())
+            sums[2:] += sums_v
+        sums[:2] += sums_t
         n = [n_train, n_valid]
         run.step_done(
             epoch, lambda sums=sums, n=n: {"sums": dist.all_reduce_sum(sums).cpu(), "n": n}
         )
     if single_level:
-        test_sums, n_valid = steps.watch_test(valid, tau)
-        sums[2:] = test_sums
-    steps.scheduler.step()
+        sums[2:], n_valid = watch_test(st, how, valid, tau)
+    st.scheduler.step()
     run.end_epoch(epoch)
     dist.all_reduce_sum(sums[:2] if single_level else sums)  # SNAS's test: done
-    dist.broadcast_buffers(steps.net)
+    dist.broadcast_buffers(st.net)
     return sums.tolist(), n_train, n_valid
 
 
@@ -306,12 +154,11 @@ def run_search(
             costs = op_costs(net, example)
     net.generator = torch.Generator(device=device).manual_seed(p.common.seed + 2)
     train_loader, valid_loader = search_loaders(s, data, device, p.common.seed)
-    w_opt, scheduler = sgd_cosine(net.weight_parameters(), s)
-    a_opt = arch_optimizer(s, net.arch_parameters())
-    steps = SearchSteps(s, fast, device, net, w_opt, scheduler, a_opt, costs)
-    schedule = steps.schedule
+    st = SearchState(net, *sgd_cosine(net.weight_parameters(), s), arch_optimizer(s, net))
+    how = Steps.of(s, fast, device, costs)
+    schedule = drnas.Schedule(s)
     stateful = {
-        **steps.stateful(),
+        **st.stateful(),
         "gumbel": GeneratorState(net.generator),
         "train_loader": train_loader,
         "valid_loader": valid_loader,
@@ -325,27 +172,30 @@ def run_search(
         log=[[], []],  # the values logged per epoch, the op probabilities
         extra=lambda epoch: {"stage": schedule.stage_of(min(epoch, s.epochs - 1))},
     )  # fmt: skip
+
+    def advance(stage: int) -> None:  # DrNAS's next stage, built in the same memory layout
+        nonlocal st
+        st = schedule.advance(st, stage, data, lambda *a: fast.model(make_supernet(*a)))
+        stateful.update(st.stateful())
+
     state = run.load()
     # A progressive DrNAS run resumed in a later stage: rebuild that stage's network first.
     for stage in range(1, (state or {}).get("stage", 0) + 1):
-        steps.advance(stage, data, stateful)
+        advance(stage)
     run.restore(state)
 
     def one_epoch(epoch: int) -> dict:
         if schedule.starts_stage(epoch) and not run.mid_epoch:
-            steps.advance(schedule.stage_of(epoch), data, stateful)
-        net = steps.net
-        if s.tau_schedule == "snas":
-            tau = snas_temperature(epoch, s.epochs, s.tau_max, s.tau_min)
-        else:
-            tau = tau_at(epoch, s.epochs, s.tau_max, s.tau_min, s.tau_schedule)
-        net.set_drop_prob(s.drop_path)  # constant, as SNAS (docs/protocols.md)
-        lr = steps.w_opt.param_groups[0]["lr"]
-        net.train()
+            advance(schedule.stage_of(epoch))
+        tau = temperature(s, epoch)
+        st.net.set_drop_prob(s.drop_path)  # constant, as SNAS (docs/protocols.md)
+        lr = st.w_opt.param_groups[0]["lr"]
+        st.net.train()
         sums, n_train, n_valid = search_epoch(
-            run, steps, epoch, tau, p.common.seed, train_loader, valid_loader
-        )
-        current = net.derive()
+            run, st, how, epoch, tau, schedule.arch_moves(epoch), p.common.seed,
+            train_loader, valid_loader,
+        )  # fmt: skip
+        current = st.net.derive()
         values = {"tau": tau, "lr": lr, **mean_values(sums, n_train, n_valid)}
         values.update(arch_values(current))
         if bench is not None:  # the current cell's recorded accuracies (AutoDL's curves)
@@ -354,7 +204,7 @@ def run_search(
 
     run.run(one_epoch, functools.partial(replay_log, run, live_dir))
     summary = run.log[0][-1]["values"]
-    genotype = steps.net.derive()
+    genotype = st.net.derive()
     metrics = {
         "valid_acc": summary["acc/valid"],
         "valid_loss": summary["loss/valid"],
@@ -368,36 +218,6 @@ def run_search(
     return SearchResult(genotype=genotype, metrics=metrics)
 
 
-def record_epoch(run: EpochRunner, live_dir, epoch: int, values: dict, current: Genotype) -> dict:
-    """Log a search epoch (both search loops): its values to 6 significant digits, as in the
-    JSON outputs, the op probabilities and the genotype derived after it."""
-    history, prob_rows = run.log
-    values = round_floats(values)
-    prob_rows.extend(arch_prob_rows(epoch, current))
-    history.append({"epoch": epoch, "values": values, "genotype": current.brief()})
-    log_epoch(run.live, values, epoch, prob_rows)
-    write_genotype_log(live_dir, history)
-    return values
-
-
-def replay_log(run: EpochRunner, live_dir, live: Live) -> None:
-    """A resumed search's log, logged again: the same files as an uninterrupted run."""
-    history, prob_rows = run.log
-    for past in history:
-        log_epoch(live, past["values"], past["epoch"], prob_rows)
-    write_genotype_log(live_dir, history)
-
-
-def arch_summary(summary: dict, epochs: int) -> dict:
-    """The metrics both searches take from their last epoch's architecture values."""
-    return {
-        "final_tau": summary["tau"],
-        "arch_entropy": summary["arch/entropy"],
-        "arch_top_prob": summary["arch/top_prob"],
-        "epochs": epochs,
-    }
-
-
 def mean_values(sums: list[float], n_train: int, n_valid: int) -> dict[str, float]:
     """An epoch's mean losses and accuracies (percent) from its sums."""
     loss_t, correct_t, loss_v, correct_v = sums
@@ -407,60 +227,3 @@ def mean_values(sums: list[float], n_train: int, n_valid: int) -> dict[str, floa
         "loss/valid": loss_v / n_valid,
         "acc/valid": 100.0 * correct_v / n_valid,
     }
-
-
-def run_cost(run: EpochRunner, device: torch.device) -> dict:
-    """Measurements of a run, not results: they differ between runs and machines."""
-    seconds = run.seconds
-    return {
-        "seconds_per_epoch": round_floats(sum(seconds) / max(len(seconds), 1)),
-        "peak_memory_mb": round_floats(peak_memory_mb(device)),
-    }
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    """CUDA: the peak of memory allocated by tensors; CPU: the process's peak resident set."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
-def log_epoch(live: Live, values: dict, epoch: int, prob_rows: list[dict]) -> None:
-    """One epoch's values and the op probabilities so far, to dvclive (search loops)."""
-    for name, value in values.items():
-        live.log_metric(name, value)
-    rows = [r for r in prob_rows if r["epoch"] <= epoch]
-    live.log_plot("arch_probs", rows, x="epoch", y="prob", template="linear")
-    live.next_step()
-
-
-def arch_values(genotype: Genotype) -> dict[str, float]:
-    """The per-epoch summary of the op distributions (Genotype.prob_stats), as dvclive
-    metrics `arch/entropy` and `arch/top_prob`."""
-    return {f"arch/{k}": v for k, v in genotype.prob_stats().items()}
-
-
-def write_genotype_log(live_dir: str | Path, history: list[dict]) -> None:
-    """`genotypes.json` in the dvclive directory: the genotype derived after every epoch, one
-    line per cell (as AutoDL and NASLib log it), to see when the architecture settles."""
-    if dist.is_main():
-        rows = [{"epoch": h["epoch"], **h["genotype"]} for h in history if "genotype" in h]
-        write_json(Path(live_dir) / "genotypes.json", rows)
-
-
-def arch_prob_rows(epoch: int, genotype: Genotype) -> list[dict]:
-    """One row per cell type, edge and op: the op's probability after `epoch`."""
-    rows = []
-    for cell, edges in genotype.probs.items():
-        for edge, ops in edges.items():
-            for op, prob in ops.items():
-                rows.append(
-                    {
-                        "epoch": epoch,
-                        "cell": cell,
-                        "edge": edge,
-                        "op": op,
-                        "prob": round_floats(prob),
-                    }
-                )
-    return rows

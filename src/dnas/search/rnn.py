@@ -15,11 +15,9 @@ sequence (a BPTT segment) and shared by the batch and every time step:
 - `gdas` + `gumbel: soft`: softmax((alpha + g) / tau), the soft Gumbel weights the GDAS RNN
   code used (`F.gumbel_softmax(..., hard=False)`, docs/algorithms.md#rnn-search), every op runs.
 
-The second-order step (`unrolled_arch_grad`) is DARTS's RNN architect
-(docs/algorithms.md#rnn-search): plain SGD unrolling w' = w - eta (clip(g) + wd w), where the weight
-gradient is clipped to the search's grad_clip (0.25), and the finite-difference Hessian term scaled
-by eta * clip_coef. Here clip_coef = min(1, clip / |g|), the factor actually applied to the
-gradient.
+The architecture gradient, first or second order, is the CNN search's
+(`dnas.search.architect.arch_gradient`; its second order here is `ClippedUnroll`, DARTS's RNN
+architect), with the loss `dnas.models.rnn_lm.lm_arch_loss`.
 """
 
 from __future__ import annotations
@@ -27,9 +25,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call
 
-from dnas.models.rnn_lm import RecurrentCell, RNNLanguageModel, lm_loss
+from dnas.models.rnn_lm import RecurrentCell, RNNLanguageModel
 from dnas.search.gumbel import hard_gumbel_softmax, soft_gumbel_softmax
 from dnas.spaces import rnn
 from dnas.spaces.genotype import Genotype
@@ -52,7 +49,6 @@ class RNNSearchCell(RecurrentCell):
         n_edges = steps * (steps + 1) // 2
         self.alpha = nn.Parameter(1e-3 * torch.randn(n_edges, len(self.ops)))
         self.generator: torch.Generator | None = None
-        self.detach_alpha = False
         # Looked up per call, so tests can count which ops run.
         self.activations = dict(rnn.ACTIVATIONS)
         self._weights: torch.Tensor | None = None
@@ -61,12 +57,13 @@ class RNNSearchCell(RecurrentCell):
     def probs(self) -> torch.Tensor:
         return F.softmax(self.alpha.detach(), dim=-1)
 
-    def begin(self, tau: float | None) -> None:
+    def begin(self, tau: float | None, detach_alpha: bool = False) -> None:
         """Draw this sequence's op weights at Gumbel temperature `tau` (and, for hard sampling,
-        the plan of which op runs on which edge: one host sync for all edges)."""
+        the plan of which op runs on which edge: one host sync for all edges); with
+        `detach_alpha` (the weight step) no gradient reaches alpha."""
         if tau is None and self.mode != "darts":
             raise ValueError(f"Gumbel mixing ({self.mode}) samples at a temperature: pass tau")
-        alpha = self.alpha.detach() if self.detach_alpha else self.alpha
+        alpha = self.alpha.detach() if detach_alpha else self.alpha
         self._plan = None
         if self.mode == "darts":
             self._weights = F.softmax(alpha, dim=-1)
@@ -155,92 +152,3 @@ class RNNSupernet(RNNLanguageModel):
         labels = rnn.edge_labels(self.cell.steps)
         table = {label: dict(zip(RNN_OPS, row.tolist())) for label, row in zip(labels, probs)}
         return Genotype("rnn", {"rnn": cell}, probs={"rnn": table})
-
-
-def first_order(model: RNNSupernet, x, y, hidden, tau: float | None):
-    """grad_alpha of the validation cross-entropy at the current weights, sampling at Gumbel
-    temperature `tau`; (grads, loss, hidden)."""
-    _, loss, hidden = lm_loss(model, x, y, hidden, tau=tau)
-    grads = torch.autograd.grad(loss, model.arch_parameters())
-    return grads, loss.detach(), hidden
-
-
-def _clip_(grads, max_norm: float) -> torch.Tensor:
-    """Scale `grads` in place to total norm at most `max_norm`; return the factor (<= 1)."""
-    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
-    coef = torch.clamp(max_norm / (norm + 1e-6), max=1.0)
-    for g in grads:
-        g.mul_(coef)
-    return coef
-
-
-def unrolled_arch_grad(
-    model: RNNSupernet,
-    train: tuple,
-    valid: tuple,
-    eta: float,
-    weight_decay: float,
-    clip: float,
-    tau: float | None,
-    r: float = 1e-2,
-):
-    """DARTS's second-order architecture gradient for the recurrent search
-    (docs/algorithms.md#rnn-search).
-
-    `train` and `valid` are (x, y, hidden). Returns (grads of alpha, validation loss, the
-    validation hidden state after the batch). Every forward pass samples at Gumbel temperature
-    `tau`. Weights are left as they were. Runs in float32
-    whatever autocast is active (see dnas.search.architect)."""
-    with torch.autocast(model.cell.alpha.device.type, enabled=False):
-        return _unrolled(model, train, valid, eta, weight_decay, clip, tau, r)
-
-
-def _unrolled(model, train, valid, eta, weight_decay, clip, tau, r):
-    names = [n for n, p in model.named_parameters() if p is not model.cell.alpha]
-    weights = model.weight_parameters()
-    alphas = model.arch_parameters()
-    xt, yt, ht = train
-    xv, yv, hv = valid
-    # 1. one (clipped) SGD step on the training batch: w' = w - eta (g + wd w)
-    _, loss_t, _ = lm_loss(model, xt, yt, ht, tau=tau)
-    g = [gi.detach() for gi in torch.autograd.grad(loss_t, weights)]
-    clip_coef = _clip_(g, clip) if clip > 0 else torch.ones((), device=g[0].device)
-    unrolled = {
-        n: (w.detach() - eta * (gi + weight_decay * w.detach())).requires_grad_()
-        for n, w, gi in zip(names, weights, g)
-    }
-    # 2. the validation loss at w': grad_alpha and v = grad_w' (clipped as well)
-    _, loss_v, hv_next = lm_loss(_Functional(model, unrolled), xv, yv, hv, tau=tau)
-    grads = torch.autograd.grad(loss_v, [*alphas, *unrolled.values()])
-    d_alpha, v = list(grads[: len(alphas)]), [t.detach() for t in grads[len(alphas) :]]
-    if clip > 0:
-        _clip_(v, clip)
-    # 3. finite differences: [grad_alpha L_train(w + e v) - grad_alpha L_train(w - e v)] / 2e
-    eps = r / torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in v]))
-    grads_pm = []
-    for sign in (1.0, -2.0):
-        with torch.no_grad():
-            for w, t in zip(weights, v):
-                w.add_(sign * eps * t)
-        _, loss, _ = lm_loss(model, xt, yt, ht, tau=tau)
-        grads_pm.append(torch.autograd.grad(loss, alphas))
-    with torch.no_grad():
-        for w, t in zip(weights, v):
-            w.add_(eps * t)
-    out = [
-        da - eta * clip_coef * (gp - gm) / (2 * eps)
-        for da, gp, gm in zip(d_alpha, grads_pm[0], grads_pm[1])
-    ]
-    return out, loss_v.detach(), hv_next.detach()
-
-
-class _Functional(nn.Module):
-    """The model called with substituted weights (torch.func.functional_call)."""
-
-    def __init__(self, model: nn.Module, params: dict) -> None:
-        super().__init__()
-        self.model = model
-        self.params = params
-
-    def forward(self, *args):
-        return functional_call(self.model, self.params, args, strict=False)

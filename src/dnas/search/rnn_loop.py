@@ -7,7 +7,8 @@ scales the weight LR by seq_len / bptt, and takes
 1. an architecture step on the batch of the **valid** split at position i % (len - 1), of the
    fixed length `bptt` (not the sampled one), as DARTS and the GDAS RNN code do: the gradient of
    the validation cross-entropy w.r.t. alpha, first order or DARTS's unrolled second order
-   (`dnas.search.rnn.unrolled_arch_grad`), then Adam. The alpha gradients are **zeroed before
+   (`dnas.search.architect.arch_gradient` with `ClippedUnroll`, the CNN search's contract), then
+   Adam. The alpha gradients are **zeroed before
    every architecture step** and the weight step does not reach alpha. (The GDAS RNN code calls
    `step()` where `zero_grad()` belongs, so its alpha gradients pile up over the whole search,
    training-loss gradients included, "Bug not copied" in docs/algorithms.md#rnn-search; that is not
@@ -31,32 +32,17 @@ from pathlib import Path
 import torch
 
 from dnas.checkpoint import GeneratorState, fingerprint
-from dnas.config import Params
-from dnas.data.text import TextPrepared
-from dnas.models.rnn_lm import (
-    batchify,
-    build_lm,
-    count_lm_parameters,
-    get_batch,
-    lm_loss,
-    sequence_length,
-)
+from dnas.config import Params, Search
+from dnas.data.text import TextPrepared, get_batch, sequence_length, token_stream
+from dnas.evaluate import genotype_params
+from dnas.models.rnn_lm import lm_arch_loss, lm_loss
+from dnas.optim import arch_optimizer, weight_sgd
 from dnas.runner import EpochRunner, to_cpu
 from dnas.runtime import seed_everything
+from dnas.search import record
+from dnas.search.architect import ClippedUnroll, arch_gradient
 from dnas.search.gdas import tau_at
-from dnas.search.loop import (
-    SearchResult,
-    arch_summary,
-    arch_values,
-    record_epoch,
-    replay_log,
-    run_cost,
-)
-from dnas.search.rnn import RNNSupernet, first_order, unrolled_arch_grad
-from dnas.spaces.genotype import Genotype
-
-# emsize = nhid of the PTB retraining (docs/algorithms.md#rnn-retraining): genotype_params
-PAPER_SIZE = 850
+from dnas.search.rnn import RNNSupernet
 
 
 def make_rnn_supernet(p: Params, vocab_size: int) -> RNNSupernet:
@@ -66,37 +52,23 @@ def make_rnn_supernet(p: Params, vocab_size: int) -> RNNSupernet:
     return RNNSupernet(vocab_size, r.emsize, r.nhid, mode, dropoute=r.dropoute, **dropouts)
 
 
-def genotype_params(genotype: Genotype, vocab_size: int) -> int:
-    """Parameters of the derived language model at the papers' size (850, this vocabulary)."""
-    config = dict.fromkeys(("dropout", "dropouth", "dropoutx", "dropouti", "dropoute"), 0.0)
-    config.update(vocab_size=vocab_size, emsize=PAPER_SIZE, nhid=PAPER_SIZE)
-    with torch.device("meta"):
-        model = build_lm(genotype, config)
-    return count_lm_parameters(model)
-
-
 def run_rnn_search(
     p: Params,
     data: TextPrepared,
     device: torch.device,
     live_dir: str | Path,
     checkpoint_dir: str | Path | None = None,
-) -> SearchResult:
+) -> record.SearchResult:
     """Search a recurrent cell; checkpoints and resume as the CNN search (dnas.checkpoint)."""
     s, r = p.search, p.search.rnn
     seed_everything(p.common.seed)
     net = make_rnn_supernet(p, data.vocab_size).to(device)
     net.cell.generator = torch.Generator(device=device).manual_seed(p.common.seed + 2)
     lengths = torch.Generator().manual_seed(p.common.seed + 1)
-    train = batchify(data.train, s.batch_size, device)
-    valid = batchify(data.valid, s.batch_size, device)
-    w_opt = torch.optim.SGD(net.weight_parameters(), lr=s.lr, weight_decay=s.weight_decay)
-    a_opt = torch.optim.Adam(
-        net.arch_parameters(),
-        lr=s.arch_lr,
-        betas=tuple(s.arch_betas),
-        weight_decay=s.arch_weight_decay,
-    )
+    train = token_stream(data, "train", s.batch_size, device)
+    valid = token_stream(data, "valid", s.batch_size, device)
+    w_opt = weight_sgd(net.weight_parameters(), s, momentum=False)  # awd-lstm-lm: plain SGD
+    a_opt = arch_optimizer(s, net)
     stateful = {
         "model": net,
         "w_opt": w_opt,
@@ -128,10 +100,10 @@ def run_rnn_search(
             "ppl/valid": math.exp(loss_v),
         }
         current = net.derive(r.keep_none)
-        values.update(arch_values(current))
-        return record_epoch(run, live_dir, epoch, values, current)
+        values.update(record.arch_values(current))
+        return record.record_epoch(run, live_dir, epoch, values, current)
 
-    run.run(one_epoch, functools.partial(replay_log, run, live_dir))
+    run.run(one_epoch, functools.partial(record.replay_log, run, live_dir))
     summary = run.log[0][-1]["values"]
     genotype = net.derive(r.keep_none)
     metrics = {
@@ -139,11 +111,38 @@ def run_rnn_search(
         "valid_ppl": summary["ppl/valid"],
         "train_loss": summary["loss/train"],
         "train_ppl": summary["ppl/train"],
-        **arch_summary(summary, s.epochs),
-        "genotype_params": genotype_params(genotype, data.vocab_size),
-        "cost": run_cost(run, device),
+        **record.arch_summary(summary, s.epochs),
+        "genotype_params": genotype_params(genotype, data),
+        "cost": record.run_cost(run, device),
     }
-    return SearchResult(genotype=genotype, metrics=metrics)
+    return record.SearchResult(genotype=genotype, metrics=metrics)
+
+
+def rnn_arch_step(net, a_opt, s: Search, train: tuple, valid: tuple, eta: float, tau):
+    """Adam on alpha from the validation loss's gradient (dnas.search.architect, the CNN
+    search's contract; second order: DARTS's RNN architect at this step's learning rate `eta`).
+    `train`, `valid`: (x, y, hidden). Returns the loss and the next validation hidden state."""
+    a_opt.zero_grad(set_to_none=True)  # every step (the GDAS RNN code never did, see above)
+    unroll = ClippedUnroll(eta, s.weight_decay, s.grad_clip) if s.order == 2 else None
+    grads, loss, hidden = arch_gradient(net, lm_arch_loss, train, valid, tau, unroll)
+    for a, g in zip(net.arch_parameters(), grads):
+        a.grad = g
+    a_opt.step()
+    return loss, hidden
+
+
+def rnn_weight_step(net, w_opt, s: Search, batch: tuple, tau):
+    """SGD on the weights from cross-entropy + AR + TAR of a sampled cell; alpha held still.
+    `batch`: (x, y, hidden). Returns the plain cross-entropy and the next hidden state."""
+    x, y, hidden = batch
+    w_opt.zero_grad(set_to_none=True)
+    r = s.rnn
+    loss, raw_loss, hidden = lm_loss(net, x, y, hidden, r.alpha, r.beta, tau, detach_alpha=True)
+    loss.backward()
+    if s.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(net.weight_parameters(), s.grad_clip)
+    w_opt.step()
+    return raw_loss.detach(), hidden.detach()
 
 
 def rnn_search_epoch(
@@ -151,30 +150,6 @@ def rnn_search_epoch(
 ):
     """The steps of one epoch (module docstring); the mean train and valid losses."""
     s, r = p.search, p.search.rnn
-
-    def arch_step(xt, yt, ht, xv, yv, hv, eta):
-        a_opt.zero_grad(set_to_none=True)  # every step (the GDAS RNN code never did, see above)
-        net.cell.detach_alpha = False
-        if s.order == 2:
-            grads, loss, hv = unrolled_arch_grad(
-                net, (xt, yt, ht), (xv, yv, hv), eta, s.weight_decay, s.grad_clip, tau
-            )
-        else:
-            grads, loss, hv = first_order(net, xv, yv, hv, tau)
-        for a, g in zip(net.arch_parameters(), grads):
-            a.grad = g
-        a_opt.step()
-        return loss, hv.detach()
-
-    def weight_step(xt, yt, ht):
-        net.cell.detach_alpha = True
-        w_opt.zero_grad(set_to_none=True)
-        loss, raw_loss, ht = lm_loss(net, xt, yt, ht, r.alpha, r.beta, tau)
-        loss.backward()
-        if s.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(net.weight_parameters(), s.grad_clip)
-        w_opt.step()
-        return raw_loss.detach(), ht.detach()
 
     def fresh():
         hidden = net.init_hidden(s.batch_size)
@@ -194,8 +169,8 @@ def rnn_search_epoch(
         w_opt.param_groups[0]["lr"] = eta
         xv, yv = get_batch(valid, i % (valid.shape[0] - 1), r.bptt)
         xt, yt = get_batch(train, i, seq_len)
-        lv, hv = arch_step(xt, yt, ht, xv, yv, hv, eta)
-        lt, ht = weight_step(xt, yt, ht)
+        lv, hv = rnn_arch_step(net, a_opt, s, (xt, yt, ht), (xv, yv, hv), eta, tau)
+        lt, ht = rnn_weight_step(net, w_opt, s, (xt, yt, ht), tau)
         run.guard.observe(lt, lv)
         sums += torch.stack([lt * yt.numel(), lv * yv.numel()]).double()
         n_t, n_v = n_t + yt.numel(), n_v + yv.numel()

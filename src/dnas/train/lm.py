@@ -28,18 +28,11 @@ from torch import nn
 
 from dnas.checkpoint import GeneratorState, fingerprint
 from dnas.config import Params
-from dnas.data.text import TextPrepared
+from dnas.data.text import TextPrepared, get_batch, sequence_length, token_stream
+from dnas.evaluate import evaluate_lm
 from dnas.io import round_floats
-from dnas.models.rnn_lm import (
-    BUILD_KEYS,
-    RNNLanguageModel,
-    batchify,
-    build_lm,
-    evaluate_lm,
-    get_batch,
-    lm_loss,
-    sequence_length,
-)
+from dnas.models.rnn_lm import BUILD_KEYS, RNNLanguageModel, build_lm, lm_loss
+from dnas.optim import weight_sgd
 from dnas.runner import EpochRunner, log_values, to_cpu
 from dnas.runtime import seed_everything
 from dnas.spaces.genotype import Genotype
@@ -138,9 +131,9 @@ def run_lm_train(
     model = build_lm(genotype, config).to(device)
     params = list(model.parameters())
     lengths = torch.Generator().manual_seed(p.common.seed + 1)
-    train = batchify(data.train, t.batch_size, device)
-    valid = batchify(data.valid, r.eval_batch_size, device)
-    opt = torch.optim.SGD(params, lr=t.lr, weight_decay=t.weight_decay)
+    train = token_stream(data, "train", t.batch_size, device)
+    valid = token_stream(data, "valid", r.eval_batch_size, device)
+    opt = weight_sgd(params, t, momentum=False)  # awd-lstm-lm: plain SGD, then NT-ASGD
     average = ParamAverage(params)
     best = {"state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
     run = EpochRunner(

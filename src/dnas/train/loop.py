@@ -153,8 +153,7 @@ def train_epoch(run: EpochRunner, p: Params, model, forward, fast, opt, loader, 
     t, device = p.train, loader.device
     state = run.begin_epoch(lambda: {"sums": torch.zeros(2, dtype=torch.float64)})
     sums = state["sums"].to(device)
-    for x, y in loader:
-        part = dist.shard(x, y)
+    for part in dist.shards(loader):
         x, y = part.x, part.y
         opt.zero_grad(set_to_none=True)
         with dist.step_rng(device, p.common.seed, epoch, run.guard.step), fast.autocast(device):
@@ -171,8 +170,6 @@ def train_epoch(run: EpochRunner, p: Params, model, forward, fast, opt, loader, 
             nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
         opt.step()
         run.guard.observe(loss)
-        sums += part.tally(
-            torch.stack([loss.detach() * len(y), (logits.argmax(1) == y).sum()]).double()
-        )
+        sums += part.sums(loss.detach(), (logits.argmax(1) == y).sum())
         run.step_done(epoch, lambda sums=sums: {"sums": dist.all_reduce_sum(sums).cpu()})
     return sums

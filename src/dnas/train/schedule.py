@@ -20,7 +20,7 @@ from collections.abc import Iterable
 import torch
 
 from dnas.config import Train
-from dnas.optim import sgd_cosine
+from dnas.optim import sgd_cosine, weight_sgd
 
 TAIL = 5  # epochs of the smaller slope at the end of the linear schedule
 
@@ -47,9 +47,7 @@ def sgd_schedule(
 ) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.LRScheduler]:
     if t.schedule == "cosine" and t.warmup_epochs == 0:
         return sgd_cosine(params, t)
-    opt = torch.optim.SGD(
-        params, lr=t.lr, momentum=t.momentum, nesterov=t.nesterov, weight_decay=t.weight_decay
-    )
+    opt = weight_sgd(params, t)
 
     def factor(epoch: int) -> float:  # a plain function: LambdaLR keeps no state for it
         return lr_factor(t, epoch)
