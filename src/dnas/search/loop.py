@@ -51,16 +51,19 @@ from dnas.search import drnas
 from dnas.search.gdas import tau_at
 from dnas.search.record import (
     SearchResult,
-    arch_summary,
     arch_values,
+    final_metrics,
     record_epoch,
     replay_log,
-    run_cost,
 )
 from dnas.search.snas import op_costs
 from dnas.search.snas import temperature as snas_temperature
 from dnas.search.steps import SearchState, Steps, bilevel_iteration, joint_step, watch_test
 from dnas.search.supernet import Supernet, build_supernet
+
+# metrics/search.json's entries from the last epoch's values
+METRICS = {"valid_acc": "acc/valid", "valid_loss": "loss/valid", "train_acc": "acc/train",
+           "train_loss": "loss/train"}  # fmt: skip
 
 
 def make_supernet(s: Search, data: Prepared, stage: int = 0) -> Supernet:
@@ -77,6 +80,15 @@ def make_supernet(s: Search, data: Prepared, stage: int = 0) -> Supernet:
     net.sample_per = s.sample_per
     net.unselected_grad = (s.space == "nb201") if s.unselected_grad == "auto" else s.unselected_grad
     return net
+
+
+def snas_costs(s: Search, net: Supernet, data: Prepared, device) -> dict | None:
+    """The ops' costs for SNAS's resource penalty (None without one), measured on one input."""
+    if s.algorithm != "snas" or s.resource_lambda <= 0:
+        return None
+    with torch.random.fork_rng(devices=[]):
+        example = torch.zeros(1, data.channels, *data.train_x.shape[1:3], device=device)
+        return op_costs(net, example)
 
 
 def search_loaders(s: Search, data: Prepared, device, seed: int):
@@ -147,11 +159,7 @@ def run_search(
     fast = FastPath.resolve(p.common, device)
     fast.apply_backends(device)
     net = fast.model(make_supernet(s, data).to(device))
-    costs = None
-    if s.algorithm == "snas" and s.resource_lambda > 0:
-        with torch.random.fork_rng(devices=[]):
-            example = torch.zeros(1, data.channels, *data.train_x.shape[1:3], device=device)
-            costs = op_costs(net, example)
+    costs = snas_costs(s, net, data, device)
     net.generator = torch.Generator(device=device).manual_seed(p.common.seed + 2)
     train_loader, valid_loader = search_loaders(s, data, device, p.common.seed)
     st = SearchState(net, *sgd_cosine(net.weight_parameters(), s), arch_optimizer(s, net))
@@ -203,18 +211,10 @@ def run_search(
         return record_epoch(run, live_dir, epoch, values, current)
 
     run.run(one_epoch, functools.partial(replay_log, run, live_dir))
-    summary = run.log[0][-1]["values"]
     genotype = st.net.derive()
-    metrics = {
-        "valid_acc": summary["acc/valid"],
-        "valid_loss": summary["loss/valid"],
-        "train_acc": summary["acc/train"],
-        "train_loss": summary["loss/train"],
-        **arch_summary(summary, s.epochs),
-        "genotype_params": genotype_params(genotype, data),
-        **({"benchmark": nb201_bench.metrics_row(bench.lookup(genotype.arch))} if bench else {}),
-        "cost": run_cost(run, device),
-    }
+    metrics = final_metrics(run, device, s.epochs, genotype_params(genotype, data), METRICS)
+    if bench is not None:
+        metrics["benchmark"] = nb201_bench.metrics_row(bench.lookup(genotype.arch))
     return SearchResult(genotype=genotype, metrics=metrics)
 
 

@@ -45,13 +45,19 @@ def replay_log(run: EpochRunner, live_dir, live: Live) -> None:
     write_genotype_log(live_dir, history)
 
 
-def arch_summary(summary: dict, epochs: int) -> dict:
-    """The metrics both searches take from their last epoch's architecture values."""
+def final_metrics(run: EpochRunner, device, epochs: int, size: int, names: dict[str, str]) -> dict:
+    """A search's metrics: each of `names` (metric -> key) from the last epoch's values, the
+    architecture summary, the genotype's parameters at the papers' size (`size`) and the
+    measured cost."""
+    summary = run.log[0][-1]["values"]
     return {
+        **{metric: summary[key] for metric, key in names.items()},
         "final_tau": summary["tau"],
         "arch_entropy": summary["arch/entropy"],
         "arch_top_prob": summary["arch/top_prob"],
         "epochs": epochs,
+        "genotype_params": size,
+        "cost": run_cost(run, device),
     }
 
 

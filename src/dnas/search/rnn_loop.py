@@ -1,14 +1,15 @@
 """The recurrent-cell search loop (docs/algorithms.md#rnn-search): `search.space: rnn` on a text
 corpus.
 
-Each iteration draws a sequence length (variable BPTT, `dnas.models.rnn_lm.sequence_length`),
+Each iteration draws a sequence length (variable BPTT, `dnas.data.text.sequence_length`),
 scales the weight LR by seq_len / bptt, and takes
 
 1. an architecture step on the batch of the **valid** split at position i % (len - 1), of the
    fixed length `bptt` (not the sampled one), as DARTS and the GDAS RNN code do: the gradient of
    the validation cross-entropy w.r.t. alpha, first order or DARTS's unrolled second order
-   (`dnas.search.architect.arch_gradient` with `ClippedUnroll`, the CNN search's contract), then
-   Adam. The alpha gradients are **zeroed before
+   (`dnas.search.architect.arch_gradient` with `ClippedUnroll`, the CNN search's contract), its
+   norm clipped to `arch_grad_clip` when that is set (0, off, in the papers), then the alphas'
+   optimiser (`search.arch_optimizer`: Adam in the papers). The alpha gradients are **zeroed before
    every architecture step** and the weight step does not reach alpha. (The GDAS RNN code calls
    `step()` where `zero_grad()` belongs, so its alpha gradients pile up over the whole search,
    training-loss gradients included, "Bug not copied" in docs/algorithms.md#rnn-search; that is not
@@ -43,6 +44,10 @@ from dnas.search import record
 from dnas.search.architect import ClippedUnroll, arch_gradient
 from dnas.search.gdas import tau_at
 from dnas.search.rnn import RNNSupernet
+
+# metrics/search.json's entries from the last epoch's values
+METRICS = {"valid_loss": "loss/valid", "valid_ppl": "ppl/valid", "train_loss": "loss/train",
+           "train_ppl": "ppl/train"}  # fmt: skip
 
 
 def make_rnn_supernet(p: Params, vocab_size: int) -> RNNSupernet:
@@ -104,29 +109,24 @@ def run_rnn_search(
         return record.record_epoch(run, live_dir, epoch, values, current)
 
     run.run(one_epoch, functools.partial(record.replay_log, run, live_dir))
-    summary = run.log[0][-1]["values"]
     genotype = net.derive(r.keep_none)
-    metrics = {
-        "valid_loss": summary["loss/valid"],
-        "valid_ppl": summary["ppl/valid"],
-        "train_loss": summary["loss/train"],
-        "train_ppl": summary["ppl/train"],
-        **record.arch_summary(summary, s.epochs),
-        "genotype_params": genotype_params(genotype, data),
-        "cost": record.run_cost(run, device),
-    }
+    size = genotype_params(genotype, data)
+    metrics = record.final_metrics(run, device, s.epochs, size, METRICS)
     return record.SearchResult(genotype=genotype, metrics=metrics)
 
 
 def rnn_arch_step(net, a_opt, s: Search, train: tuple, valid: tuple, eta: float, tau):
-    """Adam on alpha from the validation loss's gradient (dnas.search.architect, the CNN
-    search's contract; second order: DARTS's RNN architect at this step's learning rate `eta`).
-    `train`, `valid`: (x, y, hidden). Returns the loss and the next validation hidden state."""
+    """The alphas' optimiser (Adam) on the validation loss's gradient (dnas.search.architect,
+    the CNN search's contract; second order: DARTS's RNN architect at this step's learning rate
+    `eta`), clipped to `arch_grad_clip` if set. `train`, `valid`: (x, y, hidden). Returns the
+    loss and the next validation hidden state."""
     a_opt.zero_grad(set_to_none=True)  # every step (the GDAS RNN code never did, see above)
     unroll = ClippedUnroll(eta, s.weight_decay, s.grad_clip) if s.order == 2 else None
     grads, loss, hidden = arch_gradient(net, lm_arch_loss, train, valid, tau, unroll)
     for a, g in zip(net.arch_parameters(), grads):
         a.grad = g
+    if s.arch_grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(net.arch_parameters(), s.arch_grad_clip)
     a_opt.step()
     return loss, hidden
 
