@@ -161,13 +161,6 @@ class Checkpointer:
         if complete:
             _finished_here.add(self.path.resolve())
 
-    def resume(self, stateful: dict[str, Any], stage: str) -> dict | None:
-        """Restore `stateful` from a usable checkpoint and return the whole state, or None."""
-        state = self.load()
-        if state is not None:
-            self.restore(stateful, state, stage)
-        return state
-
     def restore(self, stateful: dict[str, Any], state: dict, stage: str) -> None:
         """Restore `stateful` from a state `load()` returned."""
         restore(stateful, state)

@@ -40,13 +40,18 @@ def disk_error(exc: OSError, path: object = None) -> UserError | None:
     )
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's message, first line only (its type name if it has none)."""
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
 def unpickling_reason(exc: BaseException) -> str:
     """The first line of a load error, without torch's advice to load with
     `weights_only=False` (which would run whatever code the file holds)."""
     text = str(exc)
     if isinstance(exc, pickle.UnpicklingError) or "weights_only" in text:
         return "it holds pickled objects other than tensors, refused: loading them could run code"
-    return (text.splitlines() or [type(exc).__name__])[0]
+    return first_line(exc)
 
 
 def run_main(main: Callable[[], object]) -> None:

@@ -108,10 +108,6 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 # The key of the metrics a search returns that holds the run's timings and memory: the search
 # stage writes it to measurements/ (not a DVC output), apart from the results.
 MEASURED = "cost"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dnas.errors import UserError
+from dnas.errors import UserError, first_line
 
 
 def seed_everything(seed: int) -> None:
@@ -200,7 +200,7 @@ def out_of_memory_hint(stage: str, sizes: Mapping[str, object]) -> Iterator[None
     except (RuntimeError, MemoryError) as exc:
         if not is_out_of_memory(exc):
             raise
-        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         shown = ", ".join(f"{key} = {value}" for key, value in sizes.items())
         raise UserError(
             f"{stage}: out of memory ({first[:160]}); the size comes from {shown}: lower them"

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dnas.errors import UserError
+from dnas.errors import UserError, first_line
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".webp"}
 # Pillow modes of one-channel images with more than 8 bits per pixel (16-bit PNG greyscale).
@@ -32,7 +32,7 @@ def decode(file: Path, rgb: bool = False) -> torch.Tensor:
     except UserError as exc:
         raise UserError(f"{file}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - a hostile file may make any decoder error
-        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        reason = first_line(exc)
         raise UserError(
             f"{file} is not a readable image, corrupt or truncated ({reason}); replace or remove it"
         ) from None
