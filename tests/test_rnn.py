@@ -15,7 +15,8 @@ import torch
 from dnas.checkpoint import Interrupted
 from dnas.config import parse_params
 from dnas.data import load_prepared
-from dnas.data.text import batchify, sequence_length, write_text_prepared
+from dnas.data.text import write_text_prepared
+from dnas.data.tokens import batchify, sequence_length
 from dnas.errors import UserError
 from dnas.evaluate import evaluate_perplexity
 from dnas.io import dumps_json

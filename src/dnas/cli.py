@@ -102,9 +102,7 @@ LM_SIZES = {"ptb": (10_000, 850), "wt2": (33_278, 700)}
 def _recurrent_info(args: argparse.Namespace, g) -> None:
     """A recurrent cell's language model: parameters (tied embedding and decoder) and the
     multiply-adds per token (W0, the 8 node matrices, the decoder)."""
-    import torch
-
-    from dnas.models.rnn_lm import build_lm, count_lm_parameters
+    from dnas.models.rnn_lm import lm_parameters
 
     dataset = args.dataset or "ptb"
     if dataset not in LM_SIZES:
@@ -113,10 +111,7 @@ def _recurrent_info(args: argparse.Namespace, g) -> None:
         )
     vocab, size = LM_SIZES[dataset]
     size = args.channels or size
-    config = {"vocab_size": vocab, "emsize": size, "nhid": size}
-    config.update(dropout=0.0, dropouth=0.0, dropoutx=0.0, dropouti=0.0, dropoute=0.0)
-    with torch.device("meta"):
-        params = count_lm_parameters(build_lm(g, config))
+    params = lm_parameters(g, vocab, size)
     steps = len(g.cells["rnn"].nodes)
     macs = 2 * size * 2 * size + steps * size * 2 * size + size * vocab
     if args.json:

@@ -20,9 +20,9 @@ from torch import nn
 from dnas import distributed as dist
 from dnas.data import Prepared
 from dnas.data.loader import DeviceLoader, split_loader
-from dnas.data.text import get_batch, token_stream
+from dnas.data.tokens import get_batch, token_stream
 from dnas.models import build_model
-from dnas.models.rnn_lm import count_lm_parameters
+from dnas.models.rnn_lm import count_lm_parameters, lm_parameters
 from dnas.runtime import FastPath
 from dnas.spaces.genotype import Genotype
 
@@ -100,11 +100,7 @@ def genotype_params(genotype: Genotype, data) -> int:
     """Parameters of a genotype's network at the papers' evaluation size, on `data`'s inputs
     and classes (CNN, without the auxiliary head) or vocabulary (language model)."""
     if genotype.space == "rnn":
-        config = dict.fromkeys(("dropout", "dropouth", "dropoutx", "dropouti", "dropoute"), 0.0)
-        config.update(vocab_size=data.vocab_size, emsize=LM_PAPER_SIZE, nhid=LM_PAPER_SIZE)
-        with torch.device("meta"):
-            model = build_model(genotype, config)
-        return count_lm_parameters(model)
+        return lm_parameters(genotype, data.vocab_size, LM_PAPER_SIZE)
     c, layers = PAPER_SIZES[genotype.space]
     config = {"in_channels": data.channels, "num_classes": data.num_classes, "channels": c,
               "layers": layers}  # fmt: skip

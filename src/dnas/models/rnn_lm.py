@@ -32,6 +32,7 @@ EMBED_INIT_RANGE = 0.1
 # Keys of the model file's config that build the network.
 BUILD_KEYS = ("vocab_size", "emsize", "nhid", "dropout", "dropouth", "dropoutx", "dropouti",
               "dropoute")  # fmt: skip
+DROPOUT_KEYS = BUILD_KEYS[3:]
 
 
 def dropout_mask(shape, p: float, like: torch.Tensor) -> torch.Tensor | None:
@@ -198,6 +199,15 @@ def lm_arch_loss(model: RNNLanguageModel, batch: tuple, tau: float | None):
 
 def count_lm_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def lm_parameters(genotype: Genotype, vocab_size: int, size: int) -> int:
+    """Parameters of the language model of `genotype` at emsize = nhid = `size` (embedding and
+    decoder tied, counted once), built on the meta device: nothing is allocated."""
+    config = {"vocab_size": vocab_size, "emsize": size, "nhid": size}
+    config.update(dict.fromkeys(DROPOUT_KEYS, 0.0))
+    with torch.device("meta"):
+        return count_lm_parameters(build_lm(genotype, config))
 
 
 __all__ = ["ACTIVATIONS", "RNNLanguageModel", "DartsRNNCell", "build_lm", "lm_loss"]

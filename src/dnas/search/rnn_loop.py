@@ -1,7 +1,7 @@
 """The recurrent-cell search loop (docs/algorithms.md#rnn-search): `search.space: rnn` on a text
 corpus.
 
-Each iteration draws a sequence length (variable BPTT, `dnas.data.text.sequence_length`),
+Each iteration draws a sequence length (variable BPTT, `dnas.data.tokens.sequence_length`),
 scales the weight LR by seq_len / bptt, and takes
 
 1. an architecture step on the batch of the **valid** split at position i % (len - 1), of the
@@ -36,7 +36,7 @@ from dnas.checkpoint import GeneratorState, fingerprint
 from dnas.config import Params, Search
 from dnas.data.text import TextPrepared, get_batch, sequence_length, token_stream
 from dnas.evaluate import genotype_params
-from dnas.models.rnn_lm import lm_arch_loss, lm_loss
+from dnas.models.rnn_lm import DROPOUT_KEYS, lm_arch_loss, lm_loss
 from dnas.optim import arch_optimizer, weight_sgd
 from dnas.runner import EpochRunner, to_cpu
 from dnas.runtime import seed_everything
@@ -53,8 +53,8 @@ METRICS = {"valid_loss": "loss/valid", "valid_ppl": "ppl/valid", "train_loss": "
 def make_rnn_supernet(p: Params, vocab_size: int) -> RNNSupernet:
     s, r = p.search, p.search.rnn
     mode = "darts" if s.algorithm == "darts" else r.gumbel
-    dropouts = {k: getattr(r, k) for k in ("dropout", "dropouth", "dropoutx", "dropouti")}
-    return RNNSupernet(vocab_size, r.emsize, r.nhid, mode, dropoute=r.dropoute, **dropouts)
+    dropouts = {k: getattr(r, k) for k in DROPOUT_KEYS}
+    return RNNSupernet(vocab_size, r.emsize, r.nhid, mode, **dropouts)
 
 
 def run_rnn_search(

@@ -31,7 +31,8 @@ from dnas.config import Params
 from dnas.data.text import TextPrepared, get_batch, sequence_length, token_stream
 from dnas.evaluate import evaluate_lm
 from dnas.io import round_floats
-from dnas.models.rnn_lm import BUILD_KEYS, RNNLanguageModel, build_lm, lm_loss
+from dnas.models import build_model
+from dnas.models.rnn_lm import BUILD_KEYS, RNNLanguageModel, lm_loss
 from dnas.optim import weight_sgd
 from dnas.runner import EpochRunner, log_values, to_cpu
 from dnas.runtime import seed_everything
@@ -128,7 +129,7 @@ def run_lm_train(
     t, r = p.train, p.train.rnn
     seed_everything(p.common.seed)
     config = lm_config(p, data.vocab_size)
-    model = build_lm(genotype, config).to(device)
+    model = build_model(genotype, config).to(device)
     params = list(model.parameters())
     lengths = torch.Generator().manual_seed(p.common.seed + 1)
     train = token_stream(data, "train", t.batch_size, device)

@@ -27,7 +27,7 @@ from dnas.data import Prepared
 from dnas.data.loader import DeviceLoader, split_loader
 from dnas.evaluate import eval_loader, evaluate_loader
 from dnas.io import round_floats
-from dnas.models import build_network
+from dnas.models import build_model
 from dnas.runner import EpochRunner, log_values
 from dnas.runtime import FastPath, seed_everything
 from dnas.spaces.genotype import Genotype
@@ -93,7 +93,7 @@ def run_train(
     }
     if genotype.space == "darts" and network_kind(p) == "imagenet":
         config["network"] = "imagenet"  # only when set, so CIFAR model files stay as they were
-    model = fast.model(build_network(genotype, **config).to(device))
+    model = fast.model(build_model(genotype, config).to(device))
     forward = fast.compiled(model)
     loader = train_loader(p, data, device)
     test = eval_loader(data, device, p.evaluate.batch_size)
