@@ -5,11 +5,11 @@ other spaces search CNN cells (dnas.search.loop), data-parallel under
 `torchrun --nproc_per_node N -m stages.search` (README "Many GPUs"); rank 0 writes the outputs."""
 
 from dnas import distributed
-from dnas.checkpoint import keep_finished_run
 from dnas.config import load_params
 from dnas.data import PREPARED_ROOT, load_prepared
 from dnas.errors import UserError, run_main
-from dnas.io import MEASURED, check_writable, write_json
+from dnas.io import MEASURED, write_json
+from dnas.runner import stage_run
 from dnas.runtime import out_of_memory_hint, pick_device
 from dnas.spaces.genotype import save_genotype
 
@@ -19,25 +19,22 @@ def main() -> None:
     with distributed.session(p.common.device):
         device = pick_device(p.common.device)
         data = load_prepared(PREPARED_ROOT / p.search.dataset)
-        if p.search.space == "rnn":
+        s = p.search
+        if s.space == "rnn":
             if distributed.world_size() > 1:
                 raise UserError("the recurrent search runs in one process; run it without torchrun")
             from dnas.search.rnn_loop import run_rnn_search as run
-        else:
-            from dnas.search.loop import run_search as run
-        s = p.search
-        if s.space == "rnn":
+
             sizes = {"search.rnn.nhid": s.rnn.nhid, "search.rnn.bptt": s.rnn.bptt}
         else:
+            from dnas.search.loop import run_search as run
+
             sizes = {"search.channels": s.channels, "search.layers": s.layers}
         sizes["search.batch_size"] = s.batch_size
-        main = distributed.is_main()
-        if main:  # a read-only or full directory stops here, not after the first epoch
-            check_writable("checkpoints/search", "dvclive/search", "metrics", ".")
-        with keep_finished_run("checkpoints/search" if main else None):
+        with stage_run("search", ("metrics", ".")) as writes:
             with out_of_memory_hint("search", sizes):
                 result = run(p, data, device, "dvclive/search", "checkpoints/search")
-            if main:
+            if writes:
                 save_genotype("genotype.json", result.genotype)
                 # The run's timings and memory are measurements of this machine, not results:
                 # they go beside the outputs, in a file DVC does not track (docs/pipeline.md).

@@ -6,12 +6,12 @@ A recurrent (rnn) genotype is retrained as a language model on a text corpus
 `torchrun --nproc_per_node N -m stages.train` (README "Many GPUs"); rank 0 writes the outputs."""
 
 from dnas import distributed
-from dnas.checkpoint import keep_finished_run
 from dnas.config import TEXT_DATASETS, load_params
 from dnas.data import PREPARED_ROOT, load_prepared
 from dnas.errors import UserError, run_main
-from dnas.io import check_writable, write_json
+from dnas.io import write_json
 from dnas.models import save_model
+from dnas.runner import stage_run
 from dnas.runtime import out_of_memory_hint, pick_device
 from dnas.spaces.published import resolve_genotype
 
@@ -30,30 +30,27 @@ def main() -> None:
                 f"{p.train.dataset!r} must be {need}"
             )
         data = load_prepared(PREPARED_ROOT / p.train.dataset)
+        t = p.train
         if text:
             if distributed.world_size() > 1:
                 raise UserError("language-model retraining runs in one process; drop torchrun")
             from dnas.train.lm import run_lm_train as run
-        else:
-            from dnas.train.loop import run_train as run
-        t = p.train
-        if text:
+
             sizes = {"train.rnn.nhid": t.rnn.nhid, "train.rnn.bptt": t.rnn.bptt}
             sizes["train.rnn.eval_batch_size"] = t.rnn.eval_batch_size
         else:
+            from dnas.train.loop import run_train as run
+
             sizes = {"train.channels": t.channels, "train.layers": t.layers}
             sizes["evaluate.batch_size"] = p.evaluate.batch_size
         sizes["train.batch_size"] = t.batch_size
-        main = distributed.is_main()
-        if main:  # a read-only or full directory stops here, not after the first epoch
-            check_writable("checkpoints/train", "dvclive/train", "models", "metrics")
         # A full disk at the model save keeps the finished run: the rerun does not retrain.
-        with keep_finished_run("checkpoints/train" if main else None):
+        with stage_run("train", ("models", "metrics")) as writes:
             with out_of_memory_hint("train", sizes):
                 model, config, metrics = run(
                     p, genotype, data, device, "dvclive/train", "checkpoints/train"
                 )
-            if main:
+            if writes:
                 save_model("models/model.pt", model, genotype, config)
                 # One metric per fact: the final network's test accuracy is the evaluate
                 # stage's (metrics/eval.json); the curve over the epochs is in dvclive/train.

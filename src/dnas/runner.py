@@ -17,17 +17,19 @@ writes files; every rank resumes from rank 0's checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from dnas import distributed as dist
-from dnas.checkpoint import Checkpointer, capture, restore, stop_on_signals
+from dnas.checkpoint import Checkpointer, capture, keep_finished_run, restore, stop_on_signals
+from dnas.io import check_writable
 from dnas.runtime import EpochProgress, FiniteLossGuard
 from dvclive import Live
 
@@ -154,3 +156,19 @@ def log_values(live: Live, values: dict) -> None:
     for name, value in values.items():
         live.log_metric(name, value)
     live.next_step()
+
+
+@contextlib.contextmanager
+def stage_run(stage: str, outputs: Iterable[str]) -> Iterator[bool]:
+    """Around a training stage's run (`search`, `train`) and the writing of its outputs. On
+    rank 0, first check that `checkpoints/<stage>`, `dvclive/<stage>` and `outputs` can be
+    written (a read-only or full directory stops here, not after the first epoch); and if the
+    block fails once the run has finished (a full disk at the output writes), keep the finished
+    run, so the rerun writes the outputs without training again (`keep_finished_run`). Yields
+    whether this process writes the outputs (rank 0)."""
+    main = dist.is_main()
+    checkpoints = f"checkpoints/{stage}"
+    if main:
+        check_writable(checkpoints, f"dvclive/{stage}", *outputs)
+    with keep_finished_run(checkpoints if main else None):
+        yield main
