@@ -10,7 +10,8 @@ from __future__ import annotations
 import errno
 import pickle
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 
 class UserError(Exception):
@@ -38,6 +39,19 @@ def disk_error(exc: OSError, path: object = None) -> UserError | None:
         f"{path}: cannot write ({what}); {fix}, then rerun `dvc repro` "
         "(the outputs of earlier runs are left as they were)"
     )
+
+
+@contextmanager
+def disk_errors(path: object) -> Iterator[None]:
+    """Inside the block, a full disk, a read-only directory or a missing permission becomes the
+    one-line `UserError` of `disk_error` naming `path`; other errors pass unchanged."""
+    try:
+        yield
+    except OSError as exc:
+        error = disk_error(exc, path)
+        if error is None:
+            raise
+        raise error from None
 
 
 def first_line(exc: BaseException) -> str:

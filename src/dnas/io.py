@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from dnas.errors import disk_error
+from dnas.errors import disk_errors
 
 SIGNIFICANT_DIGITS = 6
 
@@ -32,18 +32,14 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     target = Path(target)
     tmp_path = None
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        os.close(fd)
-        tmp_path = Path(tmp)
-        tmp_path.chmod(0o666 & ~umask())  # mkstemp makes 0600; outputs get the usual mode
-        yield tmp_path
-        os.replace(tmp_path, target)
-    except OSError as exc:
-        error = disk_error(exc, target)
-        if error is None:
-            raise
-        raise error from None
+        with disk_errors(target):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            os.close(fd)
+            tmp_path = Path(tmp)
+            tmp_path.chmod(0o666 & ~umask())  # mkstemp makes 0600; outputs get the usual mode
+            yield tmp_path
+            os.replace(tmp_path, target)
     finally:
         if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
@@ -54,17 +50,12 @@ def check_writable(*directories: str | os.PathLike) -> None:
     full output directory stops a stage before its first epoch, not after it (UserError)."""
     for directory in directories:
         directory = Path(directory)
-        try:
+        with disk_errors(directory):
             directory.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryFile(dir=directory) as f:
                 f.write(b"\0")
                 f.flush()
                 os.fsync(f.fileno())
-        except OSError as exc:
-            error = disk_error(exc, directory)
-            if error is None:
-                raise
-            raise error from None
 
 
 def umask() -> int:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dnas.errors import UserError, disk_error
+from dnas.errors import UserError, disk_errors
 from dnas.io import dumps_json, sha256_file, umask
 
 ARRAYS = ("train_x", "train_y", "test_x", "test_y")
@@ -88,20 +88,13 @@ def atomic_dir(out_dir: str | Path) -> Iterator[Path]:
     full disk or a read-only directory is one `UserError` naming `out_dir`.
     """
     out_dir = Path(out_dir)
-    try:
+    with disk_errors(out_dir):
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    except OSError as exc:
-        raise (disk_error(exc, out_dir) or exc) from None
     tmp.chmod(0o777 & ~umask())  # mkdtemp makes 0700
     try:
-        try:
+        with disk_errors(out_dir):
             yield tmp
-        except OSError as exc:
-            error = disk_error(exc, out_dir)
-            if error is None:
-                raise
-            raise error from None
         backup = None
         if out_dir.exists():
             backup = out_dir.with_name(f".{out_dir.name}.old")
