@@ -99,12 +99,7 @@ def labels(spec: Custom) -> tuple[np.ndarray, np.ndarray | None]:
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
             raise UserError(f"{path} is not a readable .npz ({exc})") from None
         return y, test
-    parts = {"train": path / "train", "test": path / "test"}
-    if parts["train"].is_dir() and parts["test"].is_dir():
-        listed = {k: list_class_folders(v) for k, v in parts.items()}
-    else:
-        listed = {"train": list_class_folders(path)}
-    classes = sorted(listed["train"])
+    listed, classes = _list_folder(path)
     out = {
         part: np.array(
             [i for i, c in enumerate(classes) for _ in by_class.get(c, [])], dtype=np.int64
@@ -248,21 +243,26 @@ def _resize(x: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(out.permute(0, 2, 3, 1).numpy())
 
 
+def _list_folder(path: Path) -> tuple[dict[str, dict], list[str]]:
+    """The image files per class folder of each part ("train", and "test" when the folder has
+    train/ and test/ subfolders, else the folder itself is the train part), and the classes:
+    the train part's folder names, sorted (class i = the i-th)."""
+    parts = {"train": path / "train", "test": path / "test"}
+    if parts["train"].is_dir() and parts["test"].is_dir():
+        listed = {k: list_class_folders(v) for k, v in parts.items()}
+    else:
+        listed = {"train": list_class_folders(path)}
+    return listed, sorted(listed["train"])
+
+
 def _load_folder(path: Path, name: str, spec: Custom) -> tuple[dict, list[str], str]:
     if not path.is_dir():
         raise UserError(f"prepare.custom.{name}.path = {spec.path} is not a directory")
-    parts = {"train": path / "train", "test": path / "test"}
-    split_layout = parts["train"].is_dir() and parts["test"].is_dir()
-    listed = (
-        {k: list_class_folders(v) for k, v in parts.items()}
-        if split_layout
-        else {"train": list_class_folders(path)}
-    )
-    classes = sorted(listed["train"])
-    if split_layout:
+    listed, classes = _list_folder(path)
+    if "test" in listed:
         extra = sorted(set(listed["test"]) - set(classes))
         if extra:
-            raise UserError(f"{parts['test']} has classes not in {parts['train']}: {extra[:5]}")
+            raise UserError(f"{path / 'test'} has classes not in {path / 'train'}: {extra[:5]}")
     listing = hashlib.sha256()
     arrays, first = {}, None
     for part, by_class in listed.items():
