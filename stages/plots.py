@@ -8,15 +8,15 @@ from pathlib import Path
 
 from dnas.config import load_params
 from dnas.errors import run_main
-from dnas.plots import genotype_source, make_plots
-from dnas.spaces.published import SEARCHED, resolve_genotype
+from dnas.plots import make_plots
+from dnas.spaces.published import genotype_kind, genotype_source, resolve_genotype
 
 
 def main() -> None:
     p = load_params()
     searched = Path("genotype.json")
     spec = p.train.genotype
-    trained = None if spec.strip() == SEARCHED else resolve_genotype(spec, searched)
+    trained = None if genotype_kind(spec) == "searched" else resolve_genotype(spec, searched)
     written = make_plots(
         searched,
         Path("dvclive/search"),

@@ -22,14 +22,14 @@ from pathlib import Path
 
 from dnas.errors import UserError
 from dnas.plots.arch_probs import arch_probs_figure
-from dnas.plots.cells import cells_figure, genotype_source
+from dnas.plots.cells import cells_figure
 from dnas.plots.curves import curves_figure
 from dnas.plots.inputs import load_arch_probs, load_genotype_json
 from dnas.plots.style import op_family, plt, save, style
 from dnas.spaces.genotype import Genotype
 from dnas.spaces.published import SEARCHED
 
-__all__ = ["genotype_source", "make_plots", "op_family"]
+__all__ = ["make_plots", "op_family"]
 
 
 def make_plots(
@@ -47,8 +47,8 @@ def make_plots(
     dvclive directories of the search and the retraining (`dvclive/search`, `dvclive/train`).
     `trained` is the genotype the `train` stage retrained where it is not the searched one
     (`train.genotype` a published name, an NB201 string or a file): `cells.png` draws it, its
-    title naming it by `trained_as` (`genotype_source`). `arch_probs.png` is the search's and
-    marks the searched choices whatever was retrained.
+    title naming it by `trained_as` (`spaces.published.genotype_source`). `arch_probs.png` is
+    the search's and marks the searched choices whatever was retrained.
     A missing input file or directory raises `UserError`; a metric that was never logged (a
     TSV that is absent) is simply left out of its figure.
     """

@@ -15,7 +15,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Circle, FancyArrowPatch
 
 from dnas.plots.style import FAMILY_COLORS, FAMILY_LABELS, op_family, plt
-from dnas.spaces.published import SEARCHED, published
+from dnas.spaces.published import SEARCHED
 
 INCH_PER_UNIT = 0.85  # scale of the cell drawings
 NODE_R = 0.36  # node radius, data units
@@ -191,20 +191,6 @@ def _route_edges(pos: dict[int, np.ndarray], edges: list[_Edge]) -> None:
             placed_boxes.append(e.box)
 
 
-def genotype_source(spec: str) -> str:
-    """How the figure names the cells that `train.genotype = spec` retrains: "searched",
-    "published GDAS_V1", "NB201 string" or "file <path>"."""
-    spec = spec.strip()
-    if spec == SEARCHED:
-        return SEARCHED
-    entry = published(spec)
-    if entry is not None:
-        return f"published {entry.name}"
-    if spec.startswith("|"):
-        return "NB201 string"
-    return f"file {spec}"
-
-
 def cells_heading(source: str, space: str, cells: Sequence[str]) -> str:
     """The figure's title: which cells these are (searched, or what was retrained instead)."""
     heading = "Searched cells" if source == SEARCHED else f"Trained cells: {source}"
@@ -215,8 +201,8 @@ def cells_heading(source: str, space: str, cells: Sequence[str]) -> str:
 
 
 def cells_figure(geno: dict[str, Any], source: str = SEARCHED) -> Figure:
-    """The cells of `geno` (a genotype as JSON); `source` (`genotype_source`) says in the
-    title where they come from."""
+    """The cells of `geno` (a genotype as JSON); `source` (`spaces.published.genotype_source`)
+    says in the title where they come from."""
     space = str(geno.get("space") or "")
     cells = geno["cells"]
     panels = []

@@ -154,6 +154,29 @@ def published(name: str) -> Published | None:
     return PUBLISHED.get(_ALIASES.get(key, key))
 
 
+def genotype_kind(spec: str) -> str:
+    """What a `train.genotype` value names, checked in this order: "searched", "published" (a
+    published name), "nb201" (an architecture string) or "file" (anything else)."""
+    spec = spec.strip()
+    if spec == SEARCHED:
+        return "searched"
+    if published(spec) is not None:
+        return "published"
+    if spec.startswith("|"):
+        return "nb201"
+    return "file"
+
+
+def genotype_source(spec: str) -> str:
+    """How a figure names the cells `train.genotype = spec` retrains: "searched", "published
+    GDAS_V1", "NB201 string" or "file <path>"."""
+    spec = spec.strip()
+    kind = genotype_kind(spec)
+    if kind == "published":
+        return f"published {published(spec).name}"
+    return {"searched": SEARCHED, "nb201": "NB201 string"}.get(kind, f"file {spec}")
+
+
 def resolve_genotype(
     spec: str, searched: str | Path = "genotype.json", key: str = "train.genotype"
 ) -> Genotype:
@@ -162,12 +185,12 @@ def resolve_genotype(
 
     Anything else is a `UserError` naming `key` and listing what is allowed."""
     spec = spec.strip()
-    if spec == SEARCHED:
+    kind = genotype_kind(spec)
+    if kind == "searched":
         return load_genotype(searched)
-    entry = published(spec)
-    if entry is not None:
-        return entry.genotype
-    if spec.startswith("|"):
+    if kind == "published":
+        return published(spec).genotype
+    if kind == "nb201":
         try:
             cell = nb201.from_string(spec)
         except ValueError as exc:
