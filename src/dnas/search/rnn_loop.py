@@ -34,7 +34,8 @@ import torch
 
 from dnas.checkpoint import GeneratorState, fingerprint
 from dnas.config import Params, Search
-from dnas.data.text import TextPrepared, get_batch, sequence_length, token_stream
+from dnas.data.text import TextPrepared
+from dnas.data.tokens import get_batch, sequence_length, token_stream
 from dnas.evaluate import genotype_params
 from dnas.models.rnn_lm import DROPOUT_KEYS, lm_arch_loss, lm_loss
 from dnas.optim import arch_optimizer, weight_sgd

@@ -28,7 +28,8 @@ from torch import nn
 
 from dnas.checkpoint import GeneratorState, fingerprint
 from dnas.config import Params
-from dnas.data.text import TextPrepared, get_batch, sequence_length, token_stream
+from dnas.data.text import TextPrepared
+from dnas.data.tokens import get_batch, sequence_length, token_stream
 from dnas.evaluate import evaluate_lm
 from dnas.io import round_floats
 from dnas.models import build_model
