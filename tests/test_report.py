@@ -130,41 +130,53 @@ def test_bad_input_is_one_clear_message(tmp_path, capsys):
     assert parse_exp_show([]) == []
 
 
-@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
-def test_report_reads_real_dvc_experiments(tmp_path):
-    """Four real `dvc exp run`s of a one-line stage (two params sets x two seeds)."""
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "DVC_SITE_CACHE_DIR": str(tmp_path / "site")}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+def _toy_dvc_repo(tmp_path, monkeypatch, body: str, metrics: list[str]):
+    """A git + DVC repository, `tmp_path/repo`, with one stage `t` (stage.py: load params.yaml
+    as `p`, then `body`, which writes `metrics`; params seed 0, lr 0.1), committed. Returns the
+    repository and `sh(*cmd)`, which runs a command there."""
+    monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
+    monkeypatch.setenv("DVC_SITE_CACHE_DIR", str(tmp_path / "site"))
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     repo = tmp_path / "repo"
     repo.mkdir()
 
     def sh(*cmd):
-        subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True, text=True)
+        subprocess.run(cmd, cwd=repo, check=True, capture_output=True, text=True)
 
     (repo / "params.yaml").write_text("common:\n  seed: 0\ntrain:\n  lr: 0.1\n")
     (repo / "stage.py").write_text(
         "import json, os, yaml\n"
         "p = yaml.safe_load(open('params.yaml'))\n"
-        "os.makedirs('metrics', exist_ok=True)\n"
-        "acc = 90 + 2 * p['common']['seed'] + 10 * p['train']['lr']\n"
-        "json.dump({'test_acc': acc}, open('metrics/train.json', 'w'))\n"
+        "os.makedirs('metrics', exist_ok=True)\n" + body
     )
+    outs = "".join(f"      - {m}:\n          cache: false\n" for m in metrics)
     (repo / "dvc.yaml").write_text(
         "stages:\n  t:\n    cmd: python stage.py\n    deps: [stage.py]\n"
-        "    params: [common, train]\n    metrics:\n      - metrics/train.json:\n"
-        "          cache: false\n"
+        "    params: [common, train]\n    metrics:\n" + outs
     )
     sh("git", "init", "-q")
     sh("git", "config", "user.email", "t@example.com")
     sh("git", "config", "user.name", "t")
     sh("dvc", "init", "-q")
     sh("git", "add", "-A")
-    sh("git", "commit", "-qm", "init")
+    sh("git", "commit", "-qm", "one")
+    return repo, sh
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_report_reads_real_dvc_experiments(tmp_path, monkeypatch):
+    """Four real `dvc exp run`s of a one-line stage (two params sets x two seeds)."""
+    repo, sh = _toy_dvc_repo(
+        tmp_path, monkeypatch,
+        "acc = 90 + 2 * p['common']['seed'] + 10 * p['train']['lr']\n"
+        "json.dump({'test_acc': acc}, open('metrics/train.json', 'w'))\n",
+        ["metrics/train.json"],
+    )  # fmt: skip
     for lr in (0.1, 0.3):
         for seed in (0, 1):
             sh("dvc", "exp", "run", "-q", "-S", f"common.seed={seed}", "-S", f"train.lr={lr}")
     show = subprocess.run(
-        ["dvc", "exp", "show", "--json"], cwd=repo, env=env, capture_output=True, text=True
+        ["dvc", "exp", "show", "--json"], cwd=repo, capture_output=True, text=True, check=True
     )
     runs = parse_exp_show(json.loads(show.stdout))
     assert sorted((r.params["train.lr"], r.params["common.seed"], r.accuracy) for r in runs) == [
@@ -245,32 +257,14 @@ def test_report_of_real_experiments_head_only_and_best_of_searches(tmp_path, mon
     """Real `dvc exp run`s on two commits: by default the report reads HEAD's experiments only
     (--all-commits: every commit's), and its paper-protocol value is the run whose search-valid
     accuracy is best."""
-    site = tmp_path / "site"
-    monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
-    monkeypatch.setenv("DVC_SITE_CACHE_DIR", str(site))
-    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    repo = tmp_path / "repo"
-    repo.mkdir()
-
-    def sh(*cmd):
-        subprocess.run(cmd, cwd=repo, check=True, capture_output=True, text=True)
-
-    (repo / "params.yaml").write_text("common:\n  seed: 0\ntrain:\n  lr: 0.1\n")
-    # search-valid accuracy peaks at seed 1; test accuracy grows with the seed
-    (repo / "stage.py").write_text(
-        "import json, os, yaml\n"
-        "p = yaml.safe_load(open('params.yaml'))\n"
+    repo, sh = _toy_dvc_repo(
+        tmp_path, monkeypatch,
+        # search-valid accuracy peaks at seed 1; test accuracy grows with the seed
         "s = p['common']['seed']\n"
-        "os.makedirs('metrics', exist_ok=True)\n"
         "json.dump({'valid_acc': [50, 70, 60, 40][s]}, open('metrics/search.json', 'w'))\n"
-        "json.dump({'test_acc': 90 + s}, open('metrics/train.json', 'w'))\n"
-    )
-    (repo / "dvc.yaml").write_text(
-        "stages:\n  t:\n    cmd: python stage.py\n    deps: [stage.py]\n"
-        "    params: [common, train]\n    metrics:\n"
-        "      - metrics/search.json:\n          cache: false\n"
-        "      - metrics/train.json:\n          cache: false\n"
-    )
+        "json.dump({'test_acc': 90 + s}, open('metrics/train.json', 'w'))\n",
+        ["metrics/search.json", "metrics/train.json"],
+    )  # fmt: skip
     presets = tmp_path / "presets"
     presets.mkdir()
     (presets / "toy.yaml").write_text("common:\n  seed: 0\ntrain:\n  lr: 0.1\n")
@@ -278,12 +272,6 @@ def test_report_of_real_experiments_head_only_and_best_of_searches(tmp_path, mon
         "toy:\n  paper: T\n  row: toy row\n  metric: test_acc\n  protocol: best_of_searches\n"
         "  value: 91.5\n  source: here\n  gpu_time: none\n"
     )
-    sh("git", "init", "-q")
-    sh("git", "config", "user.email", "t@example.com")
-    sh("git", "config", "user.name", "t")
-    sh("dvc", "init", "-q")
-    sh("git", "add", "-A")
-    sh("git", "commit", "-qm", "one")
     sh("dvc", "exp", "run", "-q", "-S", "common.seed=3")  # an experiment of the first commit
     sh("git", "checkout", "-q", "--", ".")
     (repo / "notes.txt").write_text("second commit\n")
