@@ -375,6 +375,11 @@ class Search(Optim):
     # Add the unselected ops' zero weights as scalars so every alpha gets a gradient (AutoDL
     # NB201, docs/algorithms.md#gdas-sampler). auto = on for nb201, off for darts.
     unselected_grad: bool | Literal["auto"] = "auto"
+    # How a weight step clears the weights' gradients (docs/algorithms.md#gradients-of-unused-
+    # weights): zeros = every weight gets a zero gradient each step, so weight decay and
+    # momentum also move the ops the step did not use (GDAS's unsampled ops), as the authors'
+    # code did; none = set to None, and SGD skips those weights.
+    zero_grad: Literal["zeros", "none"] = "zeros"
     # Search-time drop-path, constant, on the whole output of every edge (SNAS: 0.3).
     drop_path: Fraction = 0.0
     # SNAS resource penalty weight (0 = off) and its log form (docs/algorithms.md#snas).

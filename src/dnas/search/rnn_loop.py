@@ -16,6 +16,8 @@ scales the weight LR by seq_len / bptt, and takes
    reproduced.)
 2. a weight step on the training batch: cross-entropy + AR + TAR, plain SGD with weight decay,
    the gradient norm clipped to `grad_clip` (0.25 in the papers). No NT-ASGD during search.
+   The gradients are cleared as `search.zero_grad` says (`dnas.search.steps`): with hard
+   sampling a node whose edges all drew 'none' leaves its W_i without a gradient.
 
 Arch step first, then weights, as DARTS's RNN search (its CNN counterpart's `step_order` does
 not apply). The hidden states of both streams are carried across batches (detached) and reset
@@ -45,6 +47,7 @@ from dnas.search import record
 from dnas.search.architect import ClippedUnroll, arch_gradient
 from dnas.search.gdas import tau_at
 from dnas.search.rnn import RNNSupernet
+from dnas.search.steps import clear_weight_grads
 
 # metrics/search.json's entries from the last epoch's values
 METRICS = {"valid_loss": "loss/valid", "valid_ppl": "ppl/valid", "train_loss": "loss/train",
@@ -136,7 +139,7 @@ def rnn_weight_step(net, w_opt, s: Search, batch: tuple, tau):
     """SGD on the weights from cross-entropy + AR + TAR of a sampled cell; alpha held still.
     `batch`: (x, y, hidden). Returns the plain cross-entropy and the next hidden state."""
     x, y, hidden = batch
-    w_opt.zero_grad(set_to_none=True)
+    clear_weight_grads(w_opt, s.zero_grad)  # zeros: a node's W that no edge used still decays
     r = s.rnn
     loss, raw_loss, hidden = lm_loss(net, x, y, hidden, r.alpha, r.beta, tau, detach_alpha=True)
     loss.backward()

@@ -16,6 +16,12 @@ fast path), and this rank's `Shard` of each batch: data parallelism lives in the
 (`dnas.distributed.shards`) and in the one gradient average after each backward pass. Each
 returns the loss and the (loss * examples, correct) sums of its batch for the logs.
 
+The weight steps clear the weights' gradients as `search.zero_grad` says
+(docs/algorithms.md#gradients-of-unused-weights): `zeros` gives every weight a zero gradient
+before each backward pass, so SGD's weight decay and momentum move the weights that the step's
+architecture did not use (GDAS's unsampled ops), as the authors' code did (PyTorch before 2.0
+kept zero tensors in `zero_grad()`); `none` clears them to None, and SGD skips those weights.
+
 Every forward pass draws its own architecture sample at Gumbel temperature `tau`. Under
 torchrun, per-example noise (drop-path) comes from a generator of its own per step and rank
 (`key`); DrNAS's Dirichlet sample comes from the global generator and must be the same on
@@ -90,6 +96,21 @@ def cross_entropy_loss(net: Supernet, batch: tuple, tau: float | None):
     return F.cross_entropy(logits, y), logits
 
 
+def clear_weight_grads(opt: torch.optim.Optimizer, mode: str) -> None:
+    """Clear the gradients of `opt`'s parameters before a weight step's backward pass:
+    `zeros` (every parameter holds a zero gradient, so the optimiser's weight decay and
+    momentum apply to those the backward pass does not reach) or `none` (set to None; the
+    optimiser skips them). `search.zero_grad`, module docstring."""
+    if mode == "none":
+        opt.zero_grad(set_to_none=True)
+        return
+    opt.zero_grad(set_to_none=False)  # zeros the gradients that exist, in place
+    for group in opt.param_groups:
+        for p in group["params"]:
+            if p.grad is None:  # never reached yet (or just restored from a checkpoint)
+                p.grad = torch.zeros_like(p)
+
+
 def _clip(params, max_norm: float) -> None:
     if max_norm > 0:
         torch.nn.utils.clip_grad_norm_(params, max_norm)
@@ -98,7 +119,7 @@ def _clip(params, max_norm: float) -> None:
 def weight_step(st: SearchState, how: Steps, b: dist.Shard, tau: float | None, key: tuple):
     """SGD on the weights from L_train of a sampled architecture; alpha gets no gradient."""
     net, fast = st.net, how.fast
-    st.w_opt.zero_grad(set_to_none=True)
+    clear_weight_grads(st.w_opt, how.s.zero_grad)
     with how.noise(key, 0), fast.autocast(how.device):
         logits = net(fast.inputs(b.x), tau, detach_alpha=True)
         loss = F.cross_entropy(logits, b.y)
@@ -167,7 +188,7 @@ def bilevel_iteration(
 def joint_step(st: SearchState, how: Steps, b: dist.Shard, tau: float | None, key: tuple):
     """SNAS: weights and alphas from one backward pass of L_train (+ the resource penalty)."""
     s, net, fast = how.s, st.net, how.fast
-    st.w_opt.zero_grad(set_to_none=True)
+    clear_weight_grads(st.w_opt, s.zero_grad)
     st.a_opt.zero_grad(set_to_none=True)
     with how.noise(key, 0), fast.autocast(how.device):
         logits = net(fast.inputs(b.x), tau)
