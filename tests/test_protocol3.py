@@ -88,3 +88,25 @@ def test_every_gdas_preset_and_the_default_use_the_authors_zero_gradients():
         raw = yaml.safe_load(path.read_text())
         assert raw["search"]["zero_grad"] == "zeros", path.name
     assert parse_params({}).search.zero_grad == "zeros"
+
+
+# --- 2. DARTS's PTB search: a fixed BPTT ----------------------------------------------------
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_darts_ptb_search_uses_a_fixed_bptt_of_35_or_17(order):
+    """quark0/darts rnn/train_search.py comments out the normal noise of the retraining: each
+    batch is 35 tokens long, or int(35 / 2) = 17 with probability 0.05. The preset's search
+    draws exactly those lengths, about 5 % of them short."""
+    from pathlib import Path
+
+    import yaml
+
+    from dnas.data.tokens import sequence_length
+
+    path = Path(__file__).resolve().parents[1] / "presets" / f"darts-v{order}-ptb.yaml"
+    r = parse_params(yaml.safe_load(path.read_text())).search.rnn
+    g = torch.Generator().manual_seed(0)
+    lengths = [sequence_length(g, r.bptt, r.seq_std, r.max_seq_delta) for _ in range(4000)]
+    assert set(lengths) == {35, 17}
+    assert 0.03 < lengths.count(17) / len(lengths) < 0.07

@@ -267,11 +267,13 @@ class Optim(Section):
 
 class RnnSearch(Section):
     """`search.rnn`: the recurrent (language-model) search, used when `search.space` is `rnn`
-    (docs/algorithms.md#rnn-search). Defaults: DARTS's search settings."""
+    (docs/algorithms.md#rnn-search). Defaults: DARTS's search settings, but for seq_std."""
 
     bptt: PositiveInt = 35
     # Sequence length of each batch: bptt (halved with probability 0.05), plus normal noise of
-    # this std (DARTS / AWD; 0 = none, the GDAS search code), clipped to [5, bptt + max_seq_delta].
+    # this std, clipped to [5, bptt + max_seq_delta]. 0 = no noise, as both papers' searches
+    # (DARTS's and GDAS's search code: 35, or 17 with probability 0.05; their presets set it);
+    # the noise (5) is the retraining's (AWD-LSTM), kept as the default here.
     seq_std: NonNegFloat = 5.0
     max_seq_delta: Annotated[int, Field(ge=0)] = 20
     emsize: Channels = 300
