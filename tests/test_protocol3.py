@@ -110,3 +110,37 @@ def test_darts_ptb_search_uses_a_fixed_bptt_of_35_or_17(order):
     lengths = [sequence_length(g, r.bptt, r.seq_std, r.max_seq_delta) for _ in range(4000)]
     assert set(lengths) == {35, 17}
     assert 0.03 < lengths.count(17) / len(lengths) < 0.07
+
+
+# --- 3. the search-era FRC cell's BN is affine ----------------------------------------------
+
+
+def test_frc_search_cell_has_affine_bn_that_trains():
+    """The 2019 GDAS FRC search network's `Transition` builds every BN (its preprocessing's
+    too) with affine=True, while the searched cells' BN is not affine. The fixed cell's
+    scales and shifts exist, are weights of the weight step, and move in one."""
+    from dnas.spaces.ops import FixedReductionCell
+
+    s = parse_params({"search": {"channels": 8, "layers": 3, "fixed_reduction": True}}).search
+    torch.manual_seed(0)
+    net = DartsSupernet(1, 10, channels=8, layers=3, algorithm="gdas", fixed_reduction=True)
+    frc = [c for c in net.cells if isinstance(c, FixedReductionCell)]
+    assert len(frc) == 2 and all(c.version == "search" for c in frc)
+    for cell in frc:
+        bns = [m for m in cell.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        assert len(bns) == 2 * 2 + 2 + 2 and all(bn.affine for bn in bns)  # + pre0, pre1
+    searched = [m for c in net.cells if not isinstance(c, FixedReductionCell)
+                for m in c.modules() if isinstance(m, torch.nn.BatchNorm2d)]  # fmt: skip
+    assert searched and not any(bn.affine for bn in searched)
+    affine = [p for c in frc for m in c.modules() if isinstance(m, torch.nn.BatchNorm2d)
+              for p in (m.weight, m.bias)]  # fmt: skip
+    ids = {id(p) for p in net.weight_parameters()}
+    assert all(id(p) in ids for p in affine)
+    before = [p.detach().clone() for p in affine]
+    w_opt, scheduler = sgd_cosine(net.weight_parameters(), s)
+    st = SearchState(net, w_opt, scheduler, arch_optimizer(s, net))
+    how = Steps.of(s, FastPath.resolve(parse_params({}).common, CPU), CPU)
+    g = torch.Generator().manual_seed(1)
+    shard = dist.Shard(torch.randn(8, 1, 8, 8, generator=g), torch.randint(10, (8,), generator=g), 8)
+    weight_step(st, how, shard, 5.0, (0, 0, 0))
+    assert all(not torch.equal(a, p) for a, p in zip(before, affine))

@@ -24,7 +24,8 @@ With `partial_channels` K > 1 (DrNAS, a PC-DARTS copy, docs/algorithms.md#drnas-
 edge's ops see only the first C/K channels; the rest bypass (max-pooled 2x2 on a reducing
 edge), are concatenated after the ops' output and the channels are shuffled in K groups.
 `fixed_reduction` (GDAS-FRC, docs/algorithms.md#gdas-frc-fixed-reduction-cell) replaces the
-searched reduction cells with the fixed one: only normal cells have alphas then.
+searched reduction cells with the fixed one, with affine BN as in the search-era code: only
+normal cells have alphas then.
 """
 
 from __future__ import annotations
@@ -390,8 +391,10 @@ class DartsSupernet(Supernet):
             if reduction:
                 c *= 2
             if reduction and fixed_reduction:
+                # The search-era Transition hard-codes affine BN (its preprocessing too), unlike
+                # the searched cells (docs/algorithms.md#gdas-frc-fixed-reduction-cell).
                 cell = FixedReductionCell(
-                    c_pp, c_p, c, reduction_prev, affine=False, version="search"
+                    c_pp, c_p, c, reduction_prev, affine=True, version="search"
                 )
             else:
                 cell = DartsSearchCell(
