@@ -141,6 +141,7 @@ def test_frc_search_cell_has_affine_bn_that_trains():
     st = SearchState(net, w_opt, scheduler, arch_optimizer(s, net))
     how = Steps.of(s, FastPath.resolve(parse_params({}).common, CPU), CPU)
     g = torch.Generator().manual_seed(1)
-    shard = dist.Shard(torch.randn(8, 1, 8, 8, generator=g), torch.randint(10, (8,), generator=g), 8)
+    x = torch.randn(8, 1, 8, 8, generator=g)
+    shard = dist.Shard(x, torch.randint(10, (8,), generator=g), 8)
     weight_step(st, how, shard, 5.0, (0, 0, 0))
     assert all(not torch.equal(a, p) for a, p in zip(before, affine))
