@@ -217,7 +217,7 @@ def test_retrain_seeds_protocol_takes_the_retrainings_of_one_cell(tmp_path, caps
     errors = [100 - a for a in retrained]
     expected = f"{statistics.mean(errors):.2f} ± {statistics.stdev(errors):.2f}"
     sweep = next(line for line in lines if line.startswith("| darts-v2-cifar10 |"))
-    assert f"| retrainings of one cell | {expected} (3 retrainings: darts-v2-cifar10 (" in sweep
+    assert f"| best of short retrainings | {expected} (3 retrainings: darts-v2-cifar10 (" in sweep
     retrain = next(line for line in lines if line.startswith("| darts-v2-cifar10 (train.genotype="))
     assert f"| {expected} (3 retrainings of one cell) |" in retrain
 

@@ -16,6 +16,12 @@ The paper's protocol (`protocol` in papers.yaml):
 - retrain_seeds: mean ± std over retrainings of one cell (DARTS's ± 0.09): the group of the
   same preset whose `train.genotype` names that cell (e.g. the best run's genotype.json saved
   to a file); until there is one, the best search's own retraining;
+- best_of_short_retrainings: DARTS's selection: several searches, each cell retrained from
+  scratch for a short time (100 epochs on CIFAR-10), the best of those short retrainings
+  retrained in full over seeds. The short retrainings are the group of the same preset that
+  differs only in a smaller `train.epochs`; the value is the mean ± std of the group that
+  retrains the selected cell (as retrain_seeds) if there is one, else the full-length run of
+  the best short retraining's seed (docs/protocols.md);
 - mean_over_runs, published_cell, unstated: the mean ± std over the group's runs.
 A group that retrains a fixed cell (`train.genotype` other than the preset's) is always
 reported as retrainings of one cell.
@@ -231,6 +237,7 @@ METRIC_NAMES = {"test_error": "test error %", "test_acc": "test acc. %"}
 PROTOCOLS = {
     "best_of_searches": "best of the searches",
     "retrain_seeds": "retrainings of one cell",
+    "best_of_short_retrainings": "best of short retrainings",
     "mean_over_runs": "mean over runs",
     "published_cell": "the published cell",
     "unstated": "not stated",
@@ -256,14 +263,14 @@ def by_protocol(
     if _retrains_a_fixed_cell(group, presets):
         mean, std = mean_std(values)
         return mean, std, f"{len(values)} retrainings of one cell"
+    if protocol == "best_of_short_retrainings":
+        return _by_short_retrainings(group, groups, metric)
     if protocol in ("best_of_searches", "retrain_seeds"):
         if protocol == "retrain_seeds":
-            for other in groups:
-                if other is not group and other.preset == group.preset:
-                    a, b = _identity(group.runs[0].params), _identity(other.runs[0].params)
-                    if _diff(a, b) == ["train.genotype"]:
-                        mean, std = mean_std([_as_metric(r.accuracy, metric) for r in other.runs])
-                        return mean, std, f"{len(other.runs)} retrainings: {other.label}"
+            other = _sibling(group, groups, "train.genotype")
+            if other is not None:
+                mean, std = mean_std([_as_metric(r.accuracy, metric) for r in other.runs])
+                return mean, std, f"{len(other.runs)} retrainings: {other.label}"
         best = _best_search(group)
         if best is None:
             return None, None, "no search-valid accuracy (metrics/search.json)"
@@ -273,6 +280,43 @@ def by_protocol(
         return _as_metric(best.accuracy, metric), None, note
     mean, std = mean_std(values)
     return mean, std, "mean over runs"
+
+
+def _sibling(group: Group, groups: list[Group], key: str, shorter: bool | None = None):
+    """The group of the same preset whose params differ from `group`'s only in `key`; with
+    `shorter`, only one whose `key` (train.epochs) is smaller (True) or larger (False)."""
+    a = _identity(group.runs[0].params)
+    for other in groups:
+        if other is group or other.preset != group.preset:
+            continue
+        b = _identity(other.runs[0].params)
+        if _diff(a, b) != [key]:
+            continue
+        if shorter is None or (b[key] < a[key]) == shorter:
+            return other
+    return None
+
+
+def _by_short_retrainings(group: Group, groups: list[Group], metric: str):
+    """DARTS's protocol (module docstring): (value, std, note) of a full-length sweep, of its
+    short retrainings' group, or a note of what is missing."""
+    cell = _sibling(group, groups, "train.genotype")
+    if cell is not None:  # the selected cell's full retrainings over seeds
+        mean, std = mean_std([_as_metric(r.accuracy, metric) for r in cell.runs])
+        return mean, std, f"{len(cell.runs)} retrainings: {cell.label}"
+    if _sibling(group, groups, "train.epochs", shorter=False) is not None:
+        best = max(group.runs, key=lambda r: r.accuracy)  # this group holds the selection runs
+        return _as_metric(best.accuracy, metric), None, f"short retrainings: best {best.name}"
+    short = _sibling(group, groups, "train.epochs", shorter=True)
+    if short is None:
+        return None, None, "no short retrainings: sweep the seeds with -S train.epochs=100"
+    best = max(short.runs, key=lambda r: r.accuracy)
+    seed = best.params.get("common.seed")
+    full = [r for r in group.runs if r.params.get("common.seed") == seed]
+    note = f"best short retraining: {best.name} (seed {seed})"
+    if not full:
+        return None, None, f"{note}; retrain its cell in full over seeds"
+    return _as_metric(full[0].accuracy, metric), None, f"{note}, its full run {full[0].name}"
 
 
 def build_rows(
