@@ -16,7 +16,10 @@ def main() -> None:
     p = load_params()
     searched = Path("genotype.json")
     spec = p.train.genotype
-    trained = None if genotype_kind(spec) == "searched" else resolve_genotype(spec, searched)
+    trained = None
+    if genotype_kind(spec) != "searched":
+        trained = resolve_genotype(spec, searched, space=p.search.space, seed=p.common.seed,
+                                   fixed_reduction=p.search.fixed_reduction)  # fmt: skip
     written = make_plots(
         searched,
         Path("dvclive/search"),

@@ -20,7 +20,10 @@ def main() -> None:
     p = load_params()
     with distributed.session(p.common.device):
         device = pick_device(p.common.device)
-        genotype = resolve_genotype(p.train.genotype, "genotype.json")
+        genotype = resolve_genotype(
+            p.train.genotype, "genotype.json", space=p.search.space, seed=p.common.seed,
+            fixed_reduction=p.search.fixed_reduction,
+        )  # fmt: skip
         text = p.train.dataset in TEXT_DATASETS
         if (genotype.space == "rnn") != text:
             kind = "a recurrent cell" if genotype.space == "rnn" else f"a {genotype.space} CNN cell"

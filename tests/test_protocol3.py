@@ -210,3 +210,72 @@ def test_darts_cell_is_the_best_of_short_retrainings_not_the_best_search():
     # a sweep of the short retrainings alone names its best; the full run is still missing
     row = _darts_report({0: full[0]}, short)["darts-v2-cifar10"]
     assert row["protocol_value"] is None and "e100s2" in row["protocol_note"]
+
+
+# --- the random-cell baseline: train.genotype random ----------------------------------------
+
+
+def _chi2(counts) -> float:
+    expected = sum(counts) / len(counts)
+    return sum((c - expected) ** 2 / expected for c in counts)
+
+
+def test_random_cells_are_valid_deterministic_per_seed_and_uniform():
+    """`train.genotype: random` draws from common.seed: the same seed the same cell, valid in
+    its space. Over 1500 seeds the ops and the input pairs are uniform (chi-square with a
+    generous bound: about 30 is the 1e-4 tail for 6 or 9 degrees of freedom; a draw that
+    skipped an op, or favoured the nearest inputs, is in the hundreds or thousands)."""
+    from itertools import combinations
+
+    from dnas.spaces.ops import NB201_OPS, RNN_OPS
+    from dnas.spaces.published import random_genotype
+
+    for space in ("darts", "nb201", "rnn"):
+        a, b = random_genotype(space, 7), random_genotype(space, 7)
+        a.validate()
+        assert a == b and a.to_json() == b.to_json()
+        assert any(random_genotype(space, s) != a for s in range(8, 12))
+    frc = random_genotype("darts", 7, fixed_reduction=True)
+    frc.validate()
+    assert set(frc.cells) == {"normal"}
+
+    seeds = range(1500)
+    darts = [random_genotype("darts", s) for s in seeds]
+    ops = [op for g in darts for c in g.cells.values() for node in c.nodes for op, _ in node]
+    names = [op for op in DARTS_OPS if op != "none"]
+    assert set(ops) == set(names)  # never 'none'
+    assert _chi2([ops.count(op) for op in names]) < 30
+    last = [tuple(j for _, j in g.cells["reduce"].nodes[3]) for g in darts]  # node 5: 5 inputs
+    assert all(len(set(pair)) == 2 for pair in last)
+    assert _chi2([last.count(pair) for pair in combinations(range(5), 2)]) < 35
+
+    nb201 = [random_genotype("nb201", s) for s in seeds]
+    assert all(g.arch.startswith("|") for g in nb201)
+    ops = [op for g in nb201 for node in g.cells["cell"].nodes for op, _ in node]
+    assert len(ops) == 6 * len(seeds)
+    assert _chi2([ops.count(op) for op in NB201_OPS]) < 30  # 'none' included, as AutoDL's
+
+    rnn = [random_genotype("rnn", s) for s in seeds]
+    ops = [node[0][0] for g in rnn for node in g.cells["rnn"].nodes]
+    assert _chi2([ops.count(op) for op in RNN_OPS if op != "none"]) < 30 and "none" not in ops
+    from dnas.spaces.rnn import STEPS
+
+    assert all(len(g.cells["rnn"].nodes) == STEPS for g in rnn)
+    preds = [g.cells["rnn"].nodes[7][0][1] for g in rnn]  # node 8: predecessors 0..7
+    assert _chi2([preds.count(j) for j in range(8)]) < 30
+
+
+def test_random_genotype_is_a_train_genotype_value(tmp_path):
+    """`train.genotype: random` passes the params check (a language model when the search
+    space is rnn), resolves from the params' space and seed, and without them says what to do."""
+    from dnas.config import train_is_language_model
+    from dnas.errors import UserError
+    from dnas.spaces.published import genotype_source, random_genotype, resolve_genotype
+
+    p = parse_params({"train": {"genotype": "random"}, "common": {"seed": 5}})
+    assert train_is_language_model(p) is False
+    g = resolve_genotype(p.train.genotype, tmp_path / "missing.json", space=p.search.space,
+                         seed=p.common.seed)  # fmt: skip
+    assert g == random_genotype("darts", 5) and genotype_source("random") == "random cell"
+    with pytest.raises(UserError, match="search.space and common.seed"):
+        resolve_genotype("random", key="genotype")

@@ -466,7 +466,8 @@ class Train(Optim):
     lr: PositiveFloat = 0.05
     dataset: DatasetName = "digits"
     # What to retrain: `searched` (genotype.json), a published name (GDAS_V1, DARTS_V2, ...),
-    # a NAS-Bench-201 architecture string or a genotype JSON file (dnas.spaces.published).
+    # a NAS-Bench-201 architecture string, a genotype JSON file, or `random` (a uniformly random
+    # cell of search.space drawn from common.seed, the baseline) (dnas.spaces.published).
     genotype: Annotated[str, Field(min_length=1)] = "searched"
     # Stem and head of a DARTS-space network: the CIFAR one, or the ImageNet mobile one
     # (docs/algorithms.md#cnn-retraining); auto = imagenet when the dataset is imagenet.
@@ -567,7 +568,7 @@ def train_is_language_model(p: Params) -> bool | None:
     """Whether `train` retrains a recurrent cell: True for the rnn search's cell or a published
     recurrent genotype, False for CNN cells, None for a genotype file (known when it is read)."""
     spec = p.train.genotype.strip()
-    if spec == "searched":
+    if spec in ("searched", "random"):  # random: a random cell of the search space
         return p.search.space == "rnn"
     if spec.startswith("|"):
         return False

@@ -16,6 +16,9 @@ Each entry also records the width C its paper used in the ImageNet mobile settin
 (docs/algorithms.md#cnn-retraining).
 Names are matched without regard to case, so the spellings of the source files
 (`SNAS_mild_edge_all`, `DrNAS_cifar10`) work too.
+
+`random` names the baseline every searched cell needs (docs/algorithms.md#random-cells): a
+uniformly random cell of the search space, drawn from `common.seed` (`random_genotype`).
 """
 
 from __future__ import annotations
@@ -24,11 +27,17 @@ import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from dnas.errors import UserError
 from dnas.spaces import nb201
 from dnas.spaces.genotype import CellSpec, Genotype, load_genotype
+from dnas.spaces.ops import DARTS_OPS, NB201_OPS, RNN_OPS
 
 SEARCHED = "searched"
+RANDOM = "random"
+RANDOM_STREAM = 24  # the draw's own stream of common.seed, apart from the weights' and the data's
+RNN_NODES = 8  # spaces.rnn.STEPS, not imported: the params check imports this module
 
 
 @dataclass(frozen=True)
@@ -160,6 +169,8 @@ def genotype_kind(spec: str) -> str:
     spec = spec.strip()
     if spec == SEARCHED:
         return "searched"
+    if spec == RANDOM:
+        return "random"
     if published(spec) is not None:
         return "published"
     if spec.startswith("|"):
@@ -174,20 +185,69 @@ def genotype_source(spec: str) -> str:
     kind = genotype_kind(spec)
     if kind == "published":
         return f"published {published(spec).name}"
-    return {"searched": SEARCHED, "nb201": "NB201 string"}.get(kind, f"file {spec}")
+    names = {"searched": SEARCHED, "nb201": "NB201 string", "random": "random cell"}
+    return names.get(kind, f"file {spec}")
+
+
+def random_genotype(space: str, seed: int, fixed_reduction: bool = False) -> Genotype:
+    """A uniformly random cell of `space`, the same for the same `seed`
+    (docs/algorithms.md#random-cells):
+
+    - darts: every node takes 2 distinct inputs, each pair of earlier states equally likely,
+      each edge an op uniform over the 7 ops other than 'none' (the DARTS rule's cells; a
+      normal and a reduction cell, or only the normal one with `fixed_reduction`);
+    - nb201: each of the 6 edges an op uniform over all 5, 'none' included, so that each of the
+      benchmark's 15,625 cells is equally likely, as AutoDL's random sampling draws them;
+    - rnn: every node one predecessor uniform over the earlier nodes and an op uniform over the
+      4 ops other than 'none' (the DARTS recurrent rule)."""
+    rng = np.random.default_rng([seed, RANDOM_STREAM])
+    if space == "nb201":
+        nodes = [tuple((NB201_OPS[rng.integers(len(NB201_OPS))], j) for j in range(i))
+                 for i in range(1, nb201.NODES)]  # fmt: skip
+        cell = CellSpec(inputs=1, nodes=tuple(nodes), concat=(nb201.NODES - 1,))
+        return Genotype("nb201", {"cell": cell}, arch=nb201.to_string(cell))
+    if space == "rnn":
+        ops = [op for op in RNN_OPS if op != "none"]
+        steps = range(1, RNN_NODES + 1)
+        nodes = tuple(((ops[rng.integers(len(ops))], int(rng.integers(i))),) for i in steps)
+        return Genotype("rnn", {"rnn": CellSpec(inputs=1, nodes=nodes, concat=tuple(steps))})
+    if space != "darts":
+        raise ValueError(f"unknown space {space!r}")
+    ops = [op for op in DARTS_OPS if op != "none"]
+    cells = {}
+    for name in ("normal",) if fixed_reduction else ("normal", "reduce"):
+        nodes = []
+        for i in range(2, 6):
+            inputs = sorted(int(j) for j in rng.choice(i, size=2, replace=False))
+            nodes.append(tuple((ops[rng.integers(len(ops))], j) for j in inputs))
+        cells[name] = CellSpec(inputs=2, nodes=tuple(nodes), concat=(2, 3, 4, 5))
+    return Genotype("darts", cells)
 
 
 def resolve_genotype(
-    spec: str, searched: str | Path = "genotype.json", key: str = "train.genotype"
+    spec: str,
+    searched: str | Path = "genotype.json",
+    key: str = "train.genotype",
+    space: str | None = None,
+    seed: int = 0,
+    fixed_reduction: bool = False,
 ) -> Genotype:
     """The genotype `spec` names: `searched` (the search's `genotype.json`), a published name,
-    a NAS-Bench-201 architecture string (`|op~0|+|...|`) or a genotype JSON file.
+    a NAS-Bench-201 architecture string (`|op~0|+|...|`), a genotype JSON file, or `random`
+    (a random cell of the search `space`, drawn from `seed`; `random_genotype`).
 
     Anything else is a `UserError` naming `key` and listing what is allowed."""
     spec = spec.strip()
     kind = genotype_kind(spec)
     if kind == "searched":
         return load_genotype(searched)
+    if kind == "random":
+        if space is None:
+            raise UserError(
+                f"{key} = 'random': a random cell is drawn from a params file's search.space "
+                "and common.seed (train.genotype: random); name a genotype here"
+            )
+        return random_genotype(space, seed, fixed_reduction)
     if kind == "published":
         return published(spec).genotype
     if kind == "nb201":
@@ -204,7 +264,8 @@ def resolve_genotype(
     hint = f"did you mean {close[0]!r}? " if close else ""
     raise UserError(
         f"{key} = {spec!r}: not a published genotype, a NAS-Bench-201 string or a genotype file;"
-        f" {hint}use {SEARCHED!r} (the searched cells) or one of: {', '.join(PUBLISHED)}"
+        f" {hint}use {SEARCHED!r} (the searched cells), {RANDOM!r} (a random cell of the"
+        f" search space) or one of: {', '.join(PUBLISHED)}"
     )
 
 
