@@ -209,9 +209,10 @@ def test_malicious_pickle_is_not_executed(tmp_path, batches):
 def test_restricted_load_allows_only_listed_globals(tmp_path):
     f = tmp_path / "arr.pkl"
     f.write_bytes(pickle.dumps({"a": np.arange(3, dtype=np.uint8)}, protocol=2))
-    assert cifar.restricted_load(f, cifar.NUMPY_ARRAY_GLOBALS)["a"].tolist() == [0, 1, 2]
+    loaded = cifar.restricted_load(f, cifar.NUMPY_ARRAY_GLOBALS, "a CIFAR batch")
+    assert loaded["a"].tolist() == [0, 1, 2]
     with pytest.raises(UserError, match="refusing to unpickle .*not a CIFAR batch"):
-        cifar.restricted_load(f, set())
+        cifar.restricted_load(f, set(), "a CIFAR batch")
 
 
 # --- download ----------------------------------------------------------------------------
