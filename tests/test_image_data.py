@@ -14,6 +14,7 @@ from dnas.config import Prepare
 from dnas.data import cifar, imagenet16, load_prepared, prepare_dataset
 from dnas.data.download import md5_file
 from dnas.errors import UserError
+from tests.py2pickle import dumps_py2
 
 # --- CIFAR-100 ---------------------------------------------------------------------------
 
@@ -50,7 +51,7 @@ def write_c100_py(root, batches):
             b"coarse_labels": coarse.tolist(),
             b"data": data,
         }
-        (d / name).write_bytes(pickle.dumps(batch, protocol=2))
+        (d / name).write_bytes(dumps_py2(batch))  # as its authors wrote it: Python 2
     return d
 
 
