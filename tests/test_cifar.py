@@ -15,6 +15,7 @@ import pytest
 from dnas.data import cifar
 from dnas.data.download import download, md5_file, safe_extract_tar
 from dnas.errors import UserError
+from tests.py2pickle import dumps_py2
 
 TRAIN_SIZES = [4, 4, 4, 4, 4]
 TEST_SIZE = 3
@@ -44,6 +45,8 @@ def write_bin_dir(root, batches) -> object:
 
 
 def write_py_dir(root, batches) -> object:
+    """The python version as its authors wrote it: Python 2 cPickle, protocol 2, numpy 1 (a
+    dict of Python 2 strings, which Python 3 reads as b'data' etc. with encoding="bytes")."""
     d = root / cifar.PY_DIR
     d.mkdir(parents=True)
     for name, (data, labels) in batches.items():
@@ -53,7 +56,7 @@ def write_py_dir(root, batches) -> object:
             b"data": data,
             b"filenames": [f"img_{i}.png".encode() for i in range(len(labels))],
         }
-        (d / name).write_bytes(pickle.dumps(batch, protocol=2))
+        (d / name).write_bytes(dumps_py2(batch))
     return d
 
 
@@ -206,12 +209,33 @@ def test_malicious_pickle_is_not_executed(tmp_path, batches):
     assert not marker.exists()
 
 
+def test_python_batch_fixture_is_pickled_as_python_2_wrote_it(tmp_path, batches):
+    """Python 2 strings (no _codecs.encode, no unicode opcodes), numpy 1's module names; read
+    back as the CIFAR page says the real batches read: bytes keys with encoding="bytes"."""
+    import pickletools
+
+    blob = (write_py_dir(tmp_path, batches) / "data_batch_1").read_bytes()
+    ops = list(pickletools.genops(blob))
+    names = {op.name for op, _, _ in ops}
+    assert blob[:2] == b"\x80\x02" and {"SHORT_BINSTRING", "BINSTRING"} <= names
+    assert not names & {"BINUNICODE", "SHORT_BINUNICODE", "BINBYTES", "SHORT_BINBYTES"}
+    assert {arg for op, arg, _ in ops if op.name == "GLOBAL"} == {
+        "numpy.core.multiarray _reconstruct", "numpy ndarray", "numpy dtype",
+    }  # fmt: skip
+    batch = pickle.loads(blob, encoding="bytes")
+    assert list(batch) == [b"batch_label", b"labels", b"data", b"filenames"]
+    assert batch[b"data"].dtype == np.uint8 and batch[b"data"].shape == (4, 3072)
+    assert all(type(v) is int for v in batch[b"labels"])
+    assert np.array_equal(batch[b"data"], batches["data_batch_1"][0])
+
+
 def test_restricted_load_allows_only_listed_globals(tmp_path):
     f = tmp_path / "arr.pkl"
     f.write_bytes(pickle.dumps({"a": np.arange(3, dtype=np.uint8)}, protocol=2))
-    assert cifar.restricted_load(f, cifar.NUMPY_ARRAY_GLOBALS)["a"].tolist() == [0, 1, 2]
+    loaded = cifar.restricted_load(f, cifar.NUMPY_ARRAY_GLOBALS, "a CIFAR batch")
+    assert loaded["a"].tolist() == [0, 1, 2]
     with pytest.raises(UserError, match="refusing to unpickle .*not a CIFAR batch"):
-        cifar.restricted_load(f, set())
+        cifar.restricted_load(f, set(), "a CIFAR batch")
 
 
 # --- download ----------------------------------------------------------------------------

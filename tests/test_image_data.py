@@ -14,6 +14,7 @@ from dnas.config import Prepare
 from dnas.data import cifar, imagenet16, load_prepared, prepare_dataset
 from dnas.data.download import md5_file
 from dnas.errors import UserError
+from tests.py2pickle import dumps_py2
 
 # --- CIFAR-100 ---------------------------------------------------------------------------
 
@@ -50,7 +51,7 @@ def write_c100_py(root, batches):
             b"coarse_labels": coarse.tolist(),
             b"data": data,
         }
-        (d / name).write_bytes(pickle.dumps(batch, protocol=2))
+        (d / name).write_bytes(dumps_py2(batch))  # as its authors wrote it: Python 2
     return d
 
 
@@ -96,20 +97,27 @@ def test_cifar100_canonical_archive_md5_and_missing_hint(tmp_path):
 PER_FILE = 6
 
 
-def write_imagenet16(root, seed=0, protocol=2):
-    """11 pickles as in the release: 'data' (N, 768) uint8, 1-based 'labels', and 'mean'."""
+def write_imagenet16(root, seed=0, protocol=3):
+    """11 pickles as the release's script (PatrykChrabaszcz/Imagenet32_Scripts,
+    image2numpy_imagenet_*.py) writes them: `pickle.dump` of a dict with str keys, 'data' a
+    uint8 (N, 768) array of planar rows, 'labels' a list of 1-based ints (`.tolist()`), and in
+    the train files 'mean', the float64 mean image of the training set. Protocol 3 is Python
+    3's default when the release was made (2017)."""
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
+    names = [*imagenet16.TRAIN_FILES, imagenet16.VAL_FILE]
+    data = {name: rng.integers(0, 256, (PER_FILE, 768), dtype=np.uint8) for name in names}
+    mean = np.mean(np.concatenate([data[n] for n in imagenet16.TRAIN_FILES]), axis=0)
     files = {}
-    for name in [*imagenet16.TRAIN_FILES, imagenet16.VAL_FILE]:
-        data = rng.integers(0, 256, (PER_FILE, 768), dtype=np.uint8)
+    for name in names:
         # labels spread over 1..1000 so every variant keeps some and drops some
         labels = rng.choice([1, 2, 60, 120, 121, 150, 151, 200, 201, 1000], PER_FILE).tolist()
-        entry = {"data": data, "labels": labels}
+        entry = {"data": data[name], "labels": labels}
         if name != imagenet16.VAL_FILE:
-            entry["mean"] = rng.random(768)
-        (root / name).write_bytes(pickle.dumps(entry, protocol=protocol))
-        files[name] = (data, np.array(labels))
+            entry["mean"] = mean
+        with open(root / name, "wb") as f:
+            pickle.dump(entry, f, protocol=protocol)
+        files[name] = (data[name], np.array(labels))
     return files
 
 

@@ -1,5 +1,7 @@
-"""The NAS-Bench-201 / NATS-Bench topology lookup against the official `nats_bench` API, on a
-small benchmark directory in the real layout written by the official package's own classes."""
+"""The NAS-Bench-201 / NATS-Bench topology lookup against the official `nats_bench` API: on the
+real benchmark files NATS-Bench publishes in its repository (tests/fixtures/README.md), and on
+small benchmark directories in the real layout, written by the official package's own classes
+with the real files' types (Python floats, numpy float64 parameter counts and latencies)."""
 
 from __future__ import annotations
 
@@ -9,14 +11,17 @@ import itertools
 import json
 import os
 import pickle
+import pickletools
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 import test_pipeline
 
 from dnas.benchmarks import nb201 as bench
 from dnas.errors import UserError
+from dnas.io import restricted_load
 from dnas.spaces.ops import NB201_OPS
 
 nats_bench = pytest.importorskip("nats_bench")
@@ -36,6 +41,9 @@ EVAL_SETS = {
     "ImageNet16-120": ["x-valid", "x-test", "ori-test"],
 }
 INDICES = (0, 9, 123, 15624)
+# Three files of the real benchmark, from the NATS-Bench repository's test data.
+REAL = Path(__file__).parent / "fixtures" / "NATS-tss-v1_0-3ffb9-simple"
+REAL_INDICES = (0, 11, 284)
 LEGACY = 123  # one seed recorded other params / FLOPs: the API then takes seed 888's
 
 
@@ -52,14 +60,23 @@ def official_order() -> list[str]:
 
 
 def _run(rng, arch, dataset, seed, hp, index) -> ResultsCount:
+    """One training run as the benchmark's files hold it: accuracies and losses as Python
+    floats in dicts keyed by epoch, the times in an OrderedDict, FLOPs a float, and the
+    parameter count and latency numpy float64 scalars (how the real files store them)."""
     epochs = int(hp)
     params = {"cifar10-valid": 0.8, "cifar10": 0.8, "cifar100": 0.81, "ImageNet16-120": 0.82}
     p = params[dataset] + index * 1e-4 + (0.05 if index == LEGACY and seed == 777 else 0.0)
-    flop = 100 * p + 3.3
-    r = ResultsCount(dataset, None, None, None, p, flop, {"arch_str": arch}, seed, epochs, None)
-    acc = collections.OrderedDict((e, rng.uniform(10, 100)) for e in range(epochs))
-    loss = collections.OrderedDict((e, rng.uniform(0, 3)) for e in range(epochs))
-    r.update_train_info(acc, None, loss, {e: 20.0 for e in range(epochs)})
+    flop = round(100 * p + 3.3, 5)
+    classes = {"cifar10-valid": 10, "cifar10": 10, "cifar100": 100, "ImageNet16-120": 120}
+    config = {"channel": 16, "num_cells": 5, "arch_str": arch, "class_num": classes[dataset]}
+    latency = [np.float64(rng.uniform(0.01, 0.02))]
+    r = ResultsCount(
+        dataset, None, None, None, np.float64(p), flop, config, f"{seed:04d}", epochs, latency
+    )
+    acc = {e: rng.uniform(10, 100) for e in range(epochs)}
+    loss = {e: rng.uniform(0, 3) for e in range(epochs)}
+    r.update_train_info(acc, None, loss, None)
+    r.reset_pseudo_train_times(20.0)
     keys = [f"{name}@{e}" for name in EVAL_SETS[dataset] for e in range(epochs)]
     r.update_eval(
         {k: rng.uniform(10, 100) for k in keys},
@@ -70,16 +87,20 @@ def _run(rng, arch, dataset, seed, hp, index) -> ResultsCount:
 
 
 def write_benchmark(root, indices=INDICES) -> list[str]:
+    """A benchmark directory in the real layout: the meta file's four keys and one results file
+    per index, an OrderedDict of hp "12" and "200" (the real files' order), through the
+    official package's ArchResults.state_dict and pickle_save (bz2, protocol 4)."""
     archs = official_order()
     root.mkdir(parents=True, exist_ok=True)
-    pickle_save({"meta_archs": archs, "arch2infos": {}, "evaluated_indexes": []},
-                str(root / "meta.pickle"))  # fmt: skip
+    meta = {"meta_archs": archs, "total_archs": len(archs), "arch2infos": None,
+            "evaluated_indexes": set()}  # fmt: skip
+    pickle_save(meta, str(root / "meta.pickle"))
     rng = random.Random(0)
     for index in indices:
-        per_hp = {}
-        for hp, seeds in SEEDS.items():
+        per_hp = collections.OrderedDict()
+        for hp in ("12", "200"):
             results = ArchResults(index, archs[index])
-            for dataset, xs in seeds.items():
+            for dataset, xs in SEEDS[hp].items():
                 for seed in xs:
                     results.update(dataset, seed, _run(rng, archs[index], dataset, seed, hp, index))
             per_hp[hp] = results.state_dict()
@@ -158,26 +179,152 @@ def test_lookup_accepts_edges_in_any_order_and_refuses_foreign_cells(bench_dir):
         ours.lookup("|none~0|+|none~0|none~1|")
 
 
+def _globals(path) -> set[str]:
+    """The globals a bz2 pickle names, numpy 1's module names written as numpy 2's."""
+    ops = list(pickletools.genops(bz2.decompress(path.read_bytes())))
+    strings, names = [], set()
+    for op, arg, _ in ops:
+        if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE"):
+            strings.append(arg)
+        elif op.name == "STACK_GLOBAL":
+            names.add(".".join(strings[-2:]))
+        elif op.name == "GLOBAL":
+            names.add(arg.replace(" ", "."))
+    return {n.replace("numpy.core.", "numpy._core.") for n in names}
+
+
+def test_real_files_give_the_official_apis_accuracies(capsys):
+    """The acceptance check: `dnas nb201 lookup ARCH --benchmark DIR --json` on files of the
+    real benchmark (numpy scalars pickled by numpy 1) equals the official API, exactly."""
+    from dnas.cli import main
+
+    api = nats_bench.create(str(REAL), "tss", fast_mode=True, verbose=False)
+    checked = 0
+    for index in REAL_INDICES:
+        main(["nb201", "lookup", api.arch(index), "--benchmark", str(REAL), "--json"])
+        row = json.loads(capsys.readouterr().out)
+        assert row["index"] == index and row["arch"] == api.arch(index)
+        for dataset in bench.DATASETS:
+            for hp in bench.HPS:
+                info = api.get_more_info(index, dataset, hp=hp, is_random=False)
+                for split in ("train", "valid", "test"):
+                    want = info.get(f"{split}-accuracy")
+                    assert row[dataset][f"hp{hp}"].get(f"{split}_acc") == want
+                    checked += want is not None
+            cost = api.get_cost_info(index, dataset, hp="200")
+            assert row[dataset]["params"] == cost["params"]  # a numpy float64 in the file
+            assert row[dataset]["flops"] == cost["flops"]
+    assert checked == len(REAL_INDICES) * 2 * 11
+    # The published string at index 0, and a value read from a numpy scalar.
+    assert api.arch(0) == official_order()[0]
+    assert row["cifar10"]["params"] > 0.1
+
+
+def test_fixture_files_are_pickled_like_the_real_ones(bench_dir):
+    """The written fixture names the same globals (numpy scalars, their dtype, OrderedDict) and
+    has the same key layout and value types as the real files."""
+    assert _globals(bench_dir / "000000.pickle.pbz2") == _globals(REAL / "000000.pickle.pbz2") == {
+        "collections.OrderedDict", "numpy._core.multiarray.scalar", "numpy.dtype",
+    }  # fmt: skip
+    assert _globals(bench_dir / "meta.pickle.pbz2") == _globals(REAL / "meta.pickle.pbz2")
+
+    def shape(obj):
+        if isinstance(obj, dict):
+            some = list(obj.items())[:1] + list(obj.items())[-1:]
+            return (type(obj).__name__, {type(k).__name__: shape(v) for k, v in some})
+        if isinstance(obj, list) and obj:
+            return ("list", shape(obj[0]))
+        return type(obj).__name__
+
+    def load(path):
+        with bz2.open(path) as f:
+            return pickle.load(f)  # the repository's own files: trusted
+
+    real, ours = load(REAL / "000000.pickle.pbz2"), load(bench_dir / "000000.pickle.pbz2")
+    assert list(real) == list(ours) == ["12", "200"]
+    r_run, o_run = (x["200"]["all_results"][("cifar100", 777)] for x in (real, ours))
+    assert {k: shape(v) for k, v in r_run.items()} == {k: shape(v) for k, v in o_run.items()}
+    assert type(r_run["params"]) is type(o_run["params"]) is np.float64
+    assert shape(real["200"]["dataset_seed"]) == shape(ours["200"]["dataset_seed"])
+    meta = load(REAL / "meta.pickle.pbz2"), load(bench_dir / "meta.pickle.pbz2")
+    assert {k: type(v) for k, v in meta[0].items()} == {k: type(v) for k, v in meta[1].items()}
+
+
 class _Payload:
-    def __init__(self, marker):
-        self.marker = marker
+    """Pickles as a call of `func(*args)`: what a hostile file does."""
+
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
 
     def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
+        return (self.func, self.args)
+
+
+def _payloads(marker):
+    import numpy._core.multiarray as multiarray  # how numpy 2 pickles its constructors
+
+    touch = f"touch {marker}"
+    return {
+        "system": (_Payload(os.system, touch), r"os\.system|posix\.system"),
+        "eval": (_Payload(eval, f"__import__('os').system({touch!r})"), r"builtins\.eval"),
+        # numpy globals the files do not need: an array, an object-dtype scalar
+        "array": (np.arange(3.0), r"numpy\._core\.multiarray\._reconstruct"),
+        # the guarded numpy constructors, called with what no real file holds
+        "object_scalar": (
+            _Payload(multiarray.scalar, np.dtype("O"), ["anything"]),
+            r"a numpy scalar of dtype dtype\('O'\)",
+        ),
+        "short_scalar": (
+            _Payload(multiarray.scalar, np.dtype("f8"), b"\0"),
+            r"a numpy float64 scalar whose data is not 8 bytes",
+        ),
+        "dtype_from_dict": (
+            _Payload(np.dtype, {"names": ["a"], "formats": ["O"]}),
+            r"numpy\.dtype\(\{'names'",
+        ),
+        "nested_call": (  # the call inside an allowed one is still refused first
+            _Payload(multiarray.scalar, np.dtype("O"), _Payload(os.system, touch)),
+            r"os\.system|posix\.system",
+        ),
+    }
+
+
+KINDS = ["system", "eval", "array", "object_scalar", "short_scalar", "dtype_from_dict",
+         "nested_call"]  # fmt: skip
 
 
 @pytest.mark.parametrize("victim", ["meta", "arch"])
-def test_a_code_executing_pickle_is_refused_before_it_runs(tmp_path, victim):
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_code_executing_pickle_is_refused_before_it_runs(tmp_path, victim, kind):
     root = tmp_path / "NATS-tss-v1_0-3ffb9-simple"
     archs = write_benchmark(root, indices=(5,))
     marker = tmp_path / "pwned"
     name = "meta.pickle.pbz2" if victim == "meta" else "000005.pickle.pbz2"
     payload = {"meta_archs": archs} if victim == "meta" else {"200": {}, "12": {}}
-    payload["x"] = _Payload(marker)
+    payload["x"], message = _payloads(marker)[kind]
     (root / name).write_bytes(bz2.compress(pickle.dumps(payload, protocol=4)))
-    with pytest.raises(UserError, match=rf"refusing to unpickle \S*system from .*{name}"):
+    with pytest.raises(UserError, match=rf"^refusing to unpickle ({message}).* from .*{name}"):
         bench.Benchmark.open(root).lookup(archs[5])
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "value", [np.float64(0.5), np.float32(1.25), np.int64(-7), np.uint8(200), np.bool_(True)]
+)
+def test_numpy_number_scalars_load_under_either_module_name(tmp_path, value):
+    """numpy 2 pickles a scalar as numpy._core.multiarray.scalar, numpy 1 (which wrote the real
+    files) as numpy.core.multiarray.scalar; both load, as the same number and type."""
+    new = pickle.dumps({"v": value}, protocol=4)  # the benchmark's protocol
+    # The same pickle under numpy 1's module name (the name's length byte and the frame's
+    # length shrink by one).
+    old = new.replace(b"\x8c\x16numpy._core.multiarray", b"\x8c\x15numpy.core.multiarray")
+    old = old[:3] + (int.from_bytes(old[3:11], "little") - 1).to_bytes(8, "little") + old[11:]
+    assert b"numpy.core.multiarray" in old and b"numpy._core" not in old
+    for blob in (new, old):
+        path = tmp_path / "x.pickle.pbz2"
+        path.write_bytes(bz2.compress(blob))
+        got = restricted_load(path, bench.PICKLE_GLOBALS, "a NATS-Bench file", opener=bz2.open)
+        assert got["v"] == value and type(got["v"]) is type(value)
 
 
 def _bad(tmp_path, kind):

@@ -1,7 +1,8 @@
 """The `dnas` command.
 
 dnas params check [FILE]     validate a params file (default: params.yaml)
-dnas genotype show [FILE]    print a genotype's cells (default: genotype.json)
+dnas genotype show [NAME|FILE|NB201-STRING]
+                             print a genotype's cells (default: genotype.json)
 dnas genotype info NAME|FILE|NB201-STRING [--dataset D] [--channels C] [--layers L] [--json]
                              parameters (without the auxiliary head) and multiply-adds
 dnas genotype table [--input FILE]
@@ -12,6 +13,8 @@ dnas report [--input FILE] [--all-commits] [--out MD] [--png PNG]
                              experiments grouped by preset, mean ± std against the papers
 dnas nb201 lookup ARCH|GENOTYPE-FILE [--benchmark DIR] [--json]
                              a cell's recorded accuracies in NAS-Bench-201 (NATS-Bench)
+dnas export DIR [--model FILE] [--data DIR]
+                             DIR/model.ts (TorchScript) and DIR/genotype.py, for use elsewhere
 """
 
 from __future__ import annotations
@@ -31,9 +34,11 @@ def _params_check(args: argparse.Namespace) -> None:
 
 
 def _genotype_show(args: argparse.Namespace) -> None:
-    from dnas.spaces.genotype import load_genotype
+    """The cells of what `genotype info` takes: a published name, an NB201 string, a genotype
+    file; without one, the searched genotype.json."""
+    from dnas.spaces.published import SEARCHED, resolve_genotype
 
-    g = load_genotype(args.file)
+    g = resolve_genotype(args.genotype or SEARCHED, key="genotype")
     print(f"space: {g.space}")
     if g.arch:
         print(f"arch: {g.arch}")
@@ -198,6 +203,23 @@ def _nb201_lookup(args: argparse.Namespace) -> None:
             print(f"{dataset:<15} {hp:>6} {cols}{cost}")
 
 
+def _export(args: argparse.Namespace) -> None:
+    """The trained model as TorchScript and its cells as Python (dnas.export, docs/api.md);
+    the card from --data or params.yaml's train.dataset."""
+    from dnas.export import export
+
+    data = args.data
+    if data is None:
+        from dnas.config import load_params
+        from dnas.data import PREPARED_ROOT
+
+        if not Path("params.yaml").is_file():
+            raise UserError("no params.yaml here: give --data DIR, the prepared dataset's folder")
+        data = PREPARED_ROOT / load_params().train.dataset
+    paths = export(args.dir, args.model, data)
+    print(f"wrote {paths['model']} and {paths['genotype']}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dnas", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -211,7 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
         dest="action", required=True
     )
     show = genotype.add_parser("show", help="print a genotype's cells")
-    show.add_argument("file", nargs="?", default="genotype.json")
+    show.add_argument(
+        "genotype",
+        nargs="?",
+        help="a published name (GDAS_V1, ...), a genotype file or an NB201 string "
+        "(default: genotype.json)",
+    )
     show.set_defaults(func=_genotype_show)
     info = genotype.add_parser("info", help="parameters and multiply-adds of a genotype's network")
     info.add_argument(
@@ -259,6 +286,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lookup.add_argument("--json", action="store_true", help="print the row as JSON")
     lookup.set_defaults(func=_nb201_lookup)
+    exp = sub.add_parser("export", help="the trained model as TorchScript, its cells as Python")
+    exp.add_argument("dir", help="output folder for model.ts and genotype.py")
+    exp.add_argument("--model", default="models/model.pt", help="the model file")
+    exp.add_argument(
+        "--data",
+        default=None,
+        help="the prepared dataset whose card.json has the input's mean and std (default: "
+        "data/prepared/<train.dataset of params.yaml>)",
+    )
+    exp.set_defaults(func=_export)
     return parser
 
 

@@ -3,9 +3,11 @@
 The files are the ones a user downloads: the "simple" directory `NATS-tss-v1_0-3ffb9-simple/`,
 which holds `meta.pickle.pbz2` (the 15,625 architecture strings in the benchmark's index order)
 and one `NNNNNN.pickle.pbz2` per architecture (its results: hp "200" and "12", the training
-runs of every dataset and seed). Every file is a bz2-compressed pickle of plain dicts, and is
-read with the project's restricted unpickler, which refuses any global other than a few builtin
-containers and `collections.OrderedDict` before it is built.
+runs of every dataset and seed). Every file is a bz2-compressed pickle of plain dicts whose
+numbers are Python floats and, for the parameter counts and latencies, numpy float64 scalars;
+it is read with the project's restricted unpickler (`dnas.io.restricted_load`), which refuses
+any global other than `collections.OrderedDict`, set / frozenset and numpy's scalar and dtype
+constructors (numbers only) before it is called.
 
 A query returns what the official API's `get_more_info(index, dataset, hp=..., is_random=False)`
 returns for the accuracies: for each dataset and hp, the train / valid / test accuracy after the
@@ -20,8 +22,8 @@ import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dnas.data.cifar import restricted_load
 from dnas.errors import UserError
+from dnas.io import NUMPY_SCALAR_GLOBALS, restricted_load
 from dnas.spaces import nb201
 from dnas.spaces.ops import NB201_OPS
 
@@ -38,12 +40,16 @@ SPLITS = {
     "cifar100": (("valid", "x-valid"), ("test", "x-test")),
     "ImageNet16-120": (("valid", "x-valid"), ("test", "x-test")),
 }
-# The benchmark's pickles hold dicts, lists, tuples, numbers and strings (built by opcodes) and
-# OrderedDicts; a protocol-2 pickle names set / frozenset. Nothing callable beyond these.
+# The benchmark's pickles hold dicts, lists, tuples, numbers and strings (built by opcodes),
+# OrderedDicts (the training times) and numpy float64 scalars (the parameter counts and the
+# latencies: `numpy.core.multiarray.scalar` of a `numpy.dtype`, `numpy._core...` when written
+# with numpy 2); a protocol-2 pickle names set / frozenset. No numpy array constructor
+# (`_reconstruct`, `ndarray`): the files hold none. Nothing callable beyond these.
 PICKLE_GLOBALS = {
     ("collections", "OrderedDict"),
     ("builtins", "set"),
     ("builtins", "frozenset"),
+    *NUMPY_SCALAR_GLOBALS,
 }
 EXT = ".pickle.pbz2"
 LAYOUT = (
@@ -61,7 +67,7 @@ def _load(path: Path, root: Path) -> object:
 
 
 def _mean(values: list[float]) -> float:
-    return sum(values) / len(values)  # the official API's mean, in seed order
+    return float(sum(values) / len(values))  # the official API's mean, in seed order
 
 
 @dataclass

@@ -4,13 +4,12 @@
 Read from the official binary archive (downloaded into `prepare.raw_dir` unless
 `prepare.paths.cifar10` / `prepare.paths.cifar100` names a local copy), or from a local copy of
 the binary or the python version, as a directory or as the `.tar.gz` archive. The python
-version's pickles are read with `restricted_load`, which builds numpy arrays and nothing else.
+version's pickles are read with `dnas.io.restricted_load`, allowing numpy arrays and nothing else.
 CIFAR-100 is read with its 100 fine labels. File formats: docs/data.md#cifar.
 """
 
 from __future__ import annotations
 
-import pickle
 import shutil
 import urllib.parse
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import numpy as np
 
 from dnas.data.download import download, md5_file, safe_extract_tar
 from dnas.errors import UserError
+from dnas.io import restricted_load
 
 NUM_CLASSES = 10
 AUGMENT = {"flip": True, "pad": 4}
@@ -118,44 +118,6 @@ def _archive_name(url: str) -> str:
 
 def _known_md5(sp: Spec) -> dict[str, str]:
     return {_archive_name(sp.url): sp.md5, _archive_name(sp.python_url): sp.python_md5}
-
-
-# --- restricted unpickling ---------------------------------------------------------------
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, file, allowed: set[tuple[str, str]], source: str, what: str):
-        super().__init__(file, encoding="latin1")
-        self.allowed, self.source, self.what = allowed, source, what
-
-    def find_class(self, module: str, name: str):
-        if (module, name) not in self.allowed:
-            raise UserError(
-                f"refusing to unpickle {module}.{name} from {self.source}: not {self.what}"
-            )
-        return super().find_class(module, name)
-
-
-def restricted_load(
-    file: str | Path, allowed: set[tuple[str, str]], what: str = "a CIFAR batch", opener=open
-) -> object:
-    """Unpickle `file`, allowing only the globals in `allowed` as (module, name) pairs.
-
-    Anything else (os.system, builtins.eval, ...) raises a UserError before it is called.
-    Python 2 strings are decoded as latin1, which numpy needs for its array data. `opener`
-    opens the file (e.g. `bz2.open` for a compressed pickle); its errors count as corruption.
-    """
-    file = Path(file)
-    with opener(file, "rb") as f:
-        try:
-            return _RestrictedUnpickler(f, allowed, str(file), what).load()
-        except UserError:
-            raise
-        except Exception as exc:  # a damaged pickle can fail in many ways
-            raise UserError(
-                f"{file} is not {what}: cannot unpickle it ({type(exc).__name__}: {exc}); "
-                "it may be corrupt or truncated"
-            ) from None
 
 
 # --- batch readers -----------------------------------------------------------------------
