@@ -5,13 +5,14 @@ as separate machines would.
 
 - The search stage's outputs on two nodes equal those of the single-node 2-process run, byte
   for byte; only the rank-0 node writes any (genotype.json, metrics, dvclive, checkpoints).
-- The train stage on two nodes refuses to start, with one clear line on every rank, while the
-  other node still holds a clone's old genotype.json.
-- tests/ddp_worker.py (the checks of test_ddp.py) on two nodes: the ranks agree, the
-  shard-averaged gradient is the whole batch's, and an interrupted run resumes to the same
-  state from a checkpoint that only rank 0's node holds.
-- `distributed.check_same_run` on two nodes: a rank with other params, or a checkpoint that
-  would resume the run on a node other than rank 0's, stops the run on every rank.
+- tests/ddp_worker.py (the checks of test_ddp.py) on two nodes, here with the static
+  rendezvous, whose --node-rank chooses rank 0's node: the ranks agree, the shard-averaged
+  gradient is the whole batch's, and an interrupted run resumes to the same state from a
+  checkpoint that only rank 0's node holds.
+- `distributed.check_same_run` on two nodes: a rank with other params, data or genotype (a
+  clone's old genotype.json on the other node, after a search), or a checkpoint that would
+  resume the run on a node other than rank 0's, stops the run on every rank; the epoch runner
+  of every loop checks before its first step.
 
 Run as a script (under torchrun), this file is the worker of the last two checks.
 """
@@ -24,6 +25,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -62,38 +64,38 @@ def _standalone(*args, cwd) -> subprocess.CompletedProcess:
     )
 
 
-def _two_nodes(*args, nodes: list[Path]) -> list[subprocess.CompletedProcess]:
+def _two_nodes(*args, nodes: list[Path], node_ranks=None) -> list[subprocess.CompletedProcess]:
     """`torchrun --nnodes 2 --nproc-per-node 1 ... ARGS` in each node's directory at once, as
-    the docs tell each machine to run it. Returns each node's finished process."""
+    the docs tell each machine to run it: the c10d rendezvous, or with `node_ranks` the static
+    one with those --node-rank values. Returns each node's finished process."""
     port = _free_port()
-    procs = []
-    for rank, node in enumerate(nodes):
+    procs, logs = [], []
+    for i, node in enumerate(nodes):
+        if node_ranks is None:
+            rdzv = ["--rdzv-backend", "c10d", "--rdzv-id", "multinode", "--local-addr", "127.0.0.1"]
+        else:
+            rdzv = ["--rdzv-backend", "static", "--node-rank", str(node_ranks[i])]
         cmd = [
             sys.executable, "-m", "torch.distributed.run", "--nnodes", "2",
-            "--nproc-per-node", "1", "--rdzv-backend", "c10d",
-            "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "multinode",
-            "--local-addr", "127.0.0.1", "--node-rank", str(rank), *args,
+            "--nproc-per-node", "1", "--rdzv-endpoint", f"127.0.0.1:{port}", *rdzv, *args,
         ]  # fmt: skip
-        procs.append(
-            subprocess.Popen(
-                cmd,
-                cwd=node,
-                env=_env(),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )  # fmt: skip
-        )
+        out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+        logs.append((out, err))
+        procs.append(subprocess.Popen(cmd, cwd=node, env=_env(), stdout=out, stderr=err))
     done = []
     try:
-        for p in procs:
-            out, err = p.communicate(timeout=TIMEOUT)
-            done.append(subprocess.CompletedProcess(p.args, p.returncode, out, err))
+        for p, (out, err) in zip(procs, logs):
+            p.wait(timeout=TIMEOUT)
+            out.seek(0)
+            err.seek(0)
+            done.append(subprocess.CompletedProcess(p.args, p.returncode, out.read(), err.read()))
     finally:
-        for p in procs:
+        for p, files in zip(procs, logs):
             if p.poll() is None:
                 p.kill()
-                p.communicate()
+                p.wait()
+            for f in files:
+                f.close()
     return done
 
 
@@ -154,25 +156,6 @@ def test_search_on_two_nodes_matches_one_node(searched):
         assert not (other / path).exists(), path
 
 
-def test_train_on_two_nodes_refuses_a_node_with_another_genotype(searched):
-    """Train reads genotype.json on every node: with the clone's old one on the other node the
-    ranks would build different networks (gloo aborted on the gradients' sizes, or, with cells
-    of equal size, the ranks silently trained different networks). Every rank refuses, with
-    one line, before the first step."""
-    _, nodes = searched
-    runs = _two_nodes("-m", "stages.train", nodes=nodes)
-    assert all(r.returncode != 0 for r in runs)
-    errors = [line for r in runs for line in r.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 2 and errors[0] == errors[1], errors
-    assert "has other params, data or genotype than rank 0" in errors[0]
-    assert "genotype.json" in errors[0] and "docs/distributed.md" in errors[0]
-    assert not any((n / "models/model.pt").exists() for n in nodes)
-    assert not any(
-        (n / "checkpoints/train").exists() and any((n / "checkpoints/train").iterdir())
-        for n in nodes
-    )
-
-
 # ---- the worker: tests/ddp_worker.py and check_same_run, on two nodes --------------------
 
 
@@ -184,14 +167,16 @@ def worker_runs(tmp_path_factory, prepared):
         shutil.copytree(prepared, node / "digits")
         (node / "out").mkdir()
         nodes.append(node)
-    _ok(_two_nodes(str(Path(__file__).resolve()), nodes=nodes))
+    # the static rendezvous: node1 is rank 0 because its --node-rank says so
+    _ok(_two_nodes(str(Path(__file__).resolve()), nodes=nodes, node_ranks=[1, 0]))
     return nodes
 
 
 def test_ddp_worker_on_two_nodes(worker_runs):
     from tests.test_ddp import _assert_equal
 
-    writer, other = _writer(worker_runs, "out/rank0.pt")  # rank 0's node, rank 1's
+    writer, other = _writer(worker_runs, "out/rank0.pt")
+    assert [writer, other] == worker_runs[::-1]  # the node given --node-rank 0 is rank 0
     r0 = torch.load(writer / "out/rank0.pt", weights_only=True)
     r1 = torch.load(other / "out/rank1.pt", weights_only=True)
     for key in ("samples", "search", "search_net", "train"):
@@ -212,6 +197,7 @@ def test_check_same_run_on_two_nodes(worker_runs):
     assert verdicts[0] == verdicts[1]  # every rank stops, or none does
     v = verdicts[0]
     assert v["same"] is None
+    assert v["runner"].startswith("rank 1 (") and "genotype.json" in v["runner"]
     assert v["other params"].startswith("rank 1 (") and "other params" in v["other params"]
     # a checkpoint of this run on rank 1's node only: stop and say where it is
     for case, name in (("unfinished on rank 1", "last.pt"), ("finished on rank 1", "finished.pt")):
@@ -241,7 +227,7 @@ def _check_cases() -> dict:
         "on rank 0": ("a", {0: ("a", False)}),
         "on both": ("a", {0: ("a", False), 1: ("a", False)}),
     }
-    verdicts = {}
+    verdicts = {"runner": _runner_case()}
     for case, (fp, checkpoints) in cases.items():
         directory = Path("checkpoints") / case
         if rank in checkpoints:
@@ -255,6 +241,27 @@ def _check_cases() -> dict:
         except UserError as exc:
             verdicts[case] = str(exc)
     return verdicts
+
+
+def _runner_case() -> str | None:
+    """The retraining's epoch runner where rank 1 read another genotype.json than rank 0:
+    the fingerprint of the train loop covers the cells (as in dnas.train.loop)."""
+    from dnas import distributed
+    from dnas.checkpoint import fingerprint
+    from dnas.errors import UserError
+    from dnas.runner import EpochRunner
+    from dnas.spaces.published import resolve_genotype
+
+    name = "GDAS_V1" if distributed.rank() == 0 else "DARTS_V2"
+    cells = resolve_genotype(name, "-").to_json()["cells"]
+    try:
+        EpochRunner(
+            "train", 1, torch.device("cpu"), "train.lr", "dvclive/runner", "checkpoints/runner",
+            1, fingerprint(0, cells), {}, log=[],
+        )  # fmt: skip
+    except UserError as exc:
+        return str(exc)
+    return None
 
 
 def _worker() -> None:
