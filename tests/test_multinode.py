@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -81,7 +82,11 @@ def _two_nodes(*args, nodes: list[Path], node_ranks=None) -> list[subprocess.Com
         ]  # fmt: skip
         out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
         logs.append((out, err))
-        procs.append(subprocess.Popen(cmd, cwd=node, env=_env(), stdout=out, stderr=err))
+        procs.append(
+            subprocess.Popen(
+                cmd, cwd=node, env=_env(), stdout=out, stderr=err, start_new_session=True
+            )
+        )
     done = []
     try:
         for p, (out, err) in zip(procs, logs):
@@ -91,8 +96,8 @@ def _two_nodes(*args, nodes: list[Path], node_ranks=None) -> list[subprocess.Com
             done.append(subprocess.CompletedProcess(p.args, p.returncode, out.read(), err.read()))
     finally:
         for p, files in zip(procs, logs):
-            if p.poll() is None:
-                p.kill()
+            if p.poll() is None:  # past the timeout: end the launcher and its workers
+                os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
             for f in files:
                 f.close()
