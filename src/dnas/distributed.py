@@ -19,6 +19,12 @@ runs did); the running statistics are made rank 0's at the end of every epoch
 logs, checkpoints and outputs; it reads a checkpoint to resume from and sends it to the others
 (`broadcast_object`), so no other rank touches files.
 
+Over several machines (docs/distributed.md) each rank reads params.yaml, genotype.json and the
+prepared data of its own machine. Before a run the ranks compare the run's fingerprint (those
+three) and look for a checkpoint that only a machine other than rank 0's holds
+(`check_same_run`): either would otherwise go unnoticed (ranks training different networks,
+or a resumable run started again from scratch).
+
 Without torchrun (`WORLD_SIZE` unset or 1) every function here returns at once and the loops
 run exactly as in a single process.
 """
@@ -28,12 +34,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
+
+from dnas.errors import UserError
 
 _control = None  # a gloo group for host-side agreement (stop requests, objects)
 
@@ -154,6 +164,70 @@ def broadcast_object(obj: Any) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=0, group=_control)
     return box[0]
+
+
+def _gather(obj: Any) -> list:
+    everyone = [None] * world_size()
+    dist.all_gather_object(everyone, obj, group=_control)
+    return everyone
+
+
+def _resumable(directory: Path, fingerprint: str) -> str | None:
+    """The checkpoint file in `directory` that rank 0 would resume from, were it rank 0's
+    (as `Checkpointer.load` chooses: a kept finished run, or an unfinished last.pt of this
+    fingerprint); None if there is none. Reads, never moves, the files."""
+    for name, complete in (("finished.pt", True), ("last.pt", False)):
+        path = directory / name
+        if not path.is_file():
+            continue
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # unreadable: rank 0 would set it aside, not resume it
+            continue
+        if (
+            isinstance(state, dict)
+            and state.get("fingerprint") == fingerprint
+            and bool(state.get("complete")) == complete
+        ):
+            return str(path)
+    return None
+
+
+def check_same_run(fingerprint: str, checkpoint_dir: str | Path | None) -> None:
+    """Under torchrun, before a run's first collective: raise the same `UserError` on every
+    rank if a rank's fingerprint (its params, data and genotype) differs from rank 0's, or if
+    a checkpoint that would resume the run lies on another rank's machine while rank 0, which
+    alone reads checkpoints, has none. On one machine every rank sees the same files, so only
+    runs over several machines can fail here."""
+    if world_size() == 1:
+        return
+    where = f"{socket.gethostname()}:{os.getcwd()}"
+    directory = None if checkpoint_dir is None else Path(checkpoint_dir)
+    present = directory is not None and any(
+        (directory / name).is_file() for name in ("finished.pt", "last.pt")
+    )
+    ranks = _gather((fingerprint, where, present))
+    fp0, where0, present0 = ranks[0]
+    for r, (fp, where_r, _) in enumerate(ranks):
+        if fp != fp0:
+            raise UserError(
+                f"rank {r} ({where_r}) has other params, data or genotype than rank 0 "
+                f"({where0}): every machine of a torchrun run needs the same params.yaml, "
+                "genotype.json and data/prepared/ (docs/distributed.md)"
+            )
+    if present0 or not any(p for _, _, p in ranks):
+        return  # rank 0 decides from its own files, as on one machine
+    # Only machines other than rank 0's hold checkpoint files: do they hold this run?
+    found = _gather(_resumable(directory, fingerprint) if present else None)
+    for r, path in enumerate(found):
+        if path is not None:
+            raise UserError(
+                f"{path} on rank {r}'s machine ({ranks[r][1]}) would resume this run, but "
+                f"rank 0 ({where0}), which alone reads and writes checkpoints, has none: copy "
+                f"{directory}/ to rank 0's machine, or delete it there to start again (with "
+                "--rdzv-backend c10d, rank 0 is the machine whose address sorts first, not "
+                "--node-rank 0; docs/distributed.md)"
+            )
 
 
 class AgreedStop:

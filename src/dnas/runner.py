@@ -57,6 +57,8 @@ class EpochRunner:
         self.stage, self.epochs, self.live_dir = stage, epochs, live_dir
         self.stateful, self.log, self.extra = stateful, log, extra
         self.guard = FiniteLossGuard(device, stage, hint)
+        # The ranks hold the same run, and rank 0 its checkpoint (several machines).
+        dist.check_same_run(fingerprint, checkpoint_dir)
         # Rank 0 alone reads and writes files.
         directory = checkpoint_dir if dist.is_main() else None
         self.checkpointer = Checkpointer(directory, fingerprint, every)
