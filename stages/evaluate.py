@@ -66,7 +66,7 @@ def evaluate_language_model(p, device) -> None:
 
 def main() -> None:
     p = load_params()
-    device = pick_device(p.common.device)
+    device = pick_device(p.common.device, p.common.threads)
     if p.train.dataset in TEXT_DATASETS:
         evaluate_language_model(p, device)
     else:

@@ -19,7 +19,7 @@ from dnas.spaces.published import resolve_genotype
 def main() -> None:
     p = load_params()
     with distributed.session(p.common.device):
-        device = pick_device(p.common.device)
+        device = pick_device(p.common.device, p.common.threads)
         genotype = resolve_genotype(p.train.genotype, "genotype.json")
         text = p.train.dataset in TEXT_DATASETS
         if (genotype.space == "rnn") != text:
