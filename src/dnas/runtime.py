@@ -174,6 +174,14 @@ class _Lines:
         self.stream.flush()
 
 
+def _synced_clock() -> float:
+    """time.perf_counter once the GPU has finished what was queued (CUDA runs asynchronously,
+    so the host's clock alone would time the launches; called twice a run)."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
 def _duration(seconds: float) -> str:
     if seconds < 100:
         return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
@@ -192,7 +200,8 @@ class StepProgress:
     terminal (CI, `dvc queue logs`, logs/<stage>.log) a bar line is written only once an epoch
     has run `OFF_TTY_INTERVAL` seconds, and then at most that often, so a fast epoch adds
     nothing and a slow one a line every 20 s. The first step of the run is left out of the
-    projection (allocations, cuDNN autotuning, compilation)."""
+    projection (allocations, cuDNN autotuning, compilation); on a GPU the clock is read after
+    a synchronisation at both ends of the timed steps."""
 
     PROJECT_AFTER = 5  # timed steps (after the first) before the projection line
     OFF_TTY_INTERVAL = 20.0  # seconds between progress lines off a terminal
@@ -211,23 +220,22 @@ class StepProgress:
         """After a step: `done` steps of `epoch` are done (a resumed epoch starts part way)."""
         if self.quiet:
             return
-        now = time.perf_counter()
         if epoch != self.epoch:
             self._open(epoch, done - 1)
         self.bar.update(1)
         if self.clock is None:
-            self.clock = now
+            self.clock = _synced_clock()
             return
         self.timed += 1
         if not self.projected and self.timed >= self.PROJECT_AFTER:
-            self.project(epoch, done, now)
+            self.project(epoch, done, _synced_clock())
 
     def end_epoch(self, epoch: int) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
         if not self.quiet and not self.projected and self.timed > 0:
-            self.project(epoch, self.steps, time.perf_counter())
+            self.project(epoch, self.steps, _synced_clock())
         self.epoch = None
 
     def project(self, epoch: int, done: int, now: float) -> None:
