@@ -126,6 +126,26 @@ def test_a_search_prints_its_projection(tmp_path, digits_prepared, capsys):
     assert m[1] == "search" and int(m[5]) == steps and m[8] == "1"
 
 
+def test_language_model_retraining_prints_its_projection(tmp_path, capsys):
+    """The language-model loop counts its steps as the stream's length over bptt."""
+    import math
+
+    from dnas.data.tokens import token_stream
+    from dnas.spaces.published import PUBLISHED
+    from dnas.train.lm import run_lm_train
+    from tests.test_rnn import tiny_corpus, tiny_params
+
+    corpus = tiny_corpus(tmp_path / "text")
+    p = tiny_params(train__epochs=1)
+    run_lm_train(p, PUBLISHED["GDAS_RNN"].genotype, corpus, torch.device("cpu"), tmp_path / "l")
+    out = capsys.readouterr().out
+    m = next(filter(None, map(PROJECTION.match, out.splitlines())), None)
+    assert m, out
+    stream = token_stream(corpus, "train", p.train.batch_size, torch.device("cpu"))
+    assert m[1] == "train" and m[8] == "1"
+    assert int(m[5]) == math.ceil((stream.shape[0] - 2) / p.train.rnn.bptt)
+
+
 def test_stage_log_copies_lines_with_timestamps(tmp_path):
     out = io.StringIO()
     real = sys.stdout
