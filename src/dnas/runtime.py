@@ -193,8 +193,8 @@ def _duration(seconds: float) -> str:
 class StepProgress:
     """Progress within an epoch (step of total, elapsed, ETA: a tqdm bar on stderr) and, once
     the first steps are timed, one line with the projected time of an epoch and of the whole
-    stage, e.g. `search: ~1.2 s/step, epoch ~56 s (46 steps), stage ~19 min (20 epochs;
-    projected after 5 steps)`.
+    stage, e.g. `search: ~1.2 s/step, epoch ~55 s (46 steps), stage ~18 min (20 epochs, ~18
+    min left; projected after 5 steps)`.
 
     On a terminal the bar refreshes every half second and disappears at the epoch's end. Off a
     terminal (CI, `dvc queue logs`, logs/<stage>.log) a bar line is written only once an epoch
