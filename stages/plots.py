@@ -1,4 +1,5 @@
-"""Stage `plots`: PNGs of the cells, architecture-probability evolution and curves -> plots/.
+"""Stage `plots`: PNGs of the cells, architecture-probability evolution, curves and (image
+datasets) the test set's confusion matrix -> plots/.
 
 `cells.png` draws the cells the `train` stage retrained: `train.genotype` is resolved as
 stages/train.py resolves it (the searched genotype.json, a published name, an NB201 string or a
@@ -10,6 +11,8 @@ from dnas.config import load_params
 from dnas.errors import run_main
 from dnas.plots import make_plots
 from dnas.spaces.published import genotype_kind, genotype_source, resolve_genotype
+
+PER_CLASS = Path("metrics/eval_per_class.json")  # written by the evaluate stage
 
 
 def main() -> None:
@@ -28,7 +31,11 @@ def main() -> None:
         dpi=p.plots.dpi,
         trained=trained,
         trained_as=genotype_source(spec),
+        # dvc repro runs evaluate first; run on its own before it, the stage skips the figure.
+        evaluation=PER_CLASS if PER_CLASS.is_file() else None,
     )
+    if not PER_CLASS.is_file():
+        print(f"no {PER_CLASS} (run the evaluate stage): confusion.png not drawn")
     for path in written:
         print(f"wrote {path}")
 

@@ -17,7 +17,7 @@ from dnas.spaces.genotype import save_genotype
 def main() -> None:
     p = load_params()
     with distributed.session(p.common.device):
-        device = pick_device(p.common.device)
+        device = pick_device(p.common.device, p.common.threads)
         data = load_prepared(PREPARED_ROOT / p.search.dataset)
         s = p.search
         if s.space == "rnn":

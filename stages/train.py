@@ -19,7 +19,7 @@ from dnas.spaces.published import resolve_genotype
 def main() -> None:
     p = load_params()
     with distributed.session(p.common.device):
-        device = pick_device(p.common.device)
+        device = pick_device(p.common.device, p.common.threads)
         genotype = resolve_genotype(
             p.train.genotype, "genotype.json", space=p.search.space, seed=p.common.seed,
             fixed_reduction=p.search.fixed_reduction,

@@ -89,7 +89,11 @@ def test_repro_runs_every_stage_then_nothing(repo):
     metrics = json.loads((path / "metrics/eval.json").read_text())
     assert set(metrics) == {"test", "test_size", "params", "macs"}
     assert metrics["test_size"] == 360 and 0 <= metrics["test"]["top1"] <= 100
-    for png in ("cells", "arch_probs", "search_curves", "train_curves"):
+    per_class = json.loads((path / "metrics/eval_per_class.json").read_text())
+    assert per_class["classes"] == [str(i) for i in range(10)]
+    assert sum(map(sum, per_class["confusion"])) == 360
+    assert metrics["test"]["balanced_acc"] == per_class["balanced_acc"]
+    for png in ("cells", "arch_probs", "search_curves", "train_curves", "confusion"):
         assert (path / "plots" / f"{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     _, out = run("dvc", "repro")
     assert "Running stage" not in out and "up to date" in out
@@ -103,7 +107,7 @@ def test_repro_runs_every_stage_then_nothing(repo):
     page = (path / "offline" / "index.html").read_text()
     for title in ("Search loss", "Search accuracy", "Architecture entropy", "Retraining loss"):
         assert title in page, title
-    assert page.count("<svg") == 6 and page.count("data:image/png;base64,") == 4
+    assert page.count("<svg") == 6 and page.count("data:image/png;base64,") == 5
     assert "<script" not in page and 'src="http' not in page and 'href="http' not in page
     shutil.rmtree(path / "offline")
     run("git", "add", "-A")

@@ -106,6 +106,10 @@ class Section(BaseModel):
 
 class Common(Section):
     seed: Seed = 0
+    # torch's CPU threads per process (torch.set_num_threads, dnas.runtime.pick_device); auto =
+    # torch's own default, one per core. 1 measured fastest on a shared 2-core CPU
+    # (docs/speed.md#threads); other counts can change the last digits of results.
+    threads: PositiveInt | Literal["auto"] = 1
     # auto | cpu | cuda | cuda:N (GPU N: one GPU per queued experiment, README "Many GPUs")
     device: str = "auto"
     # Save a resumable checkpoint every this many epochs (and on SIGTERM / SIGINT).
@@ -116,6 +120,15 @@ class Common(Section):
     bf16: bool | Literal["auto"] = "auto"  # bfloat16 autocast in search and retraining
     channels_last: bool | Literal["auto"] = "auto"  # NHWC memory layout
     cudnn_benchmark: bool | Literal["auto"] = "auto"  # cuDNN autotuning
+
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _threads(cls, value: Any) -> Any:  # one message, not one per member of the union
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if value == "auto" or (type(value) is int and value >= 1):
+            return value
+        raise ValueError(f"{value!r} is not a thread count; expected 1, 2, ... or auto")
 
     @field_validator("device")
     @classmethod

@@ -2,14 +2,18 @@
 
 A user who mistypes a param or points at a missing file should see one line that names what
 to fix, never a traceback (DESIGN.md, "Errors and data safety"). Code raises `UserError` for
-those cases; `run_main` prints it and exits with status 2.
+those cases; `run_main` prints it and exits with status 2. Run as a stage (`python -m
+stages.<name>`), `run_main` also copies what the stage prints to `logs/<name>.log`
+(`stage_log`), each line with the time it was written.
 """
 
 from __future__ import annotations
 
 import errno
+import os
 import pickle
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -68,8 +72,123 @@ def unpickling_reason(exc: BaseException) -> str:
     return first_line(exc)
 
 
+class _Tee:
+    """A text stream that passes everything on to `stream` and appends each complete line to
+    `log` after a UTC timestamp. A line a progress bar redraws (ending in a carriage return)
+    is copied at most every `REDRAW_S` seconds, so a terminal's bar does not flood the log."""
+
+    REDRAW_S = 20.0
+
+    def __init__(self, stream, log) -> None:
+        self.stream, self.log, self.pending, self.last_redraw = stream, log, "", 0.0
+
+    def write(self, text: str) -> int:
+        n = self.stream.write(text)
+        self.pending += text
+        while True:
+            ends = [i for i in (self.pending.find("\n"), self.pending.find("\r")) if i >= 0]
+            if not ends:
+                break
+            end = min(ends)
+            line, sep, self.pending = self.pending[:end], self.pending[end], self.pending[end + 1 :]
+            now = time.monotonic()
+            if sep == "\r":
+                if now - self.last_redraw < self.REDRAW_S:
+                    continue
+                self.last_redraw = now
+            if line.strip():
+                self.copy(line)
+        return n
+
+    def copy(self, line: str) -> None:
+        """Append one line to the log; a log that cannot be written (a full disk) is dropped,
+        never the stage."""
+        if self.log is None:
+            return
+        try:
+            self.log.write(f"{_utc()} {line.rstrip()}\n")
+        except (OSError, ValueError):
+            self.log = None
+
+    def flush(self) -> None:
+        self.stream.flush()
+        if self.log is not None:
+            try:
+                self.log.flush()
+            except (OSError, ValueError):
+                self.log = None
+
+    def __getattr__(self, name: str):  # isatty, fileno, encoding ...: the stream's
+        return getattr(self.stream, name)
+
+
+def _utc() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _stage_name() -> str | None:
+    """`search` for `python -m stages.search`, `prepare@digits` for `... --dataset digits`;
+    None outside a stage, and on the other ranks of a torchrun run (rank 0 logs)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    module = getattr(spec, "name", None) or ""
+    if not module.startswith("stages.") or os.environ.get("RANK", "0") != "0":
+        return None
+    name = module.split(".", 1)[1]
+    if "--dataset" in sys.argv[:-1]:
+        name += "@" + sys.argv[sys.argv.index("--dataset") + 1]
+    return name
+
+
+@contextmanager
+def stage_log(name: str | None, directory: str = "logs") -> Iterator[None]:
+    """Copy stdout and stderr to `<directory>/<name>.log` (appended, timestamped lines) while
+    the block runs. A log is no output: it is git-ignored, DVC does not track it, and a
+    directory that cannot be written just means no log."""
+    if name is None:
+        yield
+        return
+    try:
+        os.makedirs(directory, exist_ok=True)
+        log = open(os.path.join(directory, f"{name}.log"), "a", encoding="utf-8")  # noqa: SIM115
+    except OSError:
+        yield
+        return
+    saved = sys.stdout, sys.stderr
+    out, err = _Tee(sys.stdout, log), _Tee(sys.stderr, log)
+    sys.stdout, sys.stderr = out, err
+    out.copy(f"--- {name} started: {' '.join(sys.argv)} (pid {os.getpid()})")
+    status = "failed"
+    try:
+        yield
+        status = "done"
+    except SystemExit as exc:
+        status = f"exit status {exc.code}"
+        raise
+    except BaseException:  # the traceback Python prints next goes to the log too
+        import traceback
+
+        for line in traceback.format_exc().splitlines():
+            err.copy(line)
+        raise
+    finally:
+        out.flush()
+        err.flush()
+        sys.stdout, sys.stderr = saved
+        err.copy(f"--- {name} {status}")
+        try:
+            log.close()
+        except OSError:
+            pass
+
+
 def run_main(main: Callable[[], object]) -> None:
-    """Run `main`; turn a `UserError` into one message on stderr and exit code 2."""
+    """Run `main`; turn a `UserError` into one message on stderr and exit code 2. A stage's
+    output is also appended to logs/<stage>.log (`stage_log`)."""
+    with stage_log(_stage_name()):
+        _run(main)
+
+
+def _run(main: Callable[[], object]) -> None:
     import signal
     import threading
 

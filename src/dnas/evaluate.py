@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -153,14 +154,22 @@ def eval_loader(data: Prepared, device: torch.device, batch_size: int) -> Device
 
 @torch.no_grad()
 def evaluate_loader(
-    model: nn.Module, loader: DeviceLoader, fast: FastPath | None = None, forward=None
-) -> dict[str, float]:
+    model: nn.Module,
+    loader: DeviceLoader,
+    fast: FastPath | None = None,
+    forward=None,
+    num_classes: int | None = None,
+) -> dict:
     """Mean cross-entropy, top-1 and top-5 accuracy (percent) over a loader. `forward` runs
-    the model (its compiled form) if given; under torchrun each rank takes its shard."""
+    the model (its compiled form) if given; under torchrun each rank takes its shard. With
+    `num_classes`, also the confusion matrix (`confusion`: a list of rows, row = true class,
+    column = predicted class, counts of examples)."""
     fast = FastPath() if fast is None else fast
     forward = model if forward is None else forward
     model.eval()
     sums = torch.zeros(3, dtype=torch.float64, device=loader.device)
+    k2 = 0 if num_classes is None else num_classes * num_classes
+    pairs = torch.zeros(k2, dtype=torch.float64, device=loader.device)
     for part in dist.shards(loader):
         x, y = part.x, part.y
         with fast.autocast(loader.device):
@@ -170,6 +179,57 @@ def evaluate_loader(
         topk = logits.topk(k, dim=1).indices
         hits = topk == y.unsqueeze(1)
         sums += part.tally(torch.stack([loss, hits[:, 0].sum(), hits.any(dim=1).sum()]).double())
+        if num_classes is not None:
+            cells = y * num_classes + topk[:, 0]
+            pairs += part.tally(torch.bincount(cells, minlength=k2).double())
     loss, top1, top5 = dist.all_reduce_sum(sums).tolist()
     n = loader.num_examples
-    return {"loss": loss / n, "top1": 100.0 * top1 / n, "top5": 100.0 * top5 / n}
+    out: dict = {"loss": loss / n, "top1": 100.0 * top1 / n, "top5": 100.0 * top5 / n}
+    if num_classes is not None:
+        counts = dist.all_reduce_sum(pairs).round().long().reshape(num_classes, num_classes)
+        out["confusion"] = counts.cpu().tolist()
+    return out
+
+
+def per_class_accuracy(confusion) -> list[float | None]:
+    """Each class's accuracy (percent): the fraction of its test examples predicted as it, the
+    diagonal over the row sums of a confusion matrix (row = true class); None for a class with
+    no test examples."""
+    c = np.asarray(confusion, dtype=np.int64)
+    support = c.sum(axis=1)
+    return [100.0 * c[i, i] / support[i] if support[i] else None for i in range(len(c))]
+
+
+def balanced_accuracy(confusion) -> float:
+    """The mean of the per-class accuracies (percent) over the classes the test set holds:
+    what top-1 would be if every class had as many test examples (sklearn's
+    balanced_accuracy_score x 100)."""
+    accs = [a for a in per_class_accuracy(confusion) if a is not None]
+    return sum(accs) / len(accs)
+
+
+def class_names(data) -> list[str]:
+    """The names of a prepared dataset's classes in label order: the card's `classes` (custom
+    datasets: folder names, or an .npz's `classes`), a folder dataset's `classes`, else the
+    label indices as strings."""
+    k = data.num_classes
+    names = data.card.get("classes") or getattr(data, "classes", None)
+    if isinstance(names, list) and len(names) == k and len(set(map(str, names))) == k:
+        return [str(n) for n in names]
+    return [str(i) for i in range(k)]
+
+
+def class_results(confusion, names: list[str]) -> dict:
+    """What evaluate writes to metrics/eval_per_class.json: the class names in label order,
+    per-class accuracy (percent, null for a class without test examples) and test examples
+    keyed by name, balanced accuracy, and the confusion matrix (row = true, column =
+    predicted, in label order)."""
+    accs = per_class_accuracy(confusion)
+    support = np.asarray(confusion, dtype=np.int64).sum(axis=1).tolist()
+    return {
+        "classes": list(names),
+        "accuracy": dict(zip(names, accs)),
+        "support": dict(zip(names, support)),
+        "balanced_acc": balanced_accuracy(confusion),
+        "confusion": [list(map(int, row)) for row in confusion],
+    }

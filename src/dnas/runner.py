@@ -3,7 +3,8 @@
 `EpochRunner` owns what every loop used to write for itself: the checkpoint (its fingerprint,
 loading, restoring, the snapshot after an epoch or at a stop request), the stop signals, the
 finite-loss guard, dvclive (opened on rank 0, the logged history replayed on resume), the
-values logged so far (`log`, any JSON value the loop chooses) and the progress line. A loop
+values logged so far (`log`, any JSON value the loop chooses), the progress line per epoch
+and, given the steps per epoch, the progress within one and the projected cost. A loop
 says what one epoch does; inside it, it calls
 
 - `begin_epoch(fresh)` for the epoch's running sums (a resumed epoch's, or `fresh()`),
@@ -30,7 +31,7 @@ import torch
 from dnas import distributed as dist
 from dnas.checkpoint import Checkpointer, capture, keep_finished_run, restore, stop_on_signals
 from dnas.io import check_writable
-from dnas.runtime import EpochProgress, FiniteLossGuard
+from dnas.runtime import EpochProgress, FiniteLossGuard, StepProgress
 from dvclive import Live
 
 
@@ -53,6 +54,7 @@ class EpochRunner:
         stateful: dict[str, Any],
         log: Any,
         extra: Callable[[int], dict] = lambda epoch: {},
+        steps: int = 0,
     ) -> None:
         self.stage, self.epochs, self.live_dir = stage, epochs, live_dir
         self.stateful, self.log, self.extra = stateful, log, extra
@@ -66,6 +68,8 @@ class EpochRunner:
         self.seconds: list[float] = []  # wall time of each epoch run here
         self.live = None
         self.stop = None
+        self.steps = steps  # steps per epoch, for the progress and cost lines (0: none)
+        self.step_progress: StepProgress | None = None
 
     def load(self) -> dict | None:
         """The checkpoint to resume from (rank 0's, on every rank), not yet restored."""
@@ -114,6 +118,8 @@ class EpochRunner:
 
     def step_done(self, epoch: int, partial: Callable[[], dict]) -> None:
         """After a step: on a stop request, save the epoch so far (`partial()`) and stop."""
+        if self.step_progress is not None:
+            self.step_progress.step(epoch, self.guard.step)
         if self.stop:
             dist.agree_on_guard(self.guard)
             state = {**partial(), "guard": self.guard.state_dict()}
@@ -121,6 +127,8 @@ class EpochRunner:
 
     def end_epoch(self, epoch: int) -> None:
         """After the last step: stop with a clear message if a loss was not finite."""
+        if self.step_progress is not None:
+            self.step_progress.end_epoch(epoch)
         dist.agree_on_guard(self.guard)
         self.guard.check(epoch)
 
@@ -138,6 +146,9 @@ class EpochRunner:
             replay(live)
             quiet = not dist.is_main()
             progress = EpochProgress(self.epochs, self.stage, start=self.start, quiet=quiet)
+            self.step_progress = StepProgress(
+                self.stage, self.epochs, self.steps, start=self.start, quiet=quiet
+            )
             for epoch in progress:
                 began = time.perf_counter()
                 values = epoch_fn(epoch)

@@ -1,11 +1,12 @@
-"""Run-time choices shared by the stages: seeding, the device, the fast path, and epoch
-progress output."""
+"""Run-time choices shared by the stages: seeding, the device and CPU threads, the fast path,
+and progress output."""
 
 from __future__ import annotations
 
 import contextlib
 import random
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -21,12 +22,25 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def pick_device(name: str) -> torch.device:
+def set_threads(threads: int | str) -> int:
+    """Set torch's intra-op CPU threads (`common.threads`): a count, or `auto` for torch's own
+    default (one per core, or OMP_NUM_THREADS). Returns the count in force. On a shared CPU
+    one thread measured fastest: the threads of a step wait for each other at every op, and
+    each wait is as long as the slowest thread's time slice (docs/speed.md#threads)."""
+    if threads != "auto":
+        torch.set_num_threads(int(threads))
+    return torch.get_num_threads()
+
+
+def pick_device(name: str, threads: int | str | None = None) -> torch.device:
     """`auto` takes CUDA when there is a GPU, else the CPU; `cuda` (GPU 0) or `cuda:N` without
-    that GPU is an error.
+    that GPU is an error. With `threads` (`common.threads`), also set torch's CPU threads: every
+    stage that computes calls this first.
     Under torchrun each process takes the GPU of its local rank (dnas.distributed)."""
     from dnas import distributed
 
+    if threads is not None:
+        set_threads(threads)
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -142,6 +156,121 @@ class EpochProgress:
         else:
             parts = " ".join(f"{k}={v}" for k, v in text.items())
             print(f"{self.desc} epoch {epoch + 1}/{self.total} {parts}", flush=True)
+
+
+class _Lines:
+    """A file for tqdm off a terminal: each refresh (tqdm writes `\\r` + the bar) becomes one
+    line of its own, so a log holds one line per update, not one endless line."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        for part in text.replace("\r", "\n").split("\n"):
+            if part.strip():
+                self.stream.write(part.rstrip() + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def _synced_clock() -> float:
+    """time.perf_counter once the GPU has finished what was queued (CUDA runs asynchronously,
+    so the host's clock alone would time the launches; called twice a run)."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 100:
+        return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
+    if seconds < 6000:
+        return f"{seconds / 60:.0f} min" if seconds >= 600 else f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+class StepProgress:
+    """Progress within an epoch (step of total, elapsed, ETA: a tqdm bar on stderr) and, once
+    the first steps are timed, one line with the projected time of an epoch and of the whole
+    stage, e.g. `search: ~1.2 s/step, epoch ~55 s (46 steps), stage ~18 min (20 epochs, ~18
+    min left; projected after 5 steps)`.
+
+    On a terminal the bar refreshes every half second and disappears at the epoch's end. Off a
+    terminal (CI, `dvc queue logs`, logs/<stage>.log) a bar line is written only once an epoch
+    has run `OFF_TTY_INTERVAL` seconds, and then at most that often, so a fast epoch adds
+    nothing and a slow one a line every 20 s. The first step of the run is left out of the
+    projection (allocations, cuDNN autotuning, compilation); on a GPU the clock is read after
+    a synchronisation at both ends of the timed steps."""
+
+    PROJECT_AFTER = 5  # timed steps (after the first) before the projection line
+    OFF_TTY_INTERVAL = 20.0  # seconds between progress lines off a terminal
+
+    def __init__(self, stage: str, epochs: int, steps: int, start: int = 0, quiet=False) -> None:
+        self.stage, self.epochs, self.steps, self.start = stage, epochs, steps, start
+        self.quiet = quiet or steps <= 0
+        self.tty = sys.stderr.isatty()
+        self.bar = None
+        self.epoch: int | None = None
+        self.clock: float | None = None  # when the run's first step ended
+        self.timed = 0  # steps since then
+        self.projected = False
+
+    def step(self, epoch: int, done: int) -> None:
+        """After a step: `done` steps of `epoch` are done (a resumed epoch starts part way)."""
+        if self.quiet:
+            return
+        if epoch != self.epoch:
+            self._open(epoch, done - 1)
+        self.bar.update(1)
+        if self.clock is None:
+            self.clock = _synced_clock()
+            return
+        self.timed += 1
+        if not self.projected and self.timed >= self.PROJECT_AFTER:
+            self.project(epoch, done, _synced_clock())
+
+    def end_epoch(self, epoch: int) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        if not self.quiet and not self.projected and self.timed > 0:
+            self.project(epoch, self.steps, _synced_clock())
+        self.epoch = None
+
+    def project(self, epoch: int, done: int, now: float) -> None:
+        self.projected = True
+        per_step = (now - self.clock) / self.timed
+        left = (self.epochs - epoch) * self.steps - done  # steps still to run
+        epochs = self.epochs - self.start
+        line = (
+            f"{self.stage}: ~{per_step:.2g} s/step, epoch ~{_duration(per_step * self.steps)} "
+            f"({self.steps} steps), stage ~{_duration(per_step * self.steps * epochs)} "
+            f"({epochs} epochs, ~{_duration(per_step * left)} left; "
+            f"projected after {self.timed} steps)"
+        )
+        from tqdm import tqdm
+
+        tqdm.write(line, file=sys.stdout)
+        sys.stdout.flush()
+
+    def _open(self, epoch: int, initial: int) -> None:
+        from tqdm import tqdm
+
+        if self.bar is not None:
+            self.bar.close()
+        self.epoch = epoch
+        off = {} if self.tty else {"delay": self.OFF_TTY_INTERVAL, "file": _Lines(sys.stderr)}
+        self.bar = tqdm(
+            total=self.steps,
+            initial=max(initial, 0),
+            desc=f"{self.stage} epoch {epoch + 1}/{self.epochs}",
+            unit="step",
+            leave=False,
+            dynamic_ncols=self.tty,
+            mininterval=0.5 if self.tty else self.OFF_TTY_INTERVAL,
+            **({"file": sys.stderr} | off),
+        )
 
 
 class FiniteLossGuard:

@@ -1,14 +1,18 @@
-"""Figures for the `plots` stage: the cells, the architecture weights, the curves.
+"""Figures for the `plots` stage: the cells, the architecture weights, the curves, the
+confusion matrix.
 
-`make_plots` reads what the other stages wrote (`genotype.json` and the dvclive directories of
-the search and the retraining) and writes four PNGs, one module per figure family:
+`make_plots` reads what the other stages wrote (`genotype.json`, the dvclive directories of
+the search and the retraining, the evaluation's per-class results) and writes four or five
+PNGs, one module per figure family:
 
 * `cells.png` (`cells`) - every cell of the genotype drawn as a graph, edges labelled and
   coloured by op;
 * `arch_probs.png` (`arch_probs`) - how the op probabilities of every edge moved over the
   search epochs;
 * `search_curves.png` / `train_curves.png` (`curves`) - the dvclive metrics of the search and
-  of the retraining.
+  of the retraining;
+* `confusion.png` (`confusion`) - the retrained network's confusion matrix on the test set,
+  from `metrics/eval_per_class.json` (image datasets only; a language model has no classes).
 
 `inputs` reads the files, `style` holds what the figures share. Only matplotlib (Agg backend)
 is used. The figures are drawn under matplotlib's default style, whatever the user's
@@ -23,6 +27,7 @@ from pathlib import Path
 from dnas.errors import UserError
 from dnas.plots.arch_probs import arch_probs_figure
 from dnas.plots.cells import cells_figure
+from dnas.plots.confusion import confusion_figure, load_confusion
 from dnas.plots.curves import curves_figure
 from dnas.plots.inputs import load_arch_probs, load_genotype_json
 from dnas.plots.style import op_family, plt, save, style
@@ -40,15 +45,18 @@ def make_plots(
     dpi: int,
     trained: Genotype | None = None,
     trained_as: str = SEARCHED,
+    evaluation: Path | None = None,
 ) -> list[Path]:
-    """Draw the four figures of the pipeline into `out_dir`; return the paths written.
+    """Draw the figures of the pipeline into `out_dir`; return the paths written.
 
     `genotype` is the `genotype.json` of the search stage, `search_dir` and `train_dir` the
     dvclive directories of the search and the retraining (`dvclive/search`, `dvclive/train`).
     `trained` is the genotype the `train` stage retrained where it is not the searched one
     (`train.genotype` a published name, an NB201 string or a file): `cells.png` draws it, its
     title naming it by `trained_as` (`spaces.published.genotype_source`). `arch_probs.png` is
-    the search's and marks the searched choices whatever was retrained.
+    the search's and marks the searched choices whatever was retrained. `evaluation` is the
+    evaluate stage's `metrics/eval_per_class.json`: if it holds classes, `confusion.png` is
+    drawn after the four others.
     A missing input file or directory raises `UserError`; a metric that was never logged (a
     TSV that is absent) is simply left out of its figure.
     """
@@ -65,6 +73,7 @@ def make_plots(
     # K of the uniform 1/K line in the search's `arch/` panel: the ops of an edge's distribution.
     edge_probs = [ops for edges in (geno.get("probs") or {}).values() for ops in edges.values()]
     n_ops = len(edge_probs[0]) if edge_probs else None
+    confusion = None if evaluation is None else load_confusion(Path(evaluation))
 
     written: list[Path] = []
     with style():
@@ -74,6 +83,8 @@ def make_plots(
             ("search_curves.png", lambda: curves_figure(search_dir, "Architecture search", n_ops)),
             ("train_curves.png", lambda: curves_figure(train_dir, "Retraining")),
         ]
+        if confusion is not None:
+            figures.append(("confusion.png", lambda: confusion_figure(*confusion)))
         for name, draw in figures:
             fig = draw()
             try:

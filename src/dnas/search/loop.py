@@ -179,6 +179,7 @@ def run_search(
         stateful,
         log=[[], []],  # the values logged per epoch, the op probabilities
         extra=lambda epoch: {"stage": schedule.stage_of(min(epoch, s.epochs - 1))},
+        steps=len(train_loader),
     )  # fmt: skip
 
     def advance(stage: int) -> None:  # DrNAS's next stage, built in the same memory layout

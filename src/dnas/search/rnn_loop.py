@@ -91,6 +91,7 @@ def run_rnn_search(
         fingerprint(p.common.seed, s.model_dump(), r.model_dump(), data.card["sha256"]),
         stateful,
         log=[[], []],  # the values logged per epoch, the op probabilities
+        steps=math.ceil((train.shape[0] - 2) / r.bptt),  # about: sequence lengths vary
     )  # fmt: skip
     run.resume()
 

@@ -145,6 +145,7 @@ def run_lm_train(
         {"model": model, "opt": opt, "average": average, "lengths": GeneratorState(lengths)},
         log={"history": [], "sgd_losses": [], "best_loss": math.inf, "best_epoch": 0, "asgd": 0},
         extra=lambda epoch: {"best_state": {k: v.cpu() for k, v in best["state"].items()}},
+        steps=math.ceil((train.shape[0] - 2) / r.bptt),  # about: sequence lengths vary
     )  # fmt: skip
     state = run.resume()
     if state is not None:

@@ -105,6 +105,7 @@ def run_train(
                     data.card["sha256"]),
         {"model": model, "opt": opt, "scheduler": scheduler, "loader": loader},
         log=[],  # the values logged per epoch
+        steps=len(loader),
     )  # fmt: skip
     run.resume()
 
