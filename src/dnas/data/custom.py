@@ -202,8 +202,7 @@ def check_labels(name: str, p):
     may be prepared already and need no rerun). A source that is there but would be refused
     by prepare is refused here, before DVC deletes the prepared data to rerun it."""
     spec = p.custom[name]
-    path = Path(spec.path).expanduser()
-    if not path.exists() and not path.is_symlink():
+    if not Path(spec.path).expanduser().exists():  # a broken link too (a drive not mounted)
         return None
     train, test, classes = labels(name, spec)
     return train, test, HOLD_OUT_FIX, hold_out_key(name, p.test_fraction), classes
