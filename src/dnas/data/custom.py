@@ -103,7 +103,7 @@ def source_path(name: str, spec: Custom) -> Path:
             raise UserError(f"{key} is a broken link (to {shown(os.readlink(path))})") from None
         raise UserError(f"{key} does not exist") from None
     except OSError as exc:
-        raise UserError(f"{key} cannot be read ({first_line(exc)})") from None
+        raise UserError(f"{key} cannot be read ({shown(first_line(exc))})") from None
     kind = _kind(st.st_mode)
     if spec.format == "folder" and kind != "folder":
         raise UserError(
@@ -258,7 +258,7 @@ class _Npz:
         except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
             raise UserError(
                 f"{self.where} is not a readable .npz (a zip of .npy arrays, as np.savez "
-                f"writes): {first_line(exc)}"
+                f"writes): {shown(first_line(exc))[:160]}"
             ) from None
         try:
             self.members = self._headers()
@@ -305,7 +305,8 @@ class _Npz:
         except UserError:
             raise
         except Exception as exc:  # noqa: BLE001 - a forged header may fail anywhere
-            raise UserError(f"{where} is not a readable .npy array ({first_line(exc)})") from None
+            reason = shown(first_line(exc))[:160]
+            raise UserError(f"{where} is not a readable .npy array ({reason})") from None
         if dtype.hasobject:
             raise UserError(
                 f"{self.where} holds object arrays ({key}), which are pickles and are refused; "
@@ -346,7 +347,8 @@ class _Npz:
             ) from None
         except Exception as exc:  # noqa: BLE001 - corrupt compressed data fails anywhere
             raise UserError(
-                f"{self.where}: {key} cannot be read, corrupt or truncated ({first_line(exc)})"
+                f"{self.where}: {key} cannot be read, corrupt or truncated "
+                f"({shown(first_line(exc))[:160]})"
             ) from None
 
 
@@ -565,7 +567,8 @@ def _entries(d: Path) -> list[os.DirEntry]:
         with os.scandir(d) as it:
             return sorted(it, key=lambda e: os.fsencode(e.name))
     except OSError as exc:
-        raise UserError(f"{shown(d)}: cannot read the folder ({first_line(exc)})") from None
+        reason = shown(first_line(exc))
+        raise UserError(f"{shown(d)}: cannot read the folder ({reason})") from None
 
 
 def _is_dir(e: os.DirEntry) -> bool:
@@ -597,9 +600,16 @@ def list_class_folders(root: Path, broken: list[Path]) -> dict[str, list[Path]]:
         broken.extend(dead)
         if not files:
             links = f" ({len(dead)} broken links)" if dead else ""
+            split = (
+                f"; a {d.name}/ folder is read as the {d.name} part only with a "
+                f"{'test' if d.name == 'train' else 'train'}/ folder beside it, each holding "
+                "one subfolder per class, else it is a class"
+                if d.name in ("train", "test")
+                else "; add some or remove the folder"
+            )
             raise UserError(
                 f"class folder {shown(d.path)} has no images{links} "
-                f"({', '.join(sorted(IMAGE_SUFFIXES))}); add some or remove the folder"
+                f"({', '.join(sorted(IMAGE_SUFFIXES))}){split}"
             )
         classes[d.name] = files
     if not classes:

@@ -33,9 +33,9 @@ _GREY_MODES = ("L", "LA", "La", "1")
 
 
 def shown(path: object) -> str:
-    """A path as one printable line: bytes that are not UTF-8 (a file name from another system)
-    as \\xNN, control characters (a newline in a name) escaped, so a message naming the file
-    is still one line and never fails to print."""
+    """A path (or a message that may hold one) as one printable line: bytes that are not
+    UTF-8 (a file name from another system) as \\xNN, control characters (a newline in a
+    name) escaped, so a message naming the file is still one line and never fails to print."""
     text = os.fsencode(os.fspath(path)).decode("utf-8", "backslashreplace")
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
@@ -58,6 +58,12 @@ def _decode(file: Path, rgb: bool, background) -> tuple[torch.Tensor, bool]:
     from PIL import Image
 
     try:
+        empty = os.stat(file).st_size == 0
+    except OSError as exc:
+        raise UserError(f"{shown(file)} cannot be read ({shown(first_line(exc))})") from None
+    if empty:
+        raise UserError(f"{shown(file)} is an empty file; replace or remove it")
+    try:
         with Image.open(file) as im:
             im.load()
             if background is not None and _has_alpha(im):
@@ -68,6 +74,9 @@ def _decode(file: Path, rgb: bool, background) -> tuple[torch.Tensor, bool]:
         raise UserError(f"{shown(file)}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - a hostile file may make any decoder error
         reason = first_line(exc)
+        for name in (repr(str(file)), str(file)):  # the message may repeat the file's name
+            reason = reason.replace(name, "").strip()
+        reason = shown(reason)[:160]
         raise UserError(
             f"{shown(file)} is not a readable image, corrupt or truncated ({reason}); "
             "replace or remove it"
