@@ -138,6 +138,8 @@ def _mutate(draw, rng, m: dict) -> None:
             ]
         )
     )  # fmt: skip
+    if not m:
+        return
     key = draw(st.sampled_from(sorted(m)))
     if how == "dtype":
         dtype = draw(st.sampled_from(DTYPES))

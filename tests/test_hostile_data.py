@@ -96,7 +96,7 @@ def test_a_folder_path_that_is_a_file_and_a_device_say_what_they_are(tmp_path):
     (tmp_path / "file.png").write_bytes(b"not a folder")
     _refused(prepare_params(tmp_path / "file.png", "folder"), "is a file, not a folder")
     _refused(prepare_params("/dev/null", "npz"), "/dev/null is a character device")
-    _refused(prepare_params(tmp_path, "npz"), "is folder, not an .npz file", "format: folder")
+    _refused(prepare_params(tmp_path, "npz"), "is a folder, not an .npz file", "format: folder")
     os.symlink(tmp_path / "gone", tmp_path / "link")
     # a missing source (a link to a drive not mounted) is left to prepare (the data may be
     # prepared already and need no rerun): validate passes it, prepare names it
@@ -428,3 +428,13 @@ def test_stages_on_a_bad_source_keep_the_prepared_data(tmp_path):
     for module, args in (("stages.validate", ()), ("stages.prepare", ("--dataset", "mine"))):
         assert_clean_failure(stage(project, module, *args), str(src), "label 1000000000")
     assert tree_hashes(project) == before
+
+
+def test_a_split_file_that_is_a_device_or_a_folder_says_so(tmp_path):
+    from dnas.data.splits import read_split_file
+
+    for path, what in (("/dev/null", "is a character device"), (tmp_path, "is a folder")):
+        with pytest.raises(UserError, match=f"prepare.split_file = {path} {what}, not a JSON"):
+            read_split_file(path, ("train", "valid"), 10)
+    with pytest.raises(UserError, match="does not exist"):
+        read_split_file(tmp_path / "none.json", ("train", "valid"), 10)

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +43,7 @@ import torch
 from dnas.config import Custom
 from dnas.data.images import IMAGE_SUFFIXES, composite, decode_image, shown
 from dnas.data.prepared import channel_stats
-from dnas.data.splits import stratified_split
+from dnas.data.splits import path_kind, stratified_split
 from dnas.errors import UserError, first_line
 from dnas.io import sha256_file
 
@@ -96,40 +95,20 @@ def source_path(name: str, spec: Custom) -> Path:
     file for npz); each other case is one message saying what the path is instead."""
     key = f"prepare.custom.{name}.path = {shown(spec.path)}"
     path = Path(spec.path).expanduser()
-    try:
-        st = path.stat()
-    except FileNotFoundError:
+    kind = path_kind(path)
+    if kind is None:
         if path.is_symlink():
-            raise UserError(f"{key} is a broken link (to {shown(os.readlink(path))})") from None
-        raise UserError(f"{key} does not exist") from None
-    except OSError as exc:
-        raise UserError(f"{key} cannot be read ({shown(first_line(exc))})") from None
-    kind = _kind(st.st_mode)
-    if spec.format == "folder" and kind != "folder":
+            raise UserError(f"{key} is a broken link (to {shown(os.readlink(path))})")
+        raise UserError(f"{key} does not exist")
+    if spec.format == "folder" and kind != "a folder":
         raise UserError(
             f"{key} is {kind}, not a folder; format: folder reads <path>/<class>/<image> "
             "(for an .npz file set format: npz)"
         )
     if spec.format == "npz" and kind != "a file":
-        advice = " (for a folder of images set format: folder)" if kind == "folder" else ""
+        advice = " (for a folder of images set format: folder)" if kind == "a folder" else ""
         raise UserError(f"{key} is {kind}, not an .npz file{advice}")
     return path
-
-
-def _kind(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "folder"
-    if stat.S_ISREG(mode):
-        return "a file"
-    if stat.S_ISCHR(mode):
-        return "a character device"
-    if stat.S_ISBLK(mode):
-        return "a block device"
-    if stat.S_ISFIFO(mode):
-        return "a named pipe"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a regular file"
 
 
 def load(name: str, spec: Custom, test_fraction: float, seed: int) -> tuple[dict, dict]:

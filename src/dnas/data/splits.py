@@ -16,6 +16,7 @@ architecture. The papers make them differently (docs/data.md#split-protocols):
 from __future__ import annotations
 
 import json
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,26 @@ from dnas.errors import UserError
 from dnas.io import sha256_file
 
 SEARCH_SPLIT_FIX = "use prepare.search_split: random, or give every class at least two examples"
+
+
+def path_kind(path: Path) -> str | None:
+    """What is at `path` (following links): "a folder", "a file", "a character device" (e.g.
+    /dev/null), ...; None when nothing is, for messages that say more than "does not exist"."""
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:  # a link loop, a folder on the way that is not yours
+        return f"unreadable ({exc.strerror})"
+    kinds = [
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISREG, "a file"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a named pipe"),
+        (stat.S_ISSOCK, "a socket"),
+    ]
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
 def stratified_split(
@@ -96,7 +117,9 @@ def read_split_file(path: str | Path, keys: tuple[str, str], n: int) -> dict[str
     """
     path = Path(path).expanduser()
     if not path.is_file():
-        raise UserError(f"prepare.split_file = {path} does not exist")
+        kind = path_kind(path)
+        what = "does not exist" if kind is None else f"is {kind}, not a JSON split file"
+        raise UserError(f"prepare.split_file = {path} {what}")
     try:
         raw = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
