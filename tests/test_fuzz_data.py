@@ -92,7 +92,7 @@ def check_source(path, fmt: str, earlier: Path, **spec) -> str:
         else:
             d = load_prepared(root / "mine")
             k = d.num_classes
-            assert k == len(d.card["classes"]) >= 1
+            assert k == len(d.card["classes"]) >= 2
             assert d.train_x.dtype == np.uint8 and d.train_x.ndim == 4
             assert d.train_x.shape[1:] == d.test_x.shape[1:] and min(d.train_x.shape[1:3]) >= 1
             assert set(np.unique(d.train_y)) == set(range(k)), "a class without training data"
@@ -157,7 +157,7 @@ def _mutate(draw, rng, m: dict) -> None:
         span = draw(st.integers(1, 2000))
         y = "y_test" if key == "y_test" else "y"
         if y in m:
-            m[y] = (lo + rng.integers(0, span, len(m[y]))).astype(np.int64)
+            m[y] = (lo + rng.integers(0, span, m[y].shape)).astype(np.int64)
     elif how == "drop":
         del m[key]
     elif how == "extra":

@@ -471,6 +471,11 @@ def check_classes(
                 "or drop them from x_test and y_test"
             )
     k = len(names) if names is not None else len(seen)
+    if k < 2:
+        which = class_name(names, 0) if names is not None else f"label {seen[0]}"
+        raise UserError(
+            f"{where}: y holds a single class ({which}); a classifier needs at least two"
+        )
     missing = np.setdiff1d(np.arange(k), seen)
     if names is not None:
         if missing.size:
@@ -623,6 +628,12 @@ def _list_folder(path: Path) -> tuple[dict[str, dict], list[str], list[Path]]:
     else:
         listed = {"train": list_class_folders(path, broken)}
     classes = sorted(listed["train"], key=os.fsencode)
+    if len(classes) < 2:
+        where = shown(parts["train"] if "test" in listed else path)
+        raise UserError(
+            f"{where} has a single class folder, {shown(classes[0])!r}; a classifier needs at "
+            f"least two: {where}/<class>/<image>, one subfolder per class"
+        )
     if "test" in listed:
         extra = sorted(set(listed["test"]) - set(classes), key=os.fsencode)
         if extra:
