@@ -38,10 +38,12 @@ PROFILE = os.environ.get("DNAS_FUZZ_PROFILE", "ci")
 if PROFILE not in ("ci", "thorough"):
     raise ValueError(f"DNAS_FUZZ_PROFILE = {PROFILE!r}: expected ci or thorough")
 EXAMPLES = {
-    "ci": {"npz": 60, "folder": 40, "stage": 2},
+    "ci": {"npz": 150, "folder": 100, "stage": 2},
     "thorough": {"npz": 2000, "folder": 1000, "stage": 20},
 }[PROFILE]
-TIME_BOUND = 30.0  # seconds for validate + prepare of one tiny example (they take well under 1)
+# Seconds for validate + prepare of one tiny example: they take well under one; the bound is
+# for hangs (labels near 1e9 took hours), with room for a machine shared by many processes.
+TIME_BOUND = 60.0
 
 
 def _settings(kind: str):
@@ -60,6 +62,8 @@ def _settings(kind: str):
 @pytest.fixture(scope="module")
 def earlier(tmp_path_factory) -> Path:
     """A prepared root holding an earlier, good `mine` (what a failure must leave alone)."""
+    from torchvision.transforms.v2 import functional  # noqa: F401 - imported before timing
+
     root = tmp_path_factory.mktemp("earlier")
     rng = np.random.default_rng(0)
     np.savez(root / "good.npz", x=rng.integers(0, 256, (12, 4, 4), np.uint8), y=np.arange(12) % 3)
@@ -110,8 +114,8 @@ DTYPES = ["uint8", "uint16", "int8", "int64", "uint64", "float32", "float64", "b
 def npz_sources(draw) -> dict:
     """Members of an .npz: a valid dataset, then 0-3 of the ways users' files go wrong."""
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    k = draw(st.integers(1, 4))
-    n = draw(st.integers(k, 24))
+    k = draw(st.sampled_from([2, 2, 3, 4, 1]))  # one class is refused: rarer
+    n = draw(st.integers(2 * k, 24))
     h, w = draw(st.integers(1, 6)), draw(st.integers(1, 6))
     shape = (n, h, w) + draw(st.sampled_from([(), (1,), (3,), (2,), (4,)]))
     members = {
@@ -144,7 +148,8 @@ def _mutate(draw, rng, m: dict) -> None:
     if how == "dtype":
         dtype = draw(st.sampled_from(DTYPES))
         try:
-            m[key] = m[key].astype(dtype)
+            with np.errstate(invalid="ignore", over="ignore"):
+                m[key] = m[key].astype(dtype)
         except (ValueError, TypeError, OverflowError):
             m[key] = np.array([None, 1], dtype=object)
     elif how == "shape":
@@ -263,7 +268,7 @@ def folder_sources(draw) -> list[tuple[bytes, bytes | None, str]]:
     """A folder tree as (relative path, content, kind) entries: class folders of tiny
     images, sometimes train/ and test/, and the odd things users' folders hold."""
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    same = draw(st.booleans())
+    same = draw(st.sampled_from([True, True, False]))  # sizes that differ need `size`
     side = (draw(st.integers(1, 5)), draw(st.integers(1, 5))) if same else None
     parts = [b"train/", b"test/"] if draw(st.booleans()) else [b""]
     classes = draw(st.lists(st.sampled_from(NAMES), min_size=1, max_size=3, unique=True))

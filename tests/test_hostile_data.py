@@ -442,6 +442,9 @@ def test_a_split_file_that_is_a_device_or_a_folder_says_so(tmp_path):
 
 def test_a_single_class_is_refused(tmp_path):
     x, y = _xy(n=10, classes=1)
-    _refused(prepare_params(_npz(tmp_path / "one.npz", x=x, y=y)), "a single class (label 0)")
+    _refused(
+        prepare_params(_npz(tmp_path / "one.npz", x=x, y=y)),
+        "y holds only label 0; a classifier needs at least two",
+    )
     _folder(tmp_path / "src", classes=("cat",))
     _refused(prepare_params(tmp_path / "src", "folder"), "a single class folder, 'cat'")

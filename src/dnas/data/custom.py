@@ -472,10 +472,8 @@ def check_classes(
             )
     k = len(names) if names is not None else len(seen)
     if k < 2:
-        which = class_name(names, 0) if names is not None else f"label {seen[0]}"
-        raise UserError(
-            f"{where}: y holds a single class ({which}); a classifier needs at least two"
-        )
+        which = f"class {shown(names[0])!r}" if names is not None else f"label {seen[0]}"
+        raise UserError(f"{where}: y holds only {which}; a classifier needs at least two classes")
     missing = np.setdiff1d(np.arange(k), seen)
     if names is not None:
         if missing.size:
