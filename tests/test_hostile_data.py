@@ -448,3 +448,10 @@ def test_a_single_class_is_refused(tmp_path):
     )
     _folder(tmp_path / "src", classes=("cat",))
     _refused(prepare_params(tmp_path / "src", "folder"), "a single class folder, 'cat'")
+
+
+def test_a_pad_larger_than_the_images_is_refused_in_validate_and_prepare(tmp_path):
+    x, y = _xy(n=20, side=8)
+    path = _npz(tmp_path / "d.npz", x=x, y=y)
+    _refused(prepare_params(path, pad=100), "prepare.custom.mine.pad = 100 is larger than the 8")
+    _refused(prepare_params(path, pad=5, size=4), "pad = 5 is larger than the 4-pixel images")

@@ -132,11 +132,7 @@ def load(name: str, spec: Custom, test_fraction: float, seed: int) -> tuple[dict
         arrays = {"train_x": x[tr], "train_y": y[tr], "test_x": x[te], "test_y": y[te]}
     mean, std = channel_stats(arrays["train_x"])
     side = min(arrays["train_x"].shape[1:3])
-    if spec.pad is not None and spec.pad > side:
-        raise UserError(
-            f"prepare.custom.{name}.pad = {spec.pad} is larger than the {side}-pixel images; "
-            f"use at most {side} (the default is side // 8 = {side // 8})"
-        )
+    check_pad(name, spec, side)
     meta = {
         "num_classes": len(classes),
         "classes": classes,
@@ -148,6 +144,16 @@ def load(name: str, spec: Custom, test_fraction: float, seed: int) -> tuple[dict
     if held_out:
         meta["test_split"] = {"protocol": "stratified", "fraction": test_fraction}
     return arrays, meta
+
+
+def check_pad(name: str, spec: Custom, side: int | None) -> None:
+    """Refuse a `pad` larger than the images (it would pad-and-crop mostly zeros, and a huge
+    one would allocate without bound)."""
+    if spec.pad is not None and side is not None and spec.pad > side:
+        raise UserError(
+            f"prepare.custom.{name}.pad = {spec.pad} is larger than the {side}-pixel images; "
+            f"use at most {side} (the default is side // 8 = {side // 8})"
+        )
 
 
 def labels(name: str, spec: Custom) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
@@ -184,6 +190,8 @@ def check_labels(name: str, p):
     if not Path(spec.path).expanduser().exists():  # a broken link too (a drive not mounted)
         return None
     train, test, classes = labels(name, spec)
+    if spec.pad is not None:
+        check_pad(name, spec, image_side(name, p))
     return train, test, HOLD_OUT_FIX, hold_out_key(name, p.test_fraction), classes
 
 
