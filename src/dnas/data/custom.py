@@ -308,13 +308,15 @@ class _Npz:
             count *= d
         nbytes = count * dtype.itemsize
         declared = f"declares {key} of shape {shape} {dtype} ({_size(nbytes)})"
-        # The zip entry's size must hold the declared array, and a compressed entry cannot
-        # expand beyond deflate's ratio (about 1032 to 1); neither can exceed what is on disk.
+        # The zip entry's size must hold the declared array, a deflated entry (np.savez_compressed)
+        # cannot expand beyond deflate's ratio (about 1032 to 1), and no entry is larger on disk
+        # than the file. (Other methods are bounded by the memory check below.)
         packed = info.compress_size if info.compress_type != zipfile.ZIP_STORED else info.file_size
+        deflated = info.compress_type == zipfile.ZIP_DEFLATED
         if (
             info.file_size < header + nbytes
             or packed > file_size
-            or (info.compress_type != zipfile.ZIP_STORED and info.file_size > 1100 * packed + 4096)
+            or (deflated and info.file_size > 1100 * packed + 4096)
         ):
             raise UserError(
                 f"{where} {declared} but the file holds {_size(file_size)}: it is truncated or "
