@@ -189,7 +189,7 @@ def _mutate(draw, rng, m: dict) -> None:
         m[key] = np.array(3, dtype=m[key].dtype if m[key].dtype.kind != "U" else "U3")
     elif how == "one_based" and "y" in m and m["y"].dtype.kind in "iu":
         m["y"] = m["y"] + 1
-    elif how == "huge" and "y" in m and m["y"].size:
+    elif how == "huge" and "y" in m and m["y"].ndim and m["y"].size:
         with np.errstate(invalid="ignore", over="ignore"):
             m["y"] = m["y"].astype(np.uint64)
         m["y"][0] = np.uint64(draw(st.sampled_from([10**9, 2**63 + 1, 2**64 - 1])))
