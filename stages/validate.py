@@ -11,6 +11,7 @@ from pathlib import Path
 
 from dnas.config import Params, load_params
 from dnas.data import check_prepare
+from dnas.data.registry import check_cutout
 from dnas.errors import run_main
 from dnas.io import write_bytes
 
@@ -23,6 +24,7 @@ def validate_params(path: str | Path = "params.yaml") -> Params:
     one message naming the key."""
     p = load_params(path)
     check_prepare(p.prepare)
+    check_cutout(p)  # train.cutout against the images' size, when it is known
     return p
 
 

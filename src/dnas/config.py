@@ -149,6 +149,25 @@ class Custom(Section):
     size: Annotated[int, Field(ge=1, le=4096)] | None = None
     flip: bool = True  # horizontal flips are a valid augmentation for these images
     pad: Annotated[int, Field(ge=0)] | None = None  # pad-and-crop; default: side // 8
+    # What transparent pixels (RGBA, LA, a palette's transparent colour) are composited onto:
+    # white (icons are mostly dark shapes on a transparent ground), black, or [r, g, b].
+    background: str | list[int] = "white"
+
+    @field_validator("background", mode="before")
+    @classmethod
+    def _background(cls, v: Any) -> Any:
+        if v in ("white", "black"):
+            return v
+        ok = isinstance(v, (list, tuple)) and len(v) == 3
+        if ok and all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in v):
+            return list(v)
+        raise ValueError(f"{v!r}: expected white, black or [r, g, b] with each 0..255")
+
+    @property
+    def background_rgb(self) -> tuple[int, int, int]:
+        named = {"white": (255, 255, 255), "black": (0, 0, 0)}
+        bg = self.background
+        return named[bg] if isinstance(bg, str) else tuple(bg)
 
 
 SplitProtocol = Literal["stratified", "halves", "random", "file", "test_half"]

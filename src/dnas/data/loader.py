@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from dnas.data.batches import PassOrder, cutout, random_crop
-from dnas.data.prepared import Prepared
+from dnas.data.prepared import Prepared, check_cutout_size
 from dnas.data.registry import format_module
 
 __all__ = ["Augment", "DeviceLoader", "PassOrder", "cutout", "random_crop", "split_loader"]
@@ -146,6 +146,9 @@ def split_loader(
             seed=seed,
         )  # fmt: skip
     aug = data.card["augment"]
+    if augment and cutout:
+        h, w = data.train_x.shape[1:3]
+        check_cutout_size(cutout, h, w, data.name)
     return DeviceLoader(
         *data.split(split),
         batch_size,

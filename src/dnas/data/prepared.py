@@ -80,6 +80,17 @@ def channel_stats(x: np.ndarray) -> tuple[list[float], list[float]]:
     return xf.mean(0).tolist(), xf.std(0).tolist()
 
 
+def check_cutout_size(size: int, h: int, w: int, dataset: str) -> None:
+    """Refuse a cutout square larger than the images: centred anywhere, it would blank all or
+    nearly all of every image (a square of the image's side blanks a quarter to all of it)."""
+    if size > min(h, w):
+        raise UserError(
+            f"train.cutout = {size} is larger than the {w}x{h} images of {dataset}, so it would "
+            f"blank (nearly) every whole image; use at most {min(h, w)} (the papers use 16 on "
+            "32x32, half the side) or 0 for none"
+        )
+
+
 @contextmanager
 def atomic_dir(out_dir: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling of `out_dir`; swap it in for `out_dir` if the block succeeds.

@@ -14,7 +14,10 @@ What a family module provides:
 - a family with its own format (card `kind` other than "images"): `prepare(name, p, out)`,
   `read_prepared(path, card, verify)` and `split_loader(data, split, batch_size, device, ...)`;
 - optionally `check_labels(name, p)`: the labels the splits are made from, read without
-  preparing, for `check_prepare`.
+  preparing, for `check_prepare` (train labels, test labels or None, the advice, the key to
+  name, and optionally the class names the messages use);
+- optionally `image_side(name, p)`: the side of the prepared images, known before preparing,
+  for `check_cutout`.
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ from types import ModuleType
 
 import numpy as np
 
-from dnas.config import TEXT_DATASETS, Prepare
-from dnas.data.prepared import read_card, read_images, write_prepared
+from dnas.config import TEXT_DATASETS, Params, Prepare
+from dnas.data.prepared import check_cutout_size, read_card, read_images, write_prepared
 from dnas.data.splits import SEARCH_SPLIT_FIX, make_splits, stratified_split
 
 PREPARED_ROOT = Path("data/prepared")
@@ -90,7 +93,10 @@ def prepare_dataset(name: str, p: Prepare, root: str | Path = PREPARED_ROOT) -> 
     arrays, meta = mod.source(name, p)
     protocol, split_file = p.split_for(name)
     fix = _search_split_fix(p, len(arrays["train_y"]) + len(arrays["test_y"]), "test_split" in meta)
-    split = make_splits(arrays["train_y"], arrays["test_y"], protocol, p.seed, split_file, fix)
+    names = meta.get("classes")
+    split = make_splits(
+        arrays["train_y"], arrays["test_y"], protocol, p.seed, split_file, fix, names
+    )
     card = {**meta, **split}
     write_prepared(out, name, arrays, card)
     return out
@@ -114,11 +120,12 @@ def _search_split_fix(p: Prepare, total: int, held_out: bool) -> str:
     """The advice when the search halves cannot be made: with a held-out test set, a large
     `test_fraction` may be what left the train set too small."""
     if not held_out:
-        return SEARCH_SPLIT_FIX
+        return f"add examples to it, or {SEARCH_SPLIT_FIX}"
     held = int(np.ceil(p.test_fraction * total))
     return (
-        f"prepare.test_fraction = {p.test_fraction} holds out {held} of {total} examples; "
-        "lower it, or use prepare.search_split: random"
+        f"add examples to it (prepare.test_fraction = {p.test_fraction} holds out {held} of "
+        f"{total} examples for the test set: lowering it helps too), or use "
+        "prepare.search_split: random"
     )
 
 
@@ -135,12 +142,49 @@ def check_prepare(p: Prepare) -> None:
         found = mod.check_labels(name, p) if hasattr(mod, "check_labels") else None
         if found is None:
             continue
-        labels, test, fix, what = found
+        labels, test, fix, what, *rest = found
+        names = rest[0] if rest else None
         held_out = test is None
         if held_out:
-            first, second = stratified_split(labels, p.test_fraction, p.seed, fix, what)
+            first, second = stratified_split(labels, p.test_fraction, p.seed, fix, what, names)
             labels, test = labels[first], labels[second]
         total = len(labels) + len(test)
         fix = _search_split_fix(p, total, held_out)
         protocol, split_file = p.split_for(name)
-        make_splits(labels, test, protocol, p.seed, split_file, fix)
+        make_splits(labels, test, protocol, p.seed, split_file, fix, names)
+
+
+# The side of the prepared images of the built-in image datasets (ImageNet: the crop trained on).
+SIDES = {"digits": 8, "cifar10": 32, "cifar100": 32, "imagenet": 224}
+
+
+def image_side(name: str, p: Prepare, root: str | Path = PREPARED_ROOT) -> int | None:
+    """The side (the smaller of height and width) of dataset `name`'s prepared images, when it
+    can be known before preparing: built in, from the source of a user's dataset, else from
+    an earlier prepared card; None when it cannot."""
+    if name in SIDES:
+        return SIDES[name]
+    if name.startswith("imagenet16"):
+        return 16
+    try:
+        mod = module(family(name, p))
+    except ValueError:
+        return None
+    side = mod.image_side(name, p) if hasattr(mod, "image_side") else None
+    if side is None:
+        try:
+            shape = read_card(Path(root) / name).get("shape")
+            side = int(min(shape[:2]))
+        except Exception:  # noqa: BLE001 - no card, or not an image card: nothing to check
+            return None
+    return side
+
+
+def check_cutout(p: Params, root: str | Path = PREPARED_ROOT) -> None:
+    """Raise `UserError` if `train.cutout` is larger than the images of `train.dataset`
+    (every image would be blanked, or nearly), when their size can be known before running."""
+    if not p.train.cutout:
+        return
+    side = image_side(p.train.dataset, p.prepare, root)
+    if side is not None:
+        check_cutout_size(p.train.cutout, side, side, p.train.dataset)

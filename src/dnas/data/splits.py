@@ -16,6 +16,7 @@ architecture. The papers make them differently (docs/data.md#split-protocols):
 from __future__ import annotations
 
 import json
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -27,35 +28,70 @@ from dnas.io import sha256_file
 SEARCH_SPLIT_FIX = "use prepare.search_split: random, or give every class at least two examples"
 
 
+def path_kind(path: Path) -> str | None:
+    """What is at `path` (following links): "a folder", "a file", "a character device" (e.g.
+    /dev/null), ...; None when nothing is, for messages that say more than "does not exist"."""
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:  # a link loop, a folder on the way that is not yours
+        return f"unreadable ({exc.strerror})"
+    kinds = [
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISREG, "a file"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a named pipe"),
+        (stat.S_ISSOCK, "a socket"),
+    ]
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
 def stratified_split(
     labels: np.ndarray,
     fraction: float,
     seed: int,
     fix: str = SEARCH_SPLIT_FIX,
     what: str = "prepare.search_split = stratified",
+    names: list[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Seeded, class-balanced split: sorted (first, second) indices, `fraction` in second.
     When the classes are too small to split, the error starts with `what` (the key that asked
-    for the split) and ends with the advice `fix`."""
+    for the split), names the classes (by `names` when given) and ends with the advice `fix`."""
     idx = np.arange(len(labels))
-    counts = np.bincount(labels) if len(labels) else np.zeros(0, np.int64)
-    rare = np.flatnonzero((counts > 0) & (counts < 2))
+    # counts of the labels present (np.unique, not bincount: no array as long as the largest
+    # label, so a label near 1e9 costs nothing)
+    values, counts = np.unique(labels, return_counts=True)
+    rare = values[counts < 2]
     n_second = int(np.ceil(fraction * len(labels)))
     small = min(n_second, len(labels) - n_second)
-    if rare.size or small < np.count_nonzero(counts):
-        few = (
-            f"classes {rare[:10].tolist()} have a single example"
-            if rare.size
-            else (
-                f"a {fraction:g} cut of {len(labels)} examples leaves {small} on one side, "
-                f"fewer than the {np.count_nonzero(counts)} classes"
+    if rare.size or small < len(values):
+        if rare.size:
+            few = ", ".join(_class(names, int(v)) for v in rare[:5])
+            more = f" and {rare.size - 5} more" if rare.size > 5 else ""
+            one = rare.size == 1
+            few = (
+                f"{'class' if one else 'classes'} {few}{more} "
+                f"{'has' if one else 'have'} a single example"
             )
-        )
+        else:
+            few = (
+                f"a {fraction:g} cut of {len(labels)} examples leaves {small} on one side, "
+                f"fewer than the {len(values)} classes"
+            )
         raise UserError(f"{what}: cannot split class-balanced: {few}; {fix}")
     first, second = train_test_split(
         idx, test_size=fraction, stratify=labels, random_state=seed, shuffle=True
     )
     return np.sort(first), np.sort(second)
+
+
+def _class(names: list[str] | None, label: int) -> str:
+    """A class as a message names it: its name when the dataset has names, else its label."""
+    if names is not None and 0 <= label < len(names):
+        return repr(names[label])
+    return str(label)
 
 
 def halves_split(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -81,7 +117,9 @@ def read_split_file(path: str | Path, keys: tuple[str, str], n: int) -> dict[str
     """
     path = Path(path).expanduser()
     if not path.is_file():
-        raise UserError(f"prepare.split_file = {path} does not exist")
+        kind = path_kind(path)
+        what = "does not exist" if kind is None else f"is {kind}, not a JSON split file"
+        raise UserError(f"prepare.split_file = {path} {what}")
     try:
         raw = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -124,11 +162,15 @@ def read_split_file(path: str | Path, keys: tuple[str, str], n: int) -> dict[str
 
 
 def search_split(
-    labels: np.ndarray, protocol: str, seed: int, fix: str = SEARCH_SPLIT_FIX
+    labels: np.ndarray,
+    protocol: str,
+    seed: int,
+    fix: str = SEARCH_SPLIT_FIX,
+    names: list[str] | None = None,
 ) -> dict[str, list[int]]:
     """Halve a train set into search-train (weights) and search-valid (architecture)."""
     if protocol == "stratified":
-        a, b = stratified_split(labels, 0.5, seed, fix)
+        a, b = stratified_split(labels, 0.5, seed, fix, names=names)
     elif protocol == "halves":
         a, b = halves_split(len(labels))
     elif protocol == "random":
@@ -145,14 +187,15 @@ def make_splits(
     seed: int,
     split_file: str | None = None,
     fix: str = SEARCH_SPLIT_FIX,
+    names: list[str] | None = None,
 ) -> dict:
     """The card entries of a split protocol: `splits`, `search_split` and, when a split
     indexes the test set, `split_sources` (split name -> "test"). `fix`: the advice when the
-    stratified halves cannot be made."""
+    stratified halves cannot be made; `names`: the class names its message uses."""
     meta: dict = {"protocol": protocol, "seed": seed}
     sources = {}
     if protocol in ("stratified", "halves", "random"):
-        splits = search_split(train_y, protocol, seed, fix)
+        splits = search_split(train_y, protocol, seed, fix, names)
     elif protocol == "file":
         lists = read_split_file(split_file, ("train", "valid"), len(train_y))
         splits = {"search_train": lists["train"].tolist(), "search_valid": lists["valid"].tolist()}
@@ -161,7 +204,11 @@ def make_splits(
             valid = read_split_file(split_file, ("xvalid", "xtest"), len(test_y))["xvalid"]
         else:
             _, valid = stratified_split(
-                test_y, 0.5, seed, what="prepare.search_split = test_half (half the test set)"
+                test_y,
+                0.5,
+                seed,
+                what="prepare.search_split = test_half (half the test set)",
+                names=names,
             )
         splits = {
             "search_train": list(range(len(train_y))),
