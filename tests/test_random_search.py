@@ -186,3 +186,27 @@ def test_dvc_exp_run_with_random_search_runs_every_stage(repo):  # noqa: F811
     assert 0 <= json.loads((path / "metrics/eval.json").read_text())["test"]["top1"] <= 100
     run("git", "checkout", "-q", ".")
     run("dvc", "checkout", "-q")
+
+
+@pytest.mark.parametrize("stop_step", [7, 12])  # mid-epoch 2; the end of epoch 2 (6 steps each)
+def test_an_interrupted_random_search_resumes_to_the_same_bytes(
+    monkeypatch, tmp_path, digits_prepared, stop_step
+):
+    from dnas.checkpoint import Interrupted
+    from dnas.io import MEASURED, dumps_json
+    from tests.interrupt import files, interrupt_at
+
+    p = _params("darts", epochs=3, batch_size=128, random_samples=10)
+    p = p.model_copy(update={"common": p.common.model_copy(update={"checkpoint_every": 1})})
+
+    def search(root):
+        result = run_search(p, digits_prepared, CPU, root / "live", root / "ckpt")
+        metrics = {k: v for k, v in result.metrics.items() if k != MEASURED}
+        return dumps_json(result.genotype.to_json()) + dumps_json(metrics), files(root / "live")
+
+    expected = search(tmp_path / "a")
+    interrupt_at(monkeypatch, rs, stop_step)
+    with pytest.raises(Interrupted, match="checkpoint saved"):
+        search(tmp_path / "b")
+    monkeypatch.undo()
+    assert search(tmp_path / "b") == expected
