@@ -116,6 +116,8 @@ def benchmark_value(params: dict[str, Any], metrics: dict[str, dict]) -> float |
     dataset = NB201_TEST_DATASET.get(str(params.get("train.dataset")))
     if params.get("search.space") != "nb201" or dataset is None:
         return None
+    if params.get("train.genotype", "searched") != "searched":
+        return None  # the lookup is the searched cell's; this run retrains another one
     row = metrics.get("metrics/search.json", {}).get("benchmark") or {}
     value = (row.get(dataset) or {}).get("hp200", {}).get("test_acc")
     return None if value is None else float(value)
