@@ -159,13 +159,14 @@ def test_default_search_runs_and_is_the_same_for_the_same_seed(digits_prepared, 
 
 
 def test_random_search_refuses_what_does_not_apply():
-    from dnas.errors import UserError  # noqa: F401 (parse_params raises it)
+    from dnas.errors import UserError
 
     for bad, message in [
         ({"order": 2}, "order 2"),
-        ({"random_finalists": 200}, "random_finalists"),
+        ({"random_finalists": 200}, r"random_finalists \(200\) must not exceed random_samples"),
+        ({"random_score_batches": -1}, "search.random_score_batches"),
     ]:
-        with pytest.raises(Exception, match=message):
+        with pytest.raises(UserError, match=message):
             _params("darts", **bad)
 
 
