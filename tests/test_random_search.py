@@ -211,3 +211,23 @@ def test_an_interrupted_random_search_resumes_to_the_same_bytes(
         search(tmp_path / "b")
     monkeypatch.undo()
     assert search(tmp_path / "b") == expected
+
+
+def test_random_presets_follow_the_authors_settings():
+    presets = ROOT / "presets"
+    load = lambda name: parse_params(yaml.safe_load((presets / f"{name}.yaml").read_text()))  # noqa: E731
+    c10 = load("random-nb201-cifar10")
+    s = c10.search
+    assert (s.algorithm, s.space, s.epochs, s.batch_size, s.channels, s.layers) == (
+        "random", "nb201", 250, 64, 16, 5)  # fmt: skip
+    optim = (s.lr, s.lr_min, s.weight_decay, s.nesterov, s.grad_clip)
+    assert optim == (0.025, 0.001, 5e-4, True, 5)
+    assert s.random_samples * s.random_score_batches * s.batch_size == 100 * 512  # AutoDL
+    gdas = load("gdas-nb201-cifar10")
+    assert c10.train == gdas.train and c10.prepare == gdas.prepare  # the same retraining and data
+    for target in ("cifar100", "imagenet16-120"):  # CIFAR-10 searches, as NAS-Bench-201's rows
+        p = load(f"random-nb201-{target}")
+        assert p.search == s and p.train == c10.train.model_copy(update={"dataset": target})
+    d = load("random-darts-cifar10").search
+    assert (d.epochs, d.channels, d.layers, d.grad_clip, d.weight_decay) == (150, 24, 8, 1, 3e-4)
+    assert (d.random_samples, d.random_score_batches, d.random_finalists) == (1000, 10, 10)
