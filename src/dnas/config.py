@@ -380,7 +380,8 @@ class Search(Optim):
     layers: Layers = 3
     dataset: DatasetName = "digits"
     space: Literal["darts", "nb201", "rnn"] = "darts"
-    algorithm: Literal["gdas", "darts", "snas", "drnas"] = "gdas"
+    # random: random search with weight sharing, the baseline (docs/algorithms.md#random-search)
+    algorithm: Literal["gdas", "darts", "snas", "drnas", "random"] = "gdas"
     # DARTS: 1 = first order, 2 = the unrolled second-order step
     # (docs/algorithms.md#darts-first-and-second-order). Also DrNAS.
     order: Literal[1, 2] = 1
@@ -431,6 +432,14 @@ class Search(Optim):
     # (NATS-tss-v1_0-3ffb9-simple/). With it, the searched cell's recorded accuracies go into
     # metrics/search.json and the current cell's are logged every epoch (docs/nb201-benchmark.md).
     benchmark: str | None = None
+    # Random search (algorithm random, docs/algorithms.md#random-search): after the uniform
+    # single-path training, `random_samples` uniformly drawn architectures are scored with the
+    # shared weights on `random_score_batches` search-valid batches each (0 = the whole split;
+    # AutoDL: 100 on one batch of 512; Li & Talwalkar: 1000 on 10 batches of 64), then the
+    # best `random_finalists` of them on the whole split (0 = none; Li & Talwalkar: 10).
+    random_samples: PositiveInt = 100
+    random_score_batches: Annotated[int, Field(ge=0)] = 1
+    random_finalists: Annotated[int, Field(ge=0)] = 0
     # The recurrent search (space rnn). Left out of model_dump, so the CNN checkpoints'
     # fingerprints stay as they were.
     rnn: RnnSearch = Field(default_factory=RnnSearch, exclude=True)
@@ -463,6 +472,11 @@ class Search(Optim):
             raise ValueError(
                 f"tau_schedule snas is SNAS's temperature schedule; algorithm is"
                 f" {self.algorithm!r}: use to_last_epoch or to_end"
+            )
+        if self.random_finalists > self.random_samples:
+            raise ValueError(
+                f"random_finalists ({self.random_finalists}) must not exceed random_samples"
+                f" ({self.random_samples})"
             )
         if self.fixed_reduction and self.space != "darts":
             raise ValueError("fixed_reduction needs space darts (NB201 has no reduction cell)")

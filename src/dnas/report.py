@@ -27,6 +27,17 @@ A group that retrains a fixed cell (`train.genotype` other than the preset's) is
 reported as retrainings of one cell.
 
 `dnas report` reads the experiments of the current HEAD (`--all-commits`: of every commit).
+
+Searched vs random (`compare_with_random`, docs/protocols.md#searched-vs-random): each group
+that retrains its own search's cell is set beside its random groups, the groups whose params
+differ from it only in `search.algorithm: random` (random search with weight sharing; its own
+`search.random_*` knobs may differ too, as between a preset and its random-* preset) or
+`train.genotype: random` (a random cell): the same data, search budget and retraining. The
+difference searched - random in the group's metric comes with its uncertainty over seeds:
+paired by seed where at least two seeds ran in both (the mean of the per-seed differences, its
+standard error and a 95% t-interval), else Welch's unpaired interval (each group with two runs
+or more), else the difference alone. The verdict says plainly when the search did not beat
+random: unless the whole interval lies on the searched side of zero, it did not.
 """
 
 from __future__ import annotations
@@ -105,6 +116,8 @@ def benchmark_value(params: dict[str, Any], metrics: dict[str, dict]) -> float |
     dataset = NB201_TEST_DATASET.get(str(params.get("train.dataset")))
     if params.get("search.space") != "nb201" or dataset is None:
         return None
+    if params.get("train.genotype", "searched") != "searched":
+        return None  # the lookup is the searched cell's; this run retrains another one
     row = metrics.get("metrics/search.json", {}).get("benchmark") or {}
     value = (row.get(dataset) or {}).get("hp200", {}).get("test_acc")
     return None if value is None else float(value)
@@ -478,8 +491,10 @@ def report(rows_json: list, preset_dir: Path, out_md: Path | None, out_png: Path
             " 'Reproducing the papers'"
         )
     presets = load_presets(preset_dir)
-    rows = build_rows(group_runs(runs, presets), load_papers(preset_dir), presets)
-    text = markdown(rows)
+    groups = group_runs(runs, presets)
+    papers = load_papers(preset_dir)
+    rows = build_rows(groups, papers, presets)
+    text = markdown(rows) + baseline_markdown(compare_with_random(groups, papers))
     if out_md is not None:
         out_md.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(out_md) as tmp:
@@ -487,3 +502,134 @@ def report(rows_json: list, preset_dir: Path, out_md: Path | None, out_png: Path
     if out_png is not None:
         plot(rows, out_png)
     return text
+
+
+# Student's t 0.975 quantiles by degrees of freedom (a two-sided 95% interval); a fractional
+# Welch df is rounded down (a wider interval), and df above 30 uses the next tabulated one below.
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
+        9: 2.262, 10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120,
+        17: 2.110, 18: 2.101, 19: 2.093, 20: 2.086, 21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064,
+        25: 2.060, 26: 2.056, 27: 2.052, 28: 2.048, 29: 2.045, 30: 2.042, 40: 2.021, 60: 2.000,
+        120: 1.980}  # fmt: skip
+
+RANDOM_KINDS = {"search.algorithm": "random search", "train.genotype": "random cell"}
+
+
+def t975(df: float) -> float:
+    """Student's t 0.975 quantile for `df` degrees of freedom (rounded down; >= 1)."""
+    whole = max(1, math.floor(df + 1e-9))
+    if whole > 120:
+        return 1.960
+    return T975[max(k for k in T975 if k <= whole)]
+
+
+def _searches_its_own_cell(ident: dict[str, Any]) -> bool:
+    """Whether a group retrains the cell its own (not random) search found."""
+    searched = ident.get("train.genotype", "searched") == "searched"
+    return searched and ident.get("search.algorithm") != "random"
+
+
+def difference_stats(searched: list[Run], random: list[Run], metric: str) -> dict:
+    """searched - random in `metric` with its uncertainty (module doc): paired over the seeds
+    both ran when there are two or more, else Welch's unpaired, else the difference alone."""
+    value = lambda r: _as_metric(r.accuracy, metric)  # noqa: E731
+    by_seed_s = {r.params.get("common.seed"): r for r in searched}
+    by_seed_r = {r.params.get("common.seed"): r for r in random}
+    common = sorted(k for k in by_seed_s if k in by_seed_r and k is not None)
+    mean_s, std_s = mean_std([value(r) for r in searched])
+    mean_r, std_r = mean_std([value(r) for r in random])
+    out = {"searched": mean_s, "random": mean_r, "n_searched": len(searched),
+           "n_random": len(random), "seeds": common}  # fmt: skip
+    if len(common) >= 2:
+        diffs = [value(by_seed_s[k]) - value(by_seed_r[k]) for k in common]
+        mean, sd = mean_std(diffs)
+        se = sd / math.sqrt(len(diffs))
+        df = len(diffs) - 1
+        out.update(test="paired", diff=mean, se=se, df=df)
+        # the means over the paired seeds, so that searched - random is their difference
+        out["searched"] = mean_std([value(by_seed_s[k]) for k in common])[0]
+        out["random"] = mean_std([value(by_seed_r[k]) for k in common])[0]
+    elif std_s is not None and std_r is not None:
+        vs, vr = std_s**2 / len(searched), std_r**2 / len(random)
+        se = math.sqrt(vs + vr)
+        if se > 0:
+            df = (vs + vr) ** 2 / (vs**2 / (len(searched) - 1) + vr**2 / (len(random) - 1))
+        else:
+            df = len(searched) + len(random) - 2
+        out.update(test="welch", diff=mean_s - mean_r, se=se, df=df)
+    else:
+        out.update(test="none", diff=mean_s - mean_r, se=None, df=None)
+    if out["se"] is not None:
+        half = t975(out["df"]) * out["se"]
+        out["ci"] = (out["diff"] - half, out["diff"] + half)
+    else:
+        out["ci"] = None
+    # The searched side: higher accuracy, lower error.
+    sign = -1.0 if metric == "test_error" else 1.0
+    gain = sign * out["diff"]
+    if out["ci"] is not None and min(sign * out["ci"][0], sign * out["ci"][1]) > 0:
+        out["verdict"] = "the search beat random (the 95% interval excludes 0)"
+    elif gain <= 0:
+        out["verdict"] = "the search did NOT beat random (random was as good or better)"
+    elif out["ci"] is None:
+        out["verdict"] = (
+            "the search did NOT beat random beyond doubt (one run each: no uncertainty;"
+            " sweep the seeds)"
+        )
+    else:
+        out["verdict"] = (
+            "the search did NOT beat random beyond the uncertainty (the interval holds 0)"
+        )
+    return out
+
+
+def compare_with_random(groups: list[Group], papers: dict[str, dict]) -> list[dict]:
+    """Each searched group beside each of its random groups (module doc), one row per pair."""
+    rows = []
+    idents = [_identity(g.runs[0].params) for g in groups]
+    for g, a in zip(groups, idents):
+        if not _searches_its_own_cell(a):
+            continue
+        metric = papers.get(g.preset or "", {}).get("metric", "test_error")
+        for other, b in zip(groups, idents):
+            # random search's own knobs (search.random_*) do nothing in the searched group
+            keys = [k for k in _diff(a, b) if not k.startswith("search.random_")]
+            if keys == ["train.genotype"] and len(keys) != len(_diff(a, b)):
+                continue  # a random cell retrains the same search: all else must be equal
+            if other is g or len(keys) != 1 or keys[0] not in RANDOM_KINDS:
+                continue
+            if b.get(keys[0]) != "random":
+                continue
+            stats = difference_stats(g.runs, other.runs, metric)
+            rows.append({"searched_group": g.label, "random_group": other.label,
+                         "kind": RANDOM_KINDS[keys[0]], "metric": metric, **stats})  # fmt: skip
+    return rows
+
+
+def baseline_markdown(rows: list[dict]) -> str:
+    """The searched-vs-random section of the report ("" without a pair)."""
+    if not rows:
+        return ""
+    lines = [
+        "",
+        "## Searched vs random at equal budget",
+        "",
+        "| searched | random | baseline | metric | comparison | searched | random"
+        " | searched − random ± s.e. | 95% interval | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if r["test"] == "paired":
+            how = f"paired over seeds {', '.join(map(str, r['seeds']))}"
+        elif r["test"] == "welch":
+            how = f"unpaired (Welch), {r['n_searched']} vs {r['n_random']} runs"
+        else:
+            how = f"{r['n_searched']} vs {r['n_random']} runs, no uncertainty"
+        diff = f"{r['diff']:+.2f}" + (f" ± {r['se']:.2f}" if r["se"] is not None else "")
+        ci = "" if r["ci"] is None else f"[{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}]"
+        lines.append(
+            f"| {r['searched_group']} | {r['random_group']} | {r['kind']} |"
+            f" {METRIC_NAMES.get(r['metric'], r['metric'])} | {how} | {r['searched']:.2f} |"
+            f" {r['random']:.2f} | {diff} | {ci} | {r['verdict']} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -154,6 +154,10 @@ def run_search(
     """Search; with `checkpoint_dir`, checkpoint as `common.checkpoint_every` says and resume
     from a checkpoint of the same params and data (see dnas.checkpoint)."""
     s = p.search
+    if s.algorithm == "random":  # no architecture to learn: its own loop
+        from dnas.search.random_search import run_random_search
+
+        return run_random_search(p, data, device, live_dir, checkpoint_dir)
     bench = nb201_bench.Benchmark.open(s.benchmark) if s.benchmark else None  # fails early
     seed_everything(p.common.seed)
     fast = FastPath.resolve(p.common, device)

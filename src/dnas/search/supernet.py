@@ -49,7 +49,7 @@ from dnas.spaces.ops import (
     nb201_op,
 )
 
-ALGORITHMS = ("gdas", "darts", "snas", "drnas")
+ALGORITHMS = ("gdas", "darts", "snas", "drnas", "random")
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -258,6 +258,7 @@ class Supernet(nn.Module):
         self.generator: torch.Generator | None = None
         self.cell_sequence: list[str]
         self._active: dict[str, list[list[int]]] | None = None
+        self._arch: dict[str, tuple[torch.Tensor, list[int], None]] | None = None
 
     def arch_parameters(self) -> list[nn.Parameter]:
         return list(self.alphas.values())
@@ -327,9 +328,23 @@ class Supernet(nn.Module):
             seen[t] += 1
         return per_cell
 
+    def set_arch(self, arch: dict[str, list[int]]) -> None:
+        """Random search: the architecture the next forward passes run, an op index per edge
+        of each cell type (all cells of a type share it, as AutoDL's RANDOM-NAS network)."""
+        device = self.alphas[self.cell_types[0]].device
+        self._arch = {}
+        for t, indices in arch.items():
+            weights = torch.zeros(len(indices), len(self.ops), device=device)
+            weights[torch.arange(len(indices)), torch.tensor(indices)] = 1.0
+            self._arch[t] = (weights, list(indices), None)
+
     def draws(self, tau: float | None, detach_alpha: bool = False) -> list[tuple]:
         """(weights, indices or None, active ops or None) per searched cell, in cell order.
         `tau`: the Gumbel temperature, required by the algorithms that sample with it."""
+        if self.algorithm == "random":
+            if self._arch is None:
+                raise ValueError("random search: set_arch before a forward pass")
+            return [self._arch[t] for t in self.cell_sequence]
         if tau is None and self.algorithm in ("gdas", "snas"):
             raise ValueError(f"{self.algorithm} samples at a temperature: pass tau")
         if self.algorithm == "gdas":
