@@ -5,7 +5,7 @@ column per class would swamp `dvc exp show`; docs/pipeline.md). Language models 
 train.dataset): validation and test perplexity (test with the model's test_batch_size, 1 as in
 the papers) and parameters; their eval_per_class.json holds no classes."""
 
-from dnas.config import TEXT_DATASETS, load_params
+from dnas.config import is_text, load_params
 from dnas.data import PREPARED_ROOT, load_prepared
 from dnas.errors import run_main
 from dnas.io import write_json
@@ -67,7 +67,7 @@ def evaluate_language_model(p, device) -> None:
 def main() -> None:
     p = load_params()
     device = pick_device(p.common.device, p.common.threads)
-    if p.train.dataset in TEXT_DATASETS:
+    if is_text(p.train.dataset, p.prepare):
         evaluate_language_model(p, device)
     else:
         evaluate_cnn(p, device)

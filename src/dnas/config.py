@@ -55,6 +55,18 @@ IMAGE_DATASETS = (
 # Language-model corpora: prepared here, used by the language-model track, refused by the CNNs.
 TEXT_DATASETS = ("ptb", "wt2", "pydoc")
 DATASETS = IMAGE_DATASETS + TEXT_DATASETS
+
+
+def is_text(name: str, prepare: Prepare) -> bool:
+    """Whether dataset `name` is a text corpus (for the language-model track): a built-in one
+    or the user's own `format: text`."""
+    spec = prepare.custom.get(name)
+    return name in TEXT_DATASETS or (spec is not None and spec.format == "text")
+
+
+def text_datasets(prepare: Prepare) -> list[str]:
+    """The text corpora: the built-in ones and the user's own."""
+    return [*TEXT_DATASETS, *(n for n, c in prepare.custom.items() if c.format == "text")]
 # A dataset name: built in, or a key of prepare.custom (checked against them in `Params`).
 DATASET_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
 DatasetName = Annotated[str, Field(min_length=1)]
@@ -139,12 +151,14 @@ class Common(Section):
 
 
 class Custom(Section):
-    """A user's own image dataset (our own format: docs/data.md#custom-datasets)."""
+    """A user's own dataset, images or a text corpus (docs/data.md#custom-datasets)."""
 
     path: Annotated[str, Field(min_length=1)]
     # folder: one subfolder of images per class (or train/ and test/ holding such subfolders);
-    # npz: arrays x (N, H, W[, C]) uint8 and y (N,) int, optionally x_test and y_test.
-    format: Literal["folder", "npz"]
+    # npz: arrays x (N, H, W[, C]) uint8 and y (N,) int, optionally x_test and y_test;
+    # text: a corpus for the language-model track, a folder with train.txt, valid.txt and
+    # test.txt, or one UTF-8 file cut into train, valid and test by `split`.
+    format: Literal["folder", "npz", "text"]
     # Resize every image of a folder to size x size (needed when their sizes differ).
     size: Annotated[int, Field(ge=1, le=4096)] | None = None
     flip: bool = True  # horizontal flips are a valid augmentation for these images
@@ -152,6 +166,40 @@ class Custom(Section):
     # What transparent pixels (RGBA, LA, a palette's transparent colour) are composited onto:
     # white (icons are mostly dark shapes on a transparent ground), black, or [r, g, b].
     background: str | list[int] = "white"
+    # format text, one file: the fractions of its lines (in order) for train, valid and test.
+    split: list[float] | None = None
+
+    @field_validator("split")
+    @classmethod
+    def _split(cls, v: list[float] | None) -> list[float] | None:
+        if v is None:
+            return v
+        if len(v) != 3 or any(f <= 0 for f in v) or abs(sum(v) - 1) > 1e-6:
+            raise ValueError(
+                f"{v}: expected three positive fractions of the lines, train, valid and test, "
+                "adding up to 1, e.g. [0.8, 0.1, 0.1]"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _text_keys(self) -> Custom:
+        image_keys = sorted({"size", "flip", "pad", "background"} & self.model_fields_set)
+        if self.format == "text" and image_keys:
+            raise ValueError(
+                f"{', '.join(image_keys)}: for images; a format: text corpus takes path and, "
+                "for one file, split"
+            )
+        if self.format != "text" and "split" in self.model_fields_set:
+            raise ValueError(
+                f"split: for a format: text corpus in one file; format: {self.format} holds "
+                "out prepare.test_fraction instead"
+            )
+        return self
+
+    @property
+    def text_split(self) -> list[float]:
+        """The line fractions of a one-file corpus (default 80/10/10, as the pydoc corpus)."""
+        return self.split or [0.8, 0.1, 0.1]
 
     @field_validator("background", mode="before")
     @classmethod
@@ -588,7 +636,7 @@ class Params(Section):
         """A text dataset goes with the recurrent cell (the language-model track), an image
         dataset with the CNN spaces; anything else is one clear error."""
         name = getattr(self, stage).dataset
-        text = name in TEXT_DATASETS
+        text = is_text(name, self.prepare)
         if stage == "search":
             what = "search.space is 'rnn' (the recurrent cell)"
             fix = "set search.space to darts or nb201"
@@ -600,10 +648,11 @@ class Params(Section):
         if lm and not text:
             raise ValueError(
                 f"{what}, a language model: {stage}.dataset needs a text corpus "
-                f"({', '.join(TEXT_DATASETS)}), not {name!r}"
+                f"({', '.join(text_datasets(self.prepare))}, or your own with format: text), "
+                f"not {name!r}"
             )
         if text and not lm:
-            images = ", ".join(n for n in self.prepare.datasets if n not in TEXT_DATASETS)
+            images = ", ".join(n for n in self.prepare.datasets if not is_text(n, self.prepare))
             raise ValueError(
                 f"{stage}.dataset is {name!r}, a text corpus for the language-model track; "
                 f"{fix}, or use an image dataset ({images or 'digits'})"

@@ -1,7 +1,8 @@
 """The dataset registry: which family module prepares, reads and streams each dataset.
 
 A *family* module knows one kind of source: `digits`, `cifar`, `imagenet16` and `custom` give
-train/test image arrays; `text` writes token ids and a vocabulary; `imagenet` writes a manifest
+train/test image arrays; `text` writes token ids and a vocabulary (the built-in corpora and
+the user's own `format: text`); `imagenet` writes a manifest
 of an image-folder tree that is streamed from disk. This module is the only one in the data
 layer that imports a family, and it does so lazily (most of them pull in torch), so the shared
 modules below the families (`prepared`: the on-disk format; `splits`; `batches`; `images`;
@@ -27,7 +28,7 @@ from types import ModuleType
 
 import numpy as np
 
-from dnas.config import TEXT_DATASETS, Params, Prepare
+from dnas.config import Params, Prepare, is_text
 from dnas.data.prepared import check_cutout_size, read_card, read_images, write_prepared
 from dnas.data.splits import SEARCH_SPLIT_FIX, make_splits, stratified_split
 
@@ -44,8 +45,8 @@ NAMED = {"digits": "digits", "cifar10": "cifar", "cifar100": "cifar", "imagenet"
 
 
 def family(name: str, p: Prepare) -> str:
-    """The family that prepares dataset `name`."""
-    if name in TEXT_DATASETS:
+    """The family that prepares dataset `name` (the user's own text corpora: text)."""
+    if is_text(name, p):
         return "text"
     if name in NAMED:
         return NAMED[name]

@@ -17,6 +17,11 @@ Sources:
   `wikitext-2-v1.zip` (MD5-checked), from `prepare.paths.wt2`; the original S3 URL has
   answered 403 since 2024 (docs/data.md#text-corpora), so a download is tried but rarely works.
 - `pydoc`: built offline from the topic help texts that ship with Python (`pydoc_data`).
+- the user's own, `prepare.custom.<name>: {format: text, path: ...}`: a folder with
+  `train.txt`, `valid.txt` and `test.txt`, or one file whose lines are cut, in order, into
+  train, valid and test by `split` (default [0.8, 0.1, 0.1]). UTF-8 text (a leading BOM is
+  dropped); a NUL byte, bytes that are not UTF-8 or a part without words are refused. Its card
+  carries the user's name and its own counts (no published ones).
 """
 
 from __future__ import annotations
@@ -31,8 +36,10 @@ import numpy as np
 
 from dnas.config import Prepare
 from dnas.data.download import download, md5_file
+from dnas.data.images import shown
 from dnas.data.prepared import atomic_dir, load_array, save_array, verified_file
-from dnas.errors import UserError
+from dnas.data.splits import path_kind
+from dnas.errors import UserError, first_line
 from dnas.io import dumps_json, sha256_file
 
 PARTS = ("train", "valid", "test")
@@ -263,8 +270,90 @@ def write_text_prepared(out: Path, name: str, texts: dict[str, str], source: dic
         (tmp / "card.json").write_text(dumps_json(card))
 
 
+# --- the user's own corpus --------------------------------------------------------------
+
+CUSTOM_FILES = tuple(f"{part}.txt" for part in PARTS)
+
+
+def _custom_text(file: Path, key: str) -> str:
+    """The UTF-8 text of one of the user's files; a binary or non-UTF-8 file is one message."""
+    where = f"{key}: {shown(file)}"
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise UserError(f"{where} cannot be read ({shown(first_line(exc))})") from None
+    nul = data.find(b"\0")
+    if nul >= 0:
+        raise UserError(
+            f"{where} is a binary file (a NUL byte at offset {nul}), not text; format: text "
+            "reads UTF-8 plain text, one sentence or paragraph a line"
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"{where} is not UTF-8 text (byte {data[exc.start]:#04x} at offset {exc.start}); "
+            "convert it, e.g. iconv -f latin1 -t utf-8"
+        ) from None
+    return text.removeprefix("\ufeff")
+
+
+def custom_corpus(name: str, spec) -> tuple[dict[str, str], dict]:
+    """The train, valid and test text of the user's corpus `name` and the card's source."""
+    key = f"prepare.custom.{name}.path"
+    src = Path(spec.path).expanduser()
+    kind = path_kind(src)
+    if kind is None:
+        raise UserError(
+            f"{key} = {shown(spec.path)} does not exist; point it at a folder with "
+            f"{', '.join(CUSTOM_FILES)} or at one text file"
+        )
+    if kind == "a folder":
+        if spec.split is not None:
+            raise UserError(
+                f"prepare.custom.{name}.split cuts one file, but {key} = {shown(spec.path)} is "
+                "a folder, whose train.txt, valid.txt and test.txt are the parts; drop split"
+            )
+        missing = [f for f in CUSTOM_FILES if not (src / f).is_file()]
+        if missing:
+            raise UserError(
+                f"{key} = {shown(spec.path)} lacks {', '.join(missing)}: a text folder holds "
+                f"{', '.join(CUSTOM_FILES)} (or point path at one file, cut by split)"
+            )
+        files = {part: src / f for part, f in zip(PARTS, CUSTOM_FILES, strict=True)}
+        texts = {part: _custom_text(f, key) for part, f in files.items()}
+        for part, f in files.items():
+            if not any(line.split() for line in _lines(texts[part])):
+                raise UserError(f"{key}: {shown(f)} has no words; the {part} part needs text")
+        source = {"files": {p: f.name for p, f in files.items()}}
+        checksums = {f.name: sha256_file(f) for f in files.values()}
+    elif kind == "a file":
+        text = _custom_text(src, key)
+        lines = _lines(text)
+        split = spec.text_split
+        cuts = [0, round(split[0] * len(lines)), round((split[0] + split[1]) * len(lines))]
+        cuts.append(len(lines))
+        texts = {}
+        for part, lo, hi in zip(PARTS, cuts, cuts[1:], strict=False):
+            if not any(line.split() for line in lines[lo:hi]):
+                what = f"lines {lo + 1}..{hi}" if hi > lo else "no lines"
+                raise UserError(
+                    f"{key}: {shown(src)} has {len(lines)} lines; split {split} leaves the "
+                    f"{part} part ({what}) without words: give it more text, or change "
+                    f"prepare.custom.{name}.split"
+                )
+            texts[part] = "".join(f"{line}\n" for line in lines[lo:hi])
+        source = {"split": split, "lines_per_part": [b - a for a, b in zip(cuts, cuts[1:])]}
+        checksums = {src.name: sha256_file(src)}
+    else:
+        raise UserError(f"{key} = {shown(spec.path)} is {kind}, not a folder or a text file")
+    return texts, {"format": "text", "path": spec.path, **source, "sha256": checksums}
+
+
 def prepare(name: str, p: Prepare, out: Path) -> None:
-    if name == "pydoc":
+    if name in p.custom:
+        texts, source = custom_corpus(name, p.custom[name])
+    elif name == "pydoc":
         texts, source = pydoc_corpus()
     else:
         texts, source = read_corpus(name, p.paths.get(name), Path(p.raw_dir))
