@@ -183,13 +183,15 @@ class Custom(Section):
 
     @model_validator(mode="after")
     def _text_keys(self) -> Custom:
-        image_keys = sorted({"size", "flip", "pad", "background"} & self.model_fields_set)
+        # by value, not by the keys given, so that a dumped and re-read spec stays valid
+        defaults = {"size": None, "flip": True, "pad": None, "background": "white"}
+        image_keys = [k for k, v in defaults.items() if getattr(self, k) != v]
         if self.format == "text" and image_keys:
             raise ValueError(
                 f"{', '.join(image_keys)}: for images; a format: text corpus takes path and, "
                 "for one file, split"
             )
-        if self.format != "text" and "split" in self.model_fields_set:
+        if self.format != "text" and self.split is not None:
             raise ValueError(
                 f"split: for a format: text corpus in one file; format: {self.format} holds "
                 "out prepare.test_fraction instead"
