@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from dnas.config import Prepare, parse_params
-from dnas.data import load_prepared, prepare_dataset
+from dnas.data import check_prepare, load_prepared, prepare_dataset
 from dnas.errors import UserError
 
 SLOTS = [("the", "a"), ("big", "small", "red"), ("cat", "dog"), ("sat", "ran"),
@@ -106,6 +106,25 @@ def test_a_file_too_short_for_its_split_and_a_missing_path_are_one_message(tmp_p
         prep("short", {"format": "text", "path": str(f)}, tmp_path)
     with pytest.raises(UserError, match=r"does not exist; point it at a folder with train\.txt"):
         prep("gone", {"format": "text", "path": str(tmp_path / "nope")}, tmp_path)
+
+
+def test_validate_checks_a_text_folder_before_prepare_runs(tmp_path):
+    """`check_prepare` (the validate stage) refuses a folder that lacks a part, or a split on
+    a folder, before DVC deletes the prepared data; a missing path is left to prepare."""
+    src = write_folder(tmp_path / "corpus")
+    spec = {"format": "text", "path": str(src)}
+    p = Prepare.model_validate({"datasets": ["digits", "c"], "custom": {"c": spec}})
+    check_prepare(p)  # a complete folder passes
+    (src / "valid.txt").unlink()
+    with pytest.raises(UserError, match=r"prepare.custom.c.path = .* lacks valid\.txt"):
+        check_prepare(p)
+    write_folder(src)
+    split = {**spec, "split": [0.5, 0.25, 0.25]}
+    p = Prepare.model_validate({"datasets": ["c"], "custom": {"c": split}})
+    with pytest.raises(UserError, match=r"prepare.custom.c.split cuts one file, but .* a folder"):
+        check_prepare(p)
+    gone = {"format": "text", "path": str(tmp_path / "unmounted")}
+    check_prepare(Prepare.model_validate({"datasets": ["c"], "custom": {"c": gone}}))
 
 
 def test_image_keys_on_text_and_split_on_images_are_refused():

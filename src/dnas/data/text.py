@@ -298,8 +298,9 @@ def _custom_text(file: Path, key: str) -> str:
     return text.removeprefix("\ufeff")
 
 
-def custom_corpus(name: str, spec) -> tuple[dict[str, str], dict]:
-    """The train, valid and test text of the user's corpus `name` and the card's source."""
+def _custom_source(name: str, spec) -> tuple[Path, dict[str, Path] | None]:
+    """The user's corpus: its path and, for a folder, its part files (None for one file),
+    checked without reading them."""
     key = f"prepare.custom.{name}.path"
     src = Path(spec.path).expanduser()
     kind = path_kind(src)
@@ -308,26 +309,46 @@ def custom_corpus(name: str, spec) -> tuple[dict[str, str], dict]:
             f"{key} = {shown(spec.path)} does not exist; point it at a folder with "
             f"{', '.join(CUSTOM_FILES)} or at one text file"
         )
-    if kind == "a folder":
-        if spec.split is not None:
-            raise UserError(
-                f"prepare.custom.{name}.split cuts one file, but {key} = {shown(spec.path)} is "
-                "a folder, whose train.txt, valid.txt and test.txt are the parts; drop split"
-            )
-        missing = [f for f in CUSTOM_FILES if not (src / f).is_file()]
-        if missing:
-            raise UserError(
-                f"{key} = {shown(spec.path)} lacks {', '.join(missing)}: a text folder holds "
-                f"{', '.join(CUSTOM_FILES)} (or point path at one file, cut by split)"
-            )
-        files = {part: src / f for part, f in zip(PARTS, CUSTOM_FILES, strict=True)}
+    if kind == "a file":
+        return src, None
+    if kind != "a folder":
+        raise UserError(f"{key} = {shown(spec.path)} is {kind}, not a folder or a text file")
+    if spec.split is not None:
+        raise UserError(
+            f"prepare.custom.{name}.split cuts one file, but {key} = {shown(spec.path)} is "
+            "a folder, whose train.txt, valid.txt and test.txt are the parts; drop split"
+        )
+    missing = [f for f in CUSTOM_FILES if not (src / f).is_file()]
+    if missing:
+        raise UserError(
+            f"{key} = {shown(spec.path)} lacks {', '.join(missing)}: a text folder holds "
+            f"{', '.join(CUSTOM_FILES)} (or point path at one file, cut by split)"
+        )
+    return src, {part: src / f for part, f in zip(PARTS, CUSTOM_FILES, strict=True)}
+
+
+def check_labels(name: str, p: Prepare) -> None:
+    """A corpus has no labels; for the `validate` stage, the user's corpus is checked as far
+    as it can be without reading it (its kind, the part files), before DVC deletes the
+    prepared data to rerun prepare. A missing path is left to prepare (it may be prepared
+    already). Returns None: no splits to check."""
+    spec = p.custom.get(name)
+    if spec is not None and Path(spec.path).expanduser().exists():
+        _custom_source(name, spec)
+
+
+def custom_corpus(name: str, spec) -> tuple[dict[str, str], dict]:
+    """The train, valid and test text of the user's corpus `name` and the card's source."""
+    key = f"prepare.custom.{name}.path"
+    src, files = _custom_source(name, spec)
+    if files is not None:
         texts = {part: _custom_text(f, key) for part, f in files.items()}
         for part, f in files.items():
             if not any(line.split() for line in _lines(texts[part])):
                 raise UserError(f"{key}: {shown(f)} has no words; the {part} part needs text")
         source = {"files": {p: f.name for p, f in files.items()}}
         checksums = {f.name: sha256_file(f) for f in files.values()}
-    elif kind == "a file":
+    else:
         text = _custom_text(src, key)
         lines = _lines(text)
         split = spec.text_split
@@ -345,8 +366,6 @@ def custom_corpus(name: str, spec) -> tuple[dict[str, str], dict]:
             texts[part] = "".join(f"{line}\n" for line in lines[lo:hi])
         source = {"split": split, "lines_per_part": [b - a for a, b in zip(cuts, cuts[1:])]}
         checksums = {src.name: sha256_file(src)}
-    else:
-        raise UserError(f"{key} = {shown(spec.path)} is {kind}, not a folder or a text file")
     return texts, {"format": "text", "path": spec.path, **source, "sha256": checksums}
 
 
