@@ -4,14 +4,16 @@ it runs that stage; docs/pipeline.md). Exit status 2 and one `error: ...` line n
 otherwise one line.
 
 `--out FILE` also writes FILE (always the same bytes), an output the other stages can list as
-a dependency so that DVC runs this stage first without rerunning them when it passes."""
+a dependency so that DVC runs this stage first without rerunning them when it passes.
+`--sources DIR` writes DIR/<dataset>.json, each dataset's own prepare settings, the file
+through which `prepare@<dataset>` tracks them (dnas.data.registry.source_settings)."""
 
 import argparse
 from pathlib import Path
 
 from dnas.config import Params, load_params
 from dnas.data import check_prepare
-from dnas.data.registry import check_cutout
+from dnas.data.registry import check_cutout, write_source_settings
 from dnas.errors import run_main
 from dnas.io import write_bytes
 
@@ -31,8 +33,11 @@ def validate_params(path: str | Path = "params.yaml") -> Params:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", help="file to write when the params are valid")
+    parser.add_argument("--sources", help="folder for each dataset's own prepare settings")
     args = parser.parse_args()
     p = validate_params("params.yaml")
+    if args.sources:
+        write_source_settings(p.prepare, args.sources)
     if args.out:
         write_bytes(args.out, b"params.yaml: ok\n")
     print(f"params.yaml: ok (datasets {', '.join(p.prepare.datasets)})")

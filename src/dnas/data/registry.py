@@ -103,6 +103,39 @@ def prepare_dataset(name: str, p: Prepare, root: str | Path = PREPARED_ROOT) -> 
     return out
 
 
+SOURCES_ROOT = Path("data/sources")
+
+
+def source_settings(name: str, p: Prepare) -> dict:
+    """The settings of `prepare` that belong to dataset `name` alone: its source (the user's
+    `prepare.custom.<name>`, with defaults filled in, or `prepare.paths.<name>`) and its split
+    protocol and file. The `validate` stage writes them to `data/sources/<name>.json`, the
+    dependency through which `prepare@<name>` tracks them: DVC cannot track a params key that
+    only some datasets have (`prepare.custom.<name>`), and tracking the whole `prepare.custom`
+    block would re-prepare every dataset when one is added (docs/pipeline.md)."""
+    protocol, split_file = p.split_for(name)
+    out = {"dataset": name, "search_split": protocol, "split_file": split_file}
+    if name in p.custom:
+        out["custom"] = p.custom[name].model_dump()
+    else:
+        out["path"] = p.paths.get(name)
+    return out
+
+
+def write_source_settings(p: Prepare, root: str | Path = SOURCES_ROOT) -> None:
+    """`root/<name>.json` for every dataset in `prepare.datasets` (the same bytes for the same
+    settings), and no file for a dataset no longer listed."""
+    from dnas.io import write_json
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    for name in p.datasets:
+        write_json(root / f"{name}.json", source_settings(name, p))
+    for stale in root.glob("*.json"):
+        if stale.stem not in p.datasets:
+            stale.unlink()
+
+
 def load_prepared(path: str | Path, verify: bool = True):
     """Read a prepared dataset, checking that it exists and matches its card's checksums.
 
