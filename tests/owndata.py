@@ -37,9 +37,12 @@ def prepare_params(path, fmt: str = "npz", **kw) -> Prepare:
 
 
 def tree_hashes(root: Path) -> dict[str, str]:
-    """SHA-256 of every file under `root`, by relative path (names as bytes)."""
+    """SHA-256 of every file under `root`, by relative path (names as bytes), but `logs/`
+    (every stage run appends its output there by design: a log, not a product)."""
     out = {}
-    for dirpath, _, files in os.walk(os.fsencode(root)):
+    for dirpath, dirs, files in os.walk(os.fsencode(root)):
+        if dirpath == os.fsencode(root):
+            dirs[:] = [d for d in dirs if d != b"logs"]
         for f in files:
             full = os.path.join(dirpath, f)
             with open(full, "rb") as fh:

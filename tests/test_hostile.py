@@ -109,11 +109,12 @@ def assert_clean_failure(proc, *names: str) -> str:
 
 
 def snapshot(project: Path, skip: tuple[str, ...] = ("checkpoints",)) -> dict[str, str]:
-    """SHA-256 of every file in the project but `skip` (a stage's own checkpoints)."""
+    """SHA-256 of every file in the project but `skip` (a stage's own checkpoints) and `logs/`
+    (every stage run appends its output there by design: a log, not a product)."""
     out = {}
     for f in sorted(project.rglob("*")):
         rel = f.relative_to(project).as_posix()
-        if f.is_file() and not rel.startswith(skip) and "__pycache__" not in rel:
+        if f.is_file() and not rel.startswith((*skip, "logs/")) and "__pycache__" not in rel:
             out[rel] = hashlib.sha256(f.read_bytes()).hexdigest()
     return out
 
