@@ -102,3 +102,9 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 # The key of the metrics a search returns that holds the run's timings and memory: the search
 # stage writes it to measurements/ (not a DVC output), apart from the results.
 MEASURED = "cost"
+
+
+def md_cell(text: object) -> str:
+    """`text` as one markdown table cell: a `|` (between a cell's nodes, in NB201 strings) is
+    escaped so that it shows as `|` instead of starting another cell; no line breaks."""
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
