@@ -21,6 +21,9 @@ A group that retrains a fixed cell (`train.genotype` other than the preset's) is
 reported as retrainings of one cell.
 
 `dnas report` reads the experiments of the current HEAD (`--all-commits`: of every commit).
+A commit's own metrics count only when its dvc.lock agrees with its params and output files
+(`lock_agrees`): a preset copied into params.yaml and committed without running still holds
+the old params' metrics. Revisions with the same params and seed are one run.
 """
 
 from __future__ import annotations
