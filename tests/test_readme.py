@@ -167,12 +167,16 @@ def _env(home: Path, work: Path) -> dict:
         "DVC_SITE_CACHE_DIR": str(home / "site"),
         "DVC_GLOBAL_CONFIG_DIR": str(home / "global"),
         "DVC_SYSTEM_CONFIG_DIR": str(home / "system"),
-        "GIT_CONFIG_GLOBAL": str(home / "gitconfig"),
+        "GIT_CONFIG_GLOBAL": str(home / ".gitconfig"),  # git; DVC's pygit2 reads HOME's
         "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.invalid",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.invalid",
         "OMP_NUM_THREADS": "1",
         "HOME": str(home),
     }
-    (home / "gitconfig").write_text(
+    (home / ".gitconfig").write_text(
         "[user]\n\tname = t\n\temail = t@example.invalid\n[init]\n\tdefaultBranch = main\n"
     )
     return env
