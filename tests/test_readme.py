@@ -336,3 +336,23 @@ def test_a_fresh_clone_first_run_prepares_the_data_only_and_leaves_git_clean(tmp
     dvc_status = subprocess.run(["dvc", "status", "--json"], cwd=clone, env=env,
                                 capture_output=True, text=True, check=True).stdout  # fmt: skip
     assert json.loads(dvc_status) == {}, dvc_status
+
+
+def test_readme_and_docs_point_only_inside_the_repository():
+    """Every relative link of README.md and docs/*.md names a file of this repository, and no
+    page sends the reader to a path outside it (the README once cited `../shared/DESIGN.md`)."""
+    pages = [README, *sorted((ROOT / "docs").glob("*.md"))]
+    for page in pages:
+        text = page.read_text()
+        for token in MarkdownIt().parse(text):
+            for child in token.children or []:
+                href = child.attrs.get("href") if child.type == "link_open" else None
+                if not href or re.match(r"[a-z]+:|#", href):
+                    continue
+                target = (page.parent / href.split("#", 1)[0]).resolve()
+                assert target.is_relative_to(ROOT) and target.exists(), (page.name, href)
+                assert ".git" not in target.relative_to(ROOT).parts
+            if token.type == "inline":
+                for span in re.findall(r"`([^`]+)`", token.content):
+                    assert not span.startswith("../"), (page.name, span)
+        assert "DESIGN.md" not in text and "../shared" not in text, page.name
