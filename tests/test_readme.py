@@ -300,6 +300,8 @@ def _check(line: str, out: str, raw: str, ws: Workspace) -> None:
 
 def _first_run(source: Path, dst: Path, env: dict) -> tuple[str, str]:
     subprocess.run(["git", "clone", "-q", f"file://{source}", str(dst)], env=env, check=True)
+    # Without the committed model the first repro would retrain it (minutes): say so at once.
+    assert (dst / "models" / "model.pt").is_file(), "models/model.pt is not committed"
     proc = subprocess.run(["dvc", "repro"], cwd=dst, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     status = subprocess.run(["git", "status", "--porcelain"], cwd=dst, env=env,
