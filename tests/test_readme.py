@@ -203,9 +203,14 @@ class Workspace:
                 " && git push -q -u origin main")  # fmt: skip
 
     def sh(self, script: str, cwd: Path | None = None, check: bool = True) -> str:
-        proc = subprocess.run(["bash", "-c", f"set -eo pipefail\n{script}"], cwd=cwd or self.work,
-                              env=self.env, capture_output=True, text=True)  # fmt: skip
-        out = proc.stdout + proc.stderr
+        # Output to a file, not a pipe: `dvc queue start` leaves a worker that keeps the
+        # pipe open, and reading a pipe to its end would then wait for that worker.
+        log = self.root / "sh.log"
+        with open(log, "w") as f:
+            proc = subprocess.run(["bash", "-c", f"set -eo pipefail\n{script}"],
+                                  cwd=cwd or self.work, env=self.env, stdin=subprocess.DEVNULL,
+                                  stdout=f, stderr=subprocess.STDOUT)  # fmt: skip
+        out = log.read_text()
         if check and proc.returncode != 0:
             raise AssertionError(f"`{script}` failed ({proc.returncode}) in {cwd}:\n{out}")
         return out
@@ -237,6 +242,13 @@ def _table_ok(text: str) -> None:
 def test_readme_commands_as_written(tmp_path):
     """Every README command in README order (see the module docstring)."""
     ws = Workspace(tmp_path)
+    try:
+        _run_readme(ws, tmp_path)
+    finally:  # the queue's workers wait for more work: stop them
+        ws.sh("dvc queue stop", check=False)
+
+
+def _run_readme(ws: "Workspace", tmp_path: Path) -> None:
     text = README.read_text()
     run: set[str] = set()
     outputs: dict[str, str] = {}
