@@ -204,8 +204,8 @@ def test_bad_value_stops_before_any_output_is_removed(repo, setting, message):
     assert message in out and "Traceback" not in out and "Errno" not in out, out
     assert "Running stage 'prepare" not in out and "Running stage 'search'" not in out
     assert _produced(path) == before  # the prepared data, model and metrics are intact
-    run("git", "checkout", "-q", ".")
-    run("dvc", "checkout", "--force", "-q")
+    run("git", "checkout", "-q", "--", ".")  # the README's recovery recipe
+    run("dvc", "repro")
     _status_clean(run)
 
 
@@ -222,10 +222,13 @@ def test_dvc_status_is_clean_after_each_documented_workflow(repo):
     run("git", "checkout", "-q", ".")
     run("dvc", "checkout", "-q")
     _status_clean(run)
-    # a corrupted output (cached: the model) and the README's recovery recipe
+    # corrupted outputs (the model, in git; the prepared data, DVC-cached) and the README's
+    # recovery recipe, `git checkout -- . && dvc repro`
     (path / "models" / "model.pt").write_bytes(b"corrupt")
-    run("git", "checkout", "-q", ".")
-    run("dvc", "checkout", "--force", "-q")
+    shutil.rmtree(path / "data" / "prepared")
+    run("git", "checkout", "-q", "--", ".")
+    _, out = run("dvc", "repro")
+    assert "Running stage 'search'" not in out and "Running stage 'train'" not in out, out
     _status_clean(run)
 
 
@@ -253,8 +256,8 @@ def test_a_permuted_but_equal_genotype_does_not_retrain(repo):
 
 
 def test_a_second_clone_pulls_from_a_remote_instead_of_recomputing(repo, tmp_path):
-    """README "Sharing results": push the cached outputs (prepared data, the model) to a
-    remote; a fresh clone pulls them and has nothing to reproduce."""
+    """README "Sharing results": push the cached outputs (the prepared data; the model is in
+    git) to a remote; a fresh clone pulls them and has nothing to reproduce."""
     path, run = repo
     remote = tmp_path / "remote"
     run("dvc", "remote", "add", "-d", "-f", "store", str(remote))

@@ -290,3 +290,110 @@ def test_report_of_real_experiments_head_only_and_best_of_searches(tmp_path, mon
     cli_main([*args, "--all-commits"])
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| toy |"))
     assert "| 4 (0, 1, 2, 3) |" in row
+
+
+def _git_json(repo, rev, path):
+    done = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=repo, capture_output=True,
+                          text=True, check=True)  # fmt: skip
+    return json.loads(done.stdout)
+
+
+def _exp_revs(repo):
+    show = subprocess.run(["dvc", "exp", "show", "--json"], cwd=repo, capture_output=True,
+                          text=True, check=True)  # fmt: skip
+    rows = json.loads(show.stdout)
+    return rows, [r["rev"] for row in rows for e in row.get("experiments") or [] for r in e["revs"]]
+
+
+def _toy_row(repo, monkeypatch, capsys, presets):
+    monkeypatch.chdir(repo)
+    cli_main(["report", "--presets", str(presets), "--out", "", "--png", ""])
+    lines = capsys.readouterr().out.splitlines()
+    return [line for line in lines[2:] if line.startswith("| ")]  # below the header
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_a_committed_preset_that_never_ran_is_not_a_run(tmp_path, monkeypatch, capsys):
+    """The README's recipe: the default ran and was committed, then a preset is copied into
+    params.yaml and committed (its dvc.lock and metrics are still the default's), then two
+    seeds run as experiments. The report counts the two experiments, not the baseline commit
+    with the old params' metrics: 2 runs (0, 1), their own mean and std."""
+    repo, sh = _toy_dvc_repo(
+        tmp_path, monkeypatch,
+        "acc = 90 + 2.5 * p['common']['seed'] + 10 * p['train']['lr']\n"
+        "json.dump({'test_acc': acc}, open('metrics/train.json', 'w'))\n",
+        ["metrics/train.json"],
+    )  # fmt: skip
+    sh("dvc", "repro", "-q")
+    sh("git", "add", "-A")
+    sh("git", "commit", "-qm", "the default's results")
+    (repo / "params.yaml").write_text("common:\n  seed: 0\ntrain:\n  lr: 0.3\n")  # the "preset"
+    sh("git", "commit", "-qam", "preset")
+    for seed in (0, 1):
+        sh("dvc", "exp", "run", "-q", "-S", f"common.seed={seed}")
+    rows, revs = _exp_revs(repo)
+    assert len(revs) == 2
+    accs = [_git_json(repo, rev, "metrics/train.json")["test_acc"] for rev in revs]
+    presets = tmp_path / "presets"
+    presets.mkdir()
+    (presets / "toy.yaml").write_text("common:\n  seed: 0\ntrain:\n  lr: 0.3\n")
+    lines = _toy_row(repo, monkeypatch, capsys, presets)
+    errors = [100 - a for a in accs]
+    expected = f"{statistics.mean(errors):.2f} ± {statistics.stdev(errors):.2f}"
+    assert len(lines) == 1
+    assert lines[0].startswith(f"| toy | test error % | 2 (0, 1) | {expected} |")
+    # The baseline's metrics (lr 0.1's) are in the exp show rows, and only the lock check
+    # tells them apart: without it they would stand for the preset's seed 0.
+    baseline = rows[1] if rows[0]["rev"] == "workspace" else rows[0]
+    assert baseline["data"]["metrics"]["metrics/train.json"]["data"]["test_acc"] == 91.0
+    assert 91.0 in [r.accuracy for r in parse_exp_show(rows, own_results=lambda rev: True)]
+    assert 91.0 not in accs
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_a_baseline_and_its_seed_0_experiment_are_one_run(tmp_path, monkeypatch, capsys):
+    """A baseline whose results are its own counts, once: its `-S common.seed=0` experiment is
+    the same run. Two experiments on a committed, reproduced baseline: seeds (0, 1), not
+    (0, 0, 1)."""
+    repo, sh = _toy_dvc_repo(
+        tmp_path, monkeypatch,
+        "acc = 90 + 2.5 * p['common']['seed'] + 10 * p['train']['lr']\n"
+        "json.dump({'test_acc': acc}, open('metrics/train.json', 'w'))\n",
+        ["metrics/train.json"],
+    )  # fmt: skip
+    sh("dvc", "repro", "-q")
+    sh("git", "add", "-A")
+    sh("git", "commit", "-qm", "results")
+    for seed in (0, 1):
+        sh("dvc", "exp", "run", "-q", "-S", f"common.seed={seed}")
+    _, revs = _exp_revs(repo)
+    accs = sorted(_git_json(repo, rev, "metrics/train.json")["test_acc"] for rev in revs)
+    presets = tmp_path / "presets"
+    presets.mkdir()
+    (presets / "toy.yaml").write_text("common:\n  seed: 0\ntrain:\n  lr: 0.1\n")
+    lines = _toy_row(repo, monkeypatch, capsys, presets)
+    errors = [100 - a for a in accs]
+    expected = f"{statistics.mean(errors):.2f} ± {statistics.stdev(errors):.2f}"
+    assert len(lines) == 1
+    assert lines[0].startswith(f"| toy | test error % | 2 (0, 1) | {expected} |")
+
+
+def test_lock_agrees_reads_params_and_output_hashes():
+    """The check on its own: a param that differs from dvc.lock's, a missing params file, an
+    output file whose MD5 differs, and a lock without stages all say False."""
+    import hashlib
+
+    from dnas.report import lock_agrees
+
+    metrics = b'{"test_acc": 91.0}'
+    lock = {"stages": {"t": {
+        "params": {"params.yaml": {"common.seed": 0, "train": {"lr": 0.1}}},
+        "outs": [{"path": "metrics/train.json", "md5": hashlib.md5(metrics).hexdigest()}],
+    }}}  # fmt: skip
+    files = {"params.yaml": b"common: {seed: 0}\ntrain: {lr: 0.1}\n", "metrics/train.json": metrics}
+    assert lock_agrees(lock, files.get)
+    for changed in (b"common: {seed: 0}\ntrain: {lr: 0.3}", b"common: {seed: 1}\ntrain: {lr: 0.1}"):
+        assert not lock_agrees(lock, {**files, "params.yaml": changed}.get)
+    assert not lock_agrees(lock, {"metrics/train.json": metrics}.get)
+    assert not lock_agrees(lock, {**files, "metrics/train.json": b'{"test_acc": 50}'}.get)
+    assert not lock_agrees({"stages": {}}, files.get) and not lock_agrees(None, files.get)

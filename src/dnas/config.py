@@ -126,7 +126,7 @@ class Common(Section):
     device: str = "auto"
     # Save a resumable checkpoint every this many epochs (and on SIGTERM / SIGINT).
     checkpoint_every: PositiveInt = 1
-    # The fast path (DESIGN.md "Speed", dnas.runtime.FastPath): auto = on with CUDA, off on
+    # The fast path (docs/speed.md, dnas.runtime.FastPath): auto = on with CUDA, off on
     # the CPU, where the outputs stay byte-identical to the plain path.
     compile: bool | Literal["auto"] = "auto"  # torch.compile the retrained network
     bf16: bool | Literal["auto"] = "auto"  # bfloat16 autocast in search and retraining

@@ -1,7 +1,7 @@
 """User-facing errors and the wrapper every stage and CLI command runs under.
 
 A user who mistypes a param or points at a missing file should see one line that names what
-to fix, never a traceback (DESIGN.md, "Errors and data safety"). Code raises `UserError` for
+to fix, never a traceback (docs/failure-modes.md). Code raises `UserError` for
 those cases; `run_main` prints it and exits with status 2. Run as a stage (`python -m
 stages.<name>`), `run_main` also copies what the stage prints to `logs/<name>.log`
 (`stage_log`), each line with the time it was written.

@@ -11,6 +11,7 @@ import subprocess
 from dataclasses import dataclass
 
 from dnas.errors import UserError
+from dnas.io import md_cell as cell
 from dnas.spaces.genotype import Genotype
 
 
@@ -88,13 +89,14 @@ def markdown(rows: list[Row]) -> str:
     columns = [c for c in (rows[0].metrics if rows else {}) if any(r.metrics[c] for r in rows)]
     cells = sorted({c for r in rows if r.genotype for c in r.genotype.cells})
     head = ["experiment", *cells, *columns]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = ["| " + " | ".join(map(cell, head)) + " |", "|" + "---|" * len(head)]
     for r in rows:
         brief = r.genotype.brief() if r.genotype else {}
         values = [_fmt(r.metrics[c]) for c in columns]
         row = [r.name, *(brief.get(c, "") for c in cells), *values]
-        lines.append("| " + " | ".join(row) + " |")
+        lines.append("| " + " | ".join(map(cell, row)) + " |")
     return "\n".join(lines) + "\n"
+
 
 
 def _fmt(value: float | None) -> str:

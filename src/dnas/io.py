@@ -222,3 +222,9 @@ def restricted_load(
                 f"{file} is not {what}: cannot unpickle it ({type(exc).__name__}: {exc}); "
                 "it may be corrupt or truncated"
             ) from None
+
+
+def md_cell(text: object) -> str:
+    """`text` as one markdown table cell: a `|` (between a cell's nodes, in NB201 strings) is
+    escaped so that it shows as `|` instead of starting another cell; no line breaks."""
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")

@@ -38,14 +38,20 @@ paired by seed where at least two seeds ran in both (the mean of the per-seed di
 standard error and a 95% t-interval), else Welch's unpaired interval (each group with two runs
 or more), else the difference alone. The verdict says plainly when the search did not beat
 random: unless the whole interval lies on the searched side of zero, it did not.
+
+A commit's own metrics count only when its dvc.lock agrees with its params and output files
+(`lock_agrees`): a preset copied into params.yaml and committed without running still holds
+the old params' metrics. Revisions with the same params and seed are one run.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import subprocess
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +60,7 @@ import yaml
 
 from dnas.errors import UserError
 from dnas.io import atomic_path
+from dnas.io import md_cell as cell
 
 PAPERS_FILE = "papers.yaml"
 IGNORED_SECTIONS = ("common",)  # seed, device, checkpoint_every: not part of a result's identity
@@ -154,30 +161,133 @@ def _data(entry: dict, what: str) -> dict:
     return {path: f.get("data") or {} for path, f in files.items() if "data" in f}
 
 
-def parse_exp_show(rows: list) -> list[Run]:
+def _lookup(data: Any, key: str) -> tuple[bool, Any]:
+    """(found, value) of a dotted `key` in a params file's data, as DVC addresses it."""
+    if isinstance(data, dict) and key in data:
+        return True, data[key]
+    node = data
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
+
+
+def _equal(a: Any, b: Any) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
+    return _same(a, b)
+
+
+def lock_agrees(lock: Any, read: Callable[[str], bytes | None]) -> bool:
+    """Whether a commit's results were produced by its own params: every param that dvc.lock
+    records for a stage equals the commit's params file, and every output file that git holds
+    (metrics, genotype.json, ...) has the MD5 that dvc.lock records. `read(path)` gives a file
+    of the commit (None if the commit has no such file). A commit whose params were changed and
+    committed without running the pipeline (`cp presets/X.yaml params.yaml && git commit`)
+    still holds the metrics of the old params: this says False for it."""
+    stages = (lock or {}).get("stages") if isinstance(lock, dict) else None
+    if not isinstance(stages, dict) or not stages:
+        return False
+    files: dict[str, Any] = {}
+    for stage in stages.values():
+        for path, recorded in ((stage or {}).get("params") or {}).items():
+            if path not in files:
+                text = read(path)
+                try:
+                    files[path] = None if text is None else yaml.safe_load(text)
+                except yaml.YAMLError:
+                    files[path] = None
+            if files[path] is None:
+                return False
+            for key, value in (recorded or {}).items():
+                found, actual = _lookup(files[path], key)
+                if not found or not _equal(actual, value):
+                    return False
+        for out in (stage or {}).get("outs") or []:
+            md5 = out.get("md5")
+            if not md5 or md5.endswith(".dir"):
+                continue
+            content = read(out["path"])
+            if content is not None and hashlib.md5(content).hexdigest() != md5:
+                return False
+    return True
+
+
+def git_lock_agrees(rev: str, cwd: str | Path | None = None) -> bool | None:
+    """`lock_agrees` for a git revision of the repository at `cwd`; None when git does not
+    know the revision (a saved `dvc exp show --json` from elsewhere)."""
+
+    def read(path: str) -> bytes | None:
+        done = subprocess.run(
+            ["git", "show", f"{rev}:{path}"], cwd=cwd, capture_output=True, check=False
+        )
+        return done.stdout if done.returncode == 0 else None
+
+    try:
+        known = subprocess.run(
+            ["git", "cat-file", "-e", f"{rev}^{{commit}}"], cwd=cwd, capture_output=True,
+            check=False,
+        ).returncode == 0  # fmt: skip
+    except FileNotFoundError:
+        return None
+    if not known:
+        return None
+    lock = read("dvc.lock")
+    try:
+        return lock_agrees(yaml.safe_load(lock) if lock is not None else None, read)
+    except yaml.YAMLError:
+        return False
+
+
+def parse_exp_show(
+    rows: list, own_results: Callable[[str], bool | None] | None = None
+) -> list[Run]:
     """Runs with a result from `dvc exp show --json`: baselines and their experiments, the
-    workspace and failed experiments left out, each revision once."""
+    workspace and failed experiments left out, each run once.
+
+    `own_results(rev)` says whether a revision's metrics were produced by its own params
+    (`git_lock_agrees`: True, False, or None when it cannot tell). A baseline commit counts
+    only when it says True: a commit can hold params that were never run (a preset copied
+    into params.yaml and committed, whose metrics are still the old params'). An experiment
+    counts unless it says False (`dvc exp run` commits params, dvc.lock and results together).
+    Without `own_results` no baseline counts. Two revisions with the same params and seed
+    are one run (a baseline and its `-S common.seed=0` experiment): the first is kept."""
     if not isinstance(rows, list):
         raise UserError("dvc exp show --json: expected a list of revisions")
-    runs: dict[str, Run] = {}
+    runs: dict[tuple, Run] = {}
+    seen: set[str] = set()
 
-    def add(entry: dict, name: str | None) -> None:
+    def add(entry: dict, name: str | None, baseline: bool) -> None:
         rev = entry.get("rev")
-        if rev in (None, "workspace") or entry.get("error") or rev in runs:
+        if rev in (None, "workspace") or entry.get("error") or rev in seen:
+            return
+        seen.add(rev)
+        own = own_results(rev) if own_results is not None else None
+        if own is False or (baseline and own is not True):
             return
         params_files = _data(entry, "params")
         params = flatten(params_files.get("params.yaml", {}))
         metrics = _data(entry, "metrics")
         value = run_value(params, metrics)
-        if value is not None:
+        if value is None:
+            return
+        ident = _identity(params)
+        key = (
+            json.dumps(sorted(ident.items()), sort_keys=True, default=str),
+            json.dumps(params.get("common.seed"), default=str),
+        )
+        if key not in runs:
             label = name or entry.get("name") or rev[:7]
-            runs[rev] = Run(label, rev, params, value, search_score(metrics))
+            runs[key] = Run(label, rev, params, value, search_score(metrics))
 
     for row in rows:
-        add(row, row.get("name"))
+        add(row, row.get("name"), baseline=True)
         for exp in row.get("experiments") or []:
             for rev in exp.get("revs") or []:
-                add(rev, exp.get("name") or rev.get("name"))
+                add(rev, exp.get("name") or rev.get("name"), baseline=False)
     return list(runs.values())
 
 
@@ -389,10 +499,9 @@ def markdown(rows: list[dict]) -> str:
         by_paper = _pm(r["protocol_value"], r["protocol_std"])
         if r["protocol_note"]:
             by_paper = f"{by_paper} ({r['protocol_note']})".strip()
-        lines.append(
-            f"| {r['group']} | {r['metric']} | {seeds} | {_pm(r['mean'], r['std'])} |"
-            f" {r['protocol']} | {by_paper} | {paper} | {diff} | {r['source']} |"
-        )
+        cells = [r["group"], r["metric"], seeds, _pm(r["mean"], r["std"]), r["protocol"],
+                 by_paper, paper, diff, r["source"]]  # fmt: skip
+        lines.append("| " + " | ".join(map(cell, cells)) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -484,7 +593,7 @@ def exp_show_json(all_commits: bool = False) -> list:
 
 def report(rows_json: list, preset_dir: Path, out_md: Path | None, out_png: Path | None) -> str:
     """Build the report from `dvc exp show --json` output; write the files; return markdown."""
-    runs = parse_exp_show(rows_json)
+    runs = parse_exp_show(rows_json, own_results=git_lock_agrees)
     if not runs:
         raise UserError(
             "no experiment with results: run some first (`dvc exp run`), see the README section"

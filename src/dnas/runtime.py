@@ -68,7 +68,7 @@ COMPILE_BACKEND = "inductor"
 
 @dataclass(frozen=True)
 class FastPath:
-    """The speed switches of `common` resolved for a device (DESIGN.md, "Speed"): each
+    """The speed switches of `common` resolved for a device (docs/speed.md): each
     `auto` is on with CUDA and off on the CPU, where every switch off leaves the code path,
     and so the outputs, exactly as without them.
 

@@ -2,7 +2,7 @@
 
 All randomness (the epoch permutation, crop offsets, flips, cutout centres) comes from one
 seeded CPU `torch.Generator`, so the batches are identical on CPU and GPU for a seed; only the
-pixel arithmetic runs on the device (DESIGN.md, "Speed"). Augmentation follows the papers'
+pixel arithmetic runs on the device (docs/speed.md). Augmentation follows the papers'
 recipe: zero-pad and random crop, horizontal flip, normalise, then cutout (docs/data.md#loaders).
 """
 
