@@ -192,11 +192,6 @@ def test_pulled_experiment_brings_its_outputs_from_the_dvc_remote(sweep):
     assert (collector.path / "models" / "model.txt").read_text() == "seed 0\n"
 
 
-@pytest.mark.xfail(
-    reason="dnas report counts the baseline commit's stale metrics as a run (issue 21 item 2, "
-    "fixed on another branch): it reports 3 runs (0, 0, 1)",
-    strict=False,
-)
 def test_report_over_the_pulled_sweep_counts_each_experiment_once(sweep):
     _, _, text = sweep
     rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
