@@ -6,14 +6,14 @@ A recurrent (rnn) genotype is retrained as a language model on a text corpus
 `torchrun --nproc_per_node N -m stages.train` (README "Many GPUs"); rank 0 writes the outputs."""
 
 from dnas import distributed
-from dnas.config import TEXT_DATASETS, load_params
+from dnas.config import load_params
 from dnas.data import PREPARED_ROOT, load_prepared
 from dnas.errors import UserError, run_main
 from dnas.io import write_json
 from dnas.models import save_model
 from dnas.runner import stage_run
 from dnas.runtime import out_of_memory_hint, pick_device
-from dnas.spaces.published import resolve_genotype
+from dnas.spaces.published import check_track, resolve_genotype
 
 
 def main() -> None:
@@ -21,14 +21,7 @@ def main() -> None:
     with distributed.session(p.common.device):
         device = pick_device(p.common.device)
         genotype = resolve_genotype(p.train.genotype, "genotype.json")
-        text = p.train.dataset in TEXT_DATASETS
-        if (genotype.space == "rnn") != text:
-            kind = "a recurrent cell" if genotype.space == "rnn" else f"a {genotype.space} CNN cell"
-            need = "a text corpus" if genotype.space == "rnn" else "an image dataset"
-            raise UserError(
-                f"train.genotype {p.train.genotype!r} is {kind}: train.dataset "
-                f"{p.train.dataset!r} must be {need}"
-            )
+        text = check_track(genotype, p.train.genotype, p.train.dataset)
         data = load_prepared(PREPARED_ROOT / p.train.dataset)
         t = p.train
         if text:

@@ -13,6 +13,7 @@ from dnas.config import Params, load_params
 from dnas.data import check_prepare
 from dnas.errors import run_main
 from dnas.io import write_bytes
+from dnas.spaces.published import check_track, genotype_kind, resolve_genotype
 
 
 def validate_params(path: str | Path = "params.yaml") -> Params:
@@ -21,9 +22,21 @@ def validate_params(path: str | Path = "params.yaml") -> Params:
     can be made (`prepare.test_fraction` and `prepare.search_split` against the class counts
     of digits and of the user's own datasets whose source is at hand). Raises `UserError` with
     one message naming the key."""
-    p = load_params(path)
+    p = load_params(path, complete=True)
     check_prepare(p.prepare)
+    check_genotype(p)
     return p
+
+
+def check_genotype(p: Params) -> None:
+    """Resolve `train.genotype` as the train stage will (`resolve_genotype`): a published
+    name, an NB201 string or a genotype file must be one, or DVC would delete train's outputs
+    before train refuses it. `searched` names the genotype.json the search stage writes later,
+    so it is not read here. A cell of the wrong kind for `train.dataset` (a recurrent cell on
+    images, a CNN cell on text) is refused with the line train gives."""
+    if genotype_kind(p.train.genotype) == "searched":
+        return
+    check_track(resolve_genotype(p.train.genotype), p.train.genotype, p.train.dataset)
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ from dnas.errors import UserError, run_main
 def _params_check(args: argparse.Namespace) -> None:
     from dnas.config import load_params
 
-    p = load_params(args.file)
+    p = load_params(args.file, complete=True)
     print(f"{args.file}: ok (search {p.search.algorithm} on {p.search.space}/{p.search.dataset})")
 
 
