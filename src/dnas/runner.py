@@ -30,7 +30,7 @@ import torch
 from dnas import distributed as dist
 from dnas.checkpoint import Checkpointer, capture, keep_finished_run, restore, stop_on_signals
 from dnas.io import check_writable
-from dnas.runtime import EpochProgress, FiniteLossGuard
+from dnas.runtime import EpochProgress, FiniteLossGuard, is_overflow
 from dvclive import Live
 
 
@@ -132,13 +132,19 @@ class EpochRunner:
             else dist.NullLive()
         )
         with live, stop_on_signals() as request:
+            request.announce = self.stage  # the handler's line names the stage
             self.live, self.stop = live, dist.agreed_stop(request)
             replay(live)
             quiet = not dist.is_main()
             progress = EpochProgress(self.epochs, self.stage, start=self.start, quiet=quiet)
             for epoch in progress:
                 began = time.perf_counter()
-                values = epoch_fn(epoch)
+                try:
+                    values = epoch_fn(epoch)
+                except RuntimeError as exc:
+                    if is_overflow(exc):
+                        raise self.guard.overflow(epoch, exc) from None
+                    raise
                 progress.report(epoch, values)
                 self.partial = None
                 snapshot = functools.partial(self.snapshot, epoch + 1, None)
