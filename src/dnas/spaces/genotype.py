@@ -202,7 +202,7 @@ def _check_cell(space: str, ops: tuple[str, ...], name: str, cell: CellSpec) -> 
     inputs, n_nodes = SPACE_SHAPE[space]
     where = f"cell {name!r}"
     if cell.inputs != inputs:
-        raise ValueError(f"{where}: {cell.inputs} input nodes; a {space} cell has {inputs}")
+        raise ValueError(f"{where} inputs: {cell.inputs}; a {space} cell has {inputs} input nodes")
     if len(cell.nodes) != n_nodes:
         raise ValueError(f"{where}: {len(cell.nodes)} nodes; a {space} cell has {n_nodes}")
     for i, node in enumerate(cell.nodes):
