@@ -26,7 +26,10 @@ import yaml
 from dnas.errors import UserError, run_main
 
 ROOT = Path(__file__).resolve().parents[1]
-VALID_NB201 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+VALID_NB201 = (
+    "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|"
+    "+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+)
 
 
 def _env() -> dict:

@@ -564,7 +564,7 @@ class Params(Section):
             what = "search.space is 'rnn' (the recurrent cell)"
             fix = "set search.space to darts or nb201"
         else:
-            what = f"train.genotype {self.train.genotype!r} is a recurrent cell"
+            what = f"train.genotype {_short_repr(self.train.genotype)} is a recurrent cell"
             if self.train.genotype.strip() == "searched":
                 what = "train.genotype 'searched' retrains the rnn search's cell"
             fix = "retrain a recurrent cell (search.space rnn, or a published *_RNN genotype)"

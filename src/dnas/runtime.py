@@ -180,7 +180,6 @@ class FiniteLossGuard:
                 f"stopped without writing outputs. Lower {self.hint} or check the data"
             )
 
-
     def overflow(self, epoch: int, exc: RuntimeError) -> UserError:
         """The error for a step that stopped because a value left float32's range (torch:
         `value cannot be converted to type float without overflow`, e.g. Adam's step size

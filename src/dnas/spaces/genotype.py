@@ -271,8 +271,13 @@ def load_genotype(path: str | Path, fix: str = "rerun the search stage") -> Geno
     """Read and validate a genotype file; a missing or malformed one is a `UserError` that
     ends with `fix` (for a file of the user's own: to correct it, not to search again)."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: genotype file not found; run the search stage (`dvc repro`)")
+    try:
+        found = path.is_file()
+    except (OSError, ValueError):  # a name too long to look up
+        found = False
+    if not found:
+        shown = _short(str(path))[1:-1]
+        raise UserError(f"{shown}: genotype file not found; run the search stage (`dvc repro`)")
     size = path.stat().st_size
     if size > MAX_GENOTYPE_BYTES:
         raise UserError(
