@@ -6,14 +6,14 @@ A recurrent (rnn) genotype is retrained as a language model on a text corpus
 `torchrun --nproc_per_node N -m stages.train` (README "Many GPUs"); rank 0 writes the outputs."""
 
 from dnas import distributed
-from dnas.config import load_params
+from dnas.config import check_track, load_params
 from dnas.data import PREPARED_ROOT, load_prepared
 from dnas.errors import UserError, run_main
 from dnas.io import write_json
 from dnas.models import save_model
 from dnas.runner import stage_run
 from dnas.runtime import out_of_memory_hint, pick_device
-from dnas.spaces.published import check_track, resolve_genotype
+from dnas.spaces.published import resolve_genotype
 
 
 def main() -> None:

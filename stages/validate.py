@@ -9,11 +9,11 @@ a dependency so that DVC runs this stage first without rerunning them when it pa
 import argparse
 from pathlib import Path
 
-from dnas.config import Params, load_params
+from dnas.config import Params, check_track, load_params
 from dnas.data import check_prepare
 from dnas.errors import run_main
 from dnas.io import write_bytes
-from dnas.spaces.published import check_track, genotype_kind, resolve_genotype
+from dnas.spaces.published import genotype_kind, resolve_genotype
 
 
 def validate_params(path: str | Path = "params.yaml") -> Params:

@@ -533,7 +533,8 @@ def test_torch_floor_is_2_6():
 
 
 def test_checkpoints_and_models_are_not_loaded_below_the_floor(tmp_path, monkeypatch):
-    from dnas.checkpoint import Checkpointer, check_torch_floor
+    from dnas.checkpoint import Checkpointer
+    from dnas.errors import check_torch_floor
     from dnas.models import load_model
 
     check_torch_floor("2.6.0")

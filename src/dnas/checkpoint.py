@@ -38,28 +38,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from dnas.errors import UserError, unpickling_reason
+from dnas.errors import UserError, check_torch_floor, unpickling_reason
 from dnas.io import write_bytes
 
 FINISHED = "finished.pt"  # a finished run whose outputs were not written
-# torch.load(weights_only=True) can be made to run code below torch 2.6 (CVE-2025-32434); every
-# "never runs pickled code" promise rests on it, so files are not loaded on an older torch.
-TORCH_FLOOR = (2, 6)
 _finished_here: set[Path] = set()  # complete checkpoints written by this process
-
-
-def check_torch_floor(version: str | None = None) -> None:
-    """A one-line `UserError` if torch (or `version`) is older than TORCH_FLOOR, whose
-    `torch.load(weights_only=True)` does not keep pickled code from running."""
-    version = torch.__version__ if version is None else version
-    found = tuple(int(x) for x in re.findall(r"\d+", str(version))[:2])
-    if found < TORCH_FLOOR:
-        floor = ".".join(map(str, TORCH_FLOOR))
-        raise UserError(
-            f"torch {version} is older than {floor}: its torch.load(weights_only=True) can run"
-            f" code from a crafted file (CVE-2025-32434), so no checkpoint or model is loaded;"
-            f" install torch>={floor}"
-        )
 
 
 def fingerprint(*parts: Any) -> str:

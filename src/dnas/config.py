@@ -581,6 +581,19 @@ class Params(Section):
             )
 
 
+def check_track(genotype: Any, spec: str, dataset: str) -> bool:
+    """Whether `genotype` (named by `train.genotype = spec`) is retrained as a language model
+    on `dataset`; a recurrent cell on an image dataset, or a CNN cell on a text corpus, is a
+    `UserError` (the train stage's check, which the validate stage makes first)."""
+    text = dataset in TEXT_DATASETS
+    if (genotype.space == "rnn") != text:
+        kind = "a recurrent cell" if genotype.space == "rnn" else f"a {genotype.space} CNN cell"
+        need = "a text corpus" if genotype.space == "rnn" else "an image dataset"
+        shown = _short_repr(spec)
+        raise UserError(f"train.genotype {shown} is {kind}: train.dataset {dataset!r} must be {need}")
+    return text
+
+
 def train_is_language_model(p: Params) -> bool | None:
     """Whether `train` retrains a recurrent cell: True for the rnn search's cell or a published
     recurrent genotype, False for CNN cells, None for a genotype file (known when it is read)."""

@@ -149,9 +149,7 @@ class Genotype:
         )
         g.validate()
         if space == "nb201":
-            from dnas.spaces import nb201
-
-            written = nb201.to_string(g.cells["cell"])
+            written = nb201_string(g.cells["cell"])
             if arch is not None and arch.strip() != written:
                 raise ValueError(f"arch {_short(arch)} is not the cell's string {written!r}")
             g = cls(space=space, cells=g.cells, probs=probs, arch=written)
@@ -235,6 +233,15 @@ def _check_cell(space: str, ops: tuple[str, ...], name: str, cell: CellSpec) -> 
         raise ValueError(f"{where}: bad concat {concat}; an NB201 cell outputs node {last - 1}")
 
 
+def nb201_string(cell: CellSpec) -> str:
+    """The NAS-Bench-201 architecture string of a cell (docs/algorithms.md#nas-bench-201-
+    architecture-string): per node, `op~input` in input order, nodes joined by '+'."""
+    return "+".join(
+        "|" + "|".join(f"{op}~{j}" for op, j in sorted(node, key=lambda e: e[1])) + "|"
+        for node in cell.nodes
+    )
+
+
 def _strict_int(value: Any, what: str) -> int:
     """A JSON integer: not a bool, a float (1.7, 1e9) or a string."""
     if isinstance(value, bool) or not isinstance(value, int):
@@ -276,7 +283,7 @@ def load_genotype(path: str | Path, fix: str = "rerun the search stage") -> Geno
     except (OSError, ValueError):  # a name too long to look up
         found = False
     if not found:
-        shown = _short(str(path))[1:-1]
+        shown = str(path) if len(str(path)) <= 300 else str(path)[:297] + "..."
         raise UserError(f"{shown}: genotype file not found; run the search stage (`dvc repro`)")
     size = path.stat().st_size
     if size > MAX_GENOTYPE_BYTES:

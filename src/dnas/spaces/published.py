@@ -230,22 +230,6 @@ def _shown(spec: str) -> str:
     return text if len(text) <= 100 else text[:97] + "..."
 
 
-def check_track(genotype: Genotype, spec: str, dataset: str) -> bool:
-    """Whether `genotype` (named by `train.genotype = spec`) is retrained as a language model
-    on `dataset`; a recurrent cell on an image dataset, or a CNN cell on a text corpus, is a
-    `UserError` (the train stage's check, which the validate stage makes first)."""
-    from dnas.config import TEXT_DATASETS
-
-    text = dataset in TEXT_DATASETS
-    if (genotype.space == "rnn") != text:
-        kind = "a recurrent cell" if genotype.space == "rnn" else f"a {genotype.space} CNN cell"
-        need = "a text corpus" if genotype.space == "rnn" else "an image dataset"
-        raise UserError(
-            f"train.genotype {_shown(spec)} is {kind}: train.dataset {dataset!r} must be {need}"
-        )
-    return text
-
-
 # --- recurrent cells (the language-model track) --------------------------------------------
 # (op, predecessor) of nodes 1..8, concat 1..8: DARTS_V1 / DARTS_V2 from quark0/darts
 # `rnn/genotypes.py`, GDAS from NAS-Projects `lib/nas_rnn/genotypes.py`
