@@ -590,7 +590,8 @@ def check_track(genotype: Any, spec: str, dataset: str) -> bool:
         kind = "a recurrent cell" if genotype.space == "rnn" else f"a {genotype.space} CNN cell"
         need = "a text corpus" if genotype.space == "rnn" else "an image dataset"
         shown = _short_repr(spec)
-        raise UserError(f"train.genotype {shown} is {kind}: train.dataset {dataset!r} must be {need}")
+        where = f"train.dataset {dataset!r}"
+        raise UserError(f"train.genotype {shown} is {kind}: {where} must be {need}")
     return text
 
 
