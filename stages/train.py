@@ -6,7 +6,7 @@ A recurrent (rnn) genotype is retrained as a language model on a text corpus
 `torchrun --nproc_per_node N -m stages.train` (README "Many GPUs"); rank 0 writes the outputs."""
 
 from dnas import distributed
-from dnas.config import is_text, load_params
+from dnas.config import check_track, load_params
 from dnas.data import PREPARED_ROOT, load_prepared
 from dnas.errors import UserError, run_main
 from dnas.io import write_json
@@ -24,14 +24,7 @@ def main() -> None:
             p.train.genotype, "genotype.json", space=p.search.space, seed=p.common.seed,
             fixed_reduction=p.search.fixed_reduction,
         )  # fmt: skip
-        text = is_text(p.train.dataset, p.prepare)
-        if (genotype.space == "rnn") != text:
-            kind = "a recurrent cell" if genotype.space == "rnn" else f"a {genotype.space} CNN cell"
-            need = "a text corpus" if genotype.space == "rnn" else "an image dataset"
-            raise UserError(
-                f"train.genotype {p.train.genotype!r} is {kind}: train.dataset "
-                f"{p.train.dataset!r} must be {need}"
-            )
+        text = check_track(genotype, p.train.genotype, p.train.dataset, p.prepare)
         data = load_prepared(PREPARED_ROOT / p.train.dataset)
         t = p.train
         if text:

@@ -11,11 +11,12 @@ through which `prepare@<dataset>` tracks them (dnas.data.registry.source_setting
 import argparse
 from pathlib import Path
 
-from dnas.config import Params, load_params
+from dnas.config import Params, check_track, load_params
 from dnas.data import check_prepare
 from dnas.data.registry import check_cutout, write_source_settings
 from dnas.errors import run_main
 from dnas.io import write_bytes
+from dnas.spaces.published import genotype_kind, resolve_genotype
 
 
 def validate_params(path: str | Path = "params.yaml") -> Params:
@@ -24,10 +25,26 @@ def validate_params(path: str | Path = "params.yaml") -> Params:
     can be made (`prepare.test_fraction` and `prepare.search_split` against the class counts
     of digits and of the user's own datasets whose source is at hand). Raises `UserError` with
     one message naming the key."""
-    p = load_params(path)
+    p = load_params(path, complete=True)
     check_prepare(p.prepare)
     check_cutout(p)  # train.cutout against the images' size, when it is known
+    check_genotype(p)
     return p
+
+
+def check_genotype(p: Params) -> None:
+    """Resolve `train.genotype` as the train stage will (`resolve_genotype`): a published
+    name, an NB201 string or a genotype file must be one, or DVC would delete train's outputs
+    before train refuses it. `searched` names the genotype.json the search stage writes later,
+    so it is not read here. A cell of the wrong kind for `train.dataset` (a recurrent cell on
+    images, a CNN cell on text) is refused with the line train gives."""
+    if genotype_kind(p.train.genotype) == "searched":
+        return
+    genotype = resolve_genotype(
+        p.train.genotype, space=p.search.space, seed=p.common.seed,
+        fixed_reduction=p.search.fixed_reduction,
+    )  # fmt: skip
+    check_track(genotype, p.train.genotype, p.train.dataset, p.prepare)
 
 
 def main() -> None:

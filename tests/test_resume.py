@@ -83,7 +83,7 @@ def test_stale_checkpoint_is_set_aside(tmp_path, capsys):
     assert Checkpointer(ckpt, "params-a", 1).load()["epoch"] == 1
     assert Checkpointer(ckpt, "params-b", 1).load() is None
     assert "belongs to other params or data" in capsys.readouterr().err
-    assert (tmp_path / "set-aside" / "search.stale.pt").is_file()
+    assert (tmp_path / "set-aside" / "search.stale.paramsa.pt").is_file()  # its fingerprint
     assert list(ckpt.iterdir()) == []  # nothing left in the directory DVC tracks
 
 

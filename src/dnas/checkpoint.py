@@ -21,9 +21,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
+import os
 import pickle
 import random
+import re
 import signal
 import sys
 import threading
@@ -35,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dnas.errors import UserError, unpickling_reason
+from dnas.errors import UserError, check_torch_floor, unpickling_reason
 from dnas.io import write_bytes
 
 FINISHED = "finished.pt"  # a finished run whose outputs were not written
@@ -100,24 +103,30 @@ class Checkpointer:
         self.path = None if directory is None else Path(directory) / "last.pt"
         self.fingerprint = fingerprint
         self.every = every
+        self.set_aside: list[Path] = []  # where this run moved unusable checkpoints
 
     @property
     def aside_dir(self) -> Path:
         """Where unusable checkpoints go: beside, not inside, the directory DVC tracks."""
         return self.path.parent.parent / "set-aside"
 
-    def _set_aside(self, suffix: str, why: str, path: Path | None = None) -> None:
+    def _set_aside(self, suffix: str, why: str, path: Path | None = None, tag: str = "") -> None:
+        """Move `path` (default last.pt) to a name of its own in `aside_dir`, never over an
+        earlier one: `<stage>.<suffix>[.<tag>].pt`, then `.2`, `.3`, ... (`tag`: the
+        checkpoint's fingerprint, when it has one)."""
         path = self.path if path is None else path
         self.aside_dir.mkdir(parents=True, exist_ok=True)
-        target = self.aside_dir / f"{path.parent.name}.{suffix}.pt"
-        path.replace(target)
-        print(
-            f"checkpoint {path} {why}; moved to {target}, starting from scratch",
-            file=sys.stderr,
-        )
+        stem = ".".join(x for x in (path.parent.name, suffix, tag) if x)
+        for n in itertools.count(1):
+            target = self.aside_dir / (f"{stem}.pt" if n == 1 else f"{stem}.{n}.pt")
+            if _move_no_clobber(path, target):
+                break
+        self.set_aside.append(target)
+        print(f"checkpoint {path} {why}; moved to {target}", file=sys.stderr)
 
     def _read(self, path: Path) -> dict | None:
         """The state in `path` if it belongs to this run; unusable files are set aside."""
+        check_torch_floor()
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
             if not isinstance(state, dict) or "fingerprint" not in state:
@@ -126,13 +135,22 @@ class Checkpointer:
             self._set_aside("corrupt", f"is unreadable ({unpickling_reason(exc)})", path)
             return None
         if state["fingerprint"] != self.fingerprint:
-            self._set_aside("stale", "belongs to other params or data", path)
+            tag = re.sub(r"[^0-9A-Za-z]", "", str(state["fingerprint"]))[:16]
+            self._set_aside("stale", "belongs to other params or data", path, tag)
             return None
         return state
 
     def load(self) -> dict | None:
         """The state to resume from, or None to start from scratch. A finished run kept by
-        `keep_finished_run` comes first: its state has epoch = the last, so nothing retrains."""
+        `keep_finished_run` comes first: its state has epoch = the last, so nothing retrains.
+        When a checkpoint was set aside, the last line says what happens instead: resuming
+        (printed by `restore`) or starting from scratch."""
+        state = self._load()
+        if state is None and self.set_aside:
+            print(f"{self.path.parent.name}: starting from scratch", file=sys.stderr)
+        return state
+
+    def _load(self) -> dict | None:
         if self.path is None:
             return None
         for leftover in self.path.parent.glob(f".{self.path.name}.*.tmp"):
@@ -180,6 +198,22 @@ class Checkpointer:
         """Save a mid-epoch checkpoint; return the error that stops the run."""
         self.save(snapshot())
         return Interrupted(self.path)
+
+
+def _move_no_clobber(source: Path, target: Path) -> bool:
+    """Move `source` to `target` unless `target` exists (then False). A hard link fails on an
+    existing name atomically; where links are not supported, check first."""
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        return False
+    except OSError:
+        if target.exists():
+            return False
+        source.replace(target)
+        return True
+    source.unlink()
+    return True
 
 
 @contextmanager
@@ -240,6 +274,7 @@ class StopRequest:
 
     def __init__(self) -> None:
         self.signal: int | None = None
+        self.announce = ""  # who stops, for the line the handler prints
 
     def __bool__(self) -> bool:
         return self.signal is not None
@@ -247,9 +282,20 @@ class StopRequest:
 
 @contextmanager
 def stop_on_signals() -> Iterator[StopRequest]:
+    """Record SIGTERM / SIGINT in the request the loops check between steps. The handler says
+    at once on stderr that the stop was received (prefixed by `request.announce`, the stage),
+    since the step under way may take a while to finish on a busy machine."""
     request = StopRequest()
 
     def handler(signum, _frame):
+        if request.signal is None:
+            name = signal.Signals(signum).name
+            who = f"{request.announce}: " if request.announce else ""
+            line = f"{who}stop requested ({name}); finishing the current step, then stopping\n"
+            try:  # os.write: a print here could re-enter a print under way
+                os.write(sys.stderr.fileno(), line.encode())
+            except (OSError, ValueError):
+                pass
         request.signal = signum
 
     if threading.current_thread() is not threading.main_thread():

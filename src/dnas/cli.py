@@ -29,7 +29,7 @@ from dnas.errors import UserError, run_main
 def _params_check(args: argparse.Namespace) -> None:
     from dnas.config import load_params
 
-    p = load_params(args.file)
+    p = load_params(args.file, complete=True)
     print(f"{args.file}: ok (search {p.search.algorithm} on {p.search.space}/{p.search.dataset})")
 
 
@@ -80,6 +80,14 @@ def _genotype_info(args: argparse.Namespace) -> None:
     channels, layers = default_size(args.genotype, g.space, args.dataset)
     channels = args.channels or channels
     layers = args.layers or layers
+    from dnas.config import MAX_CHANNELS, MAX_LAYERS
+
+    for flag, value, top in (
+        ("--channels", channels, MAX_CHANNELS),
+        ("--layers", layers, MAX_LAYERS),
+    ):
+        if not 1 <= value <= top:
+            raise UserError(f"{flag} {value}: give 1 to {top} (the limits of params.yaml)")
     network = "imagenet" if args.dataset == "imagenet" else "cifar"
     try:
         net = build_network(g, shape.channels, shape.num_classes, channels, layers, False, network)
@@ -116,6 +124,10 @@ def _recurrent_info(args: argparse.Namespace, g) -> None:
         )
     vocab, size = LM_SIZES[dataset]
     size = args.channels or size
+    from dnas.config import MAX_CHANNELS
+
+    if not 1 <= size <= MAX_CHANNELS:
+        raise UserError(f"--channels {size}: give 1 to {MAX_CHANNELS} (the limits of params.yaml)")
     params = lm_parameters(g, vocab, size)
     steps = len(g.cells["rnn"].nodes)
     macs = 2 * size * 2 * size + steps * size * 2 * size + size * vocab

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import reprlib
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -25,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from dnas.errors import UserError
+from dnas.errors import UserError, first_line
 
 PositiveInt = Annotated[int, Field(ge=1)]
 # Values with a real bound (docs/failure-modes.md): numpy seeds are 32-bit; widths and batch
@@ -38,6 +39,10 @@ MAX_LAYERS = 100
 Channels = Annotated[int, Field(ge=1, le=MAX_CHANNELS)]
 BatchSize = Annotated[int, Field(ge=1, le=MAX_BATCH)]
 Layers = Annotated[int, Field(ge=1, le=MAX_LAYERS)]
+FLOAT32_MAX = 3.4028234663852886e38
+# Lists have a length bound: a list of a million items is a typing error, and would take
+# minutes to check (DrNAS's longest schedule has 3 stages; there are 11 built-in datasets).
+MAX_LIST = 64
 NonNegFloat = Annotated[float, Field(ge=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0, lt=1)]
@@ -68,7 +73,7 @@ def text_datasets(prepare: Prepare) -> list[str]:
     """The text corpora: the built-in ones and the user's own."""
     return [*TEXT_DATASETS, *(n for n, c in prepare.custom.items() if c.format == "text")]
 # A dataset name: built in, or a key of prepare.custom (checked against them in `Params`).
-DATASET_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
+DATASET_NAME_PATTERN = r"[a-z0-9][a-z0-9_.-]*"  # the whole name (re.fullmatch)
 DatasetName = Annotated[str, Field(min_length=1)]
 
 
@@ -113,6 +118,22 @@ class Section(BaseModel):
             shown = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...")
             what = "holds a boolean" if isinstance(value, (list, tuple)) else "is a boolean"
             raise ValueError(f"{shown.strip()} {what}, expected a number")
+        return value
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _fits_the_arithmetic(cls, value: Any) -> Any:
+        """A float beyond float32 (`search.lr: 1e300`) cannot reach a tensor: torch stops
+        with `value cannot be converted ... without overflow` in the middle of a step, not
+        with the finite-loss guard's line. An int beyond 64 bits cannot reach NumPy or torch."""
+        for v in value if isinstance(value, list) else (value,):
+            if isinstance(v, float) and abs(v) > FLOAT32_MAX:
+                raise ValueError(
+                    f"{v:g} is too large: the steps compute in float32, whose largest value is"
+                    f" {FLOAT32_MAX:.1e}"
+                )
+            if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 2**63:
+                raise ValueError(f"{v} is too large for a 64-bit integer")
         return value
 
 
@@ -225,12 +246,12 @@ SplitProtocol = Literal["stratified", "halves", "random", "file", "test_half"]
 
 class Prepare(Section):
     # Declared before `datasets`, whose validator needs it: name -> source of a user's dataset.
-    custom: dict[DatasetName, Custom] = {}
-    datasets: Annotated[list[DatasetName], Field(min_length=1)] = ["digits"]
+    custom: Annotated[dict[DatasetName, Custom], Field(max_length=MAX_LIST)] = {}
+    datasets: Annotated[list[DatasetName], Field(min_length=1, max_length=MAX_LIST)] = ["digits"]
     seed: Seed = 0  # split seed, separate from common.seed
     raw_dir: str = "data/raw"
     # Local directory or archive to read a dataset from instead of downloading it.
-    paths: dict[DatasetName, str] = {}
+    paths: Annotated[dict[DatasetName, str], Field(max_length=MAX_LIST)] = {}
     # Fraction of the examples held out as the test set, for datasets that ship without one.
     test_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
     # How search-train (weights) and search-valid (architecture) are made
@@ -243,8 +264,12 @@ class Prepare(Section):
     # dataset -> file); a dataset the mapping leaves out is split `stratified`. NAS-Bench-201's
     # CIFAR-100 rows, e.g., search on cifar10 (file) and score cifar100 on its x-test half
     # (test_half), docs/protocols.md.
-    search_split: SplitProtocol | dict[DatasetName, SplitProtocol] = "stratified"
-    split_file: str | None | dict[DatasetName, str | None] = None
+    search_split: (
+        SplitProtocol | Annotated[dict[DatasetName, SplitProtocol], Field(max_length=MAX_LIST)]
+    ) = "stratified"
+    split_file: (
+        str | None | Annotated[dict[DatasetName, str | None], Field(max_length=MAX_LIST)]
+    ) = None
 
     @field_validator("datasets")
     @classmethod
@@ -268,7 +293,7 @@ class Prepare(Section):
     @classmethod
     def _custom_names(cls, custom: dict[str, Custom]) -> dict[str, Custom]:
         for name in custom:
-            if not re.match(DATASET_NAME_PATTERN, name):
+            if not re.fullmatch(DATASET_NAME_PATTERN, name):
                 raise ValueError(
                     f"{name!r}: a dataset name is lower-case letters, digits, '_', '.' and '-'"
                     ", starting with a letter or digit (it names data/prepared/<name>)"
@@ -473,8 +498,8 @@ class Search(Optim):
     # DrNAS (docs/algorithms.md#drnas-progressive): partial-channel K per stage ([1] = off; [6, 3] =
     # progressive), ops kept per edge after each stage but the last, epochs per stage before alpha
     # moves, and the regulariser: l2 (Adam weight decay = reg_scale) or kl (to Dirichlet(1)).
-    partial_channels: Annotated[list[PositiveInt], Field(min_length=1)] = [1]
-    keep_ops: list[PositiveInt] = []
+    partial_channels: Annotated[list[PositiveInt], Field(min_length=1, max_length=MAX_LIST)] = [1]
+    keep_ops: Annotated[list[PositiveInt], Field(max_length=MAX_LIST)] = []
     arch_warmup: Annotated[int, Field(ge=0)] = 0
     drnas_reg: Literal["l2", "kl"] = "l2"
     reg_scale: NonNegFloat = 1.0e-3
@@ -643,7 +668,7 @@ class Params(Section):
             what = "search.space is 'rnn' (the recurrent cell)"
             fix = "set search.space to darts or nb201"
         else:
-            what = f"train.genotype {self.train.genotype!r} is a recurrent cell"
+            what = f"train.genotype {_short_repr(self.train.genotype)} is a recurrent cell"
             if self.train.genotype.strip() == "searched":
                 what = "train.genotype 'searched' retrains the rnn search's cell"
             fix = "retrain a recurrent cell (search.space rnn, or a published *_RNN genotype)"
@@ -659,6 +684,21 @@ class Params(Section):
                 f"{stage}.dataset is {name!r}, a text corpus for the language-model track; "
                 f"{fix}, or use an image dataset ({images or 'digits'})"
             )
+
+
+def check_track(genotype: Any, spec: str, dataset: str, prepare: Prepare) -> bool:
+    """Whether `genotype` (named by `train.genotype = spec`) is retrained as a language model
+    on `dataset` (a text corpus: `is_text`); a recurrent cell on an image dataset, or a CNN
+    cell on a text corpus, is a `UserError` (the train stage's check, which the validate stage
+    makes first)."""
+    text = is_text(dataset, prepare)
+    if (genotype.space == "rnn") != text:
+        kind = "a recurrent cell" if genotype.space == "rnn" else f"a {genotype.space} CNN cell"
+        need = "a text corpus" if genotype.space == "rnn" else "an image dataset"
+        shown = _short_repr(spec)
+        where = f"train.dataset {dataset!r}"
+        raise UserError(f"train.genotype {shown} is {kind}: {where} must be {need}")
+    return text
 
 
 def train_is_language_model(p: Params) -> bool | None:
@@ -702,14 +742,28 @@ def _describe(err: dict) -> str:
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "value_error" or not loc:
         return f"{key}: {msg}" if key else msg
-    return f"{key} = {err['input']!r}: {msg}"
+    return f"{key} = {_short_repr(err['input'])}: {msg}"
+
+
+def _short_repr(value: Any) -> str:
+    """`repr` cut to a readable length (a value may be a list of a million items)."""
+    short = reprlib.Repr()
+    short.maxlevel, short.maxlist, short.maxdict = 3, 8, 8
+    short.maxstring = short.maxother = short.maxlong = 80
+    return short.repr(value)
+
+
+MAX_PROBLEMS_SHOWN = 10
 
 
 def format_validation_error(exc: ValidationError, source: str) -> str:
     lines = [_describe(e) for e in exc.errors()]
     if len(lines) == 1:
         return f"{source}: {lines[0]}"
-    return f"{source}: {len(lines)} problems\n" + "\n".join(f"  - {line}" for line in lines)
+    shown = lines[:MAX_PROBLEMS_SHOWN]
+    if len(lines) > len(shown):
+        shown.append(f"... and {len(lines) - len(shown)} more")
+    return f"{source}: {len(lines)} problems\n" + "\n".join(f"  - {line}" for line in shown)
 
 
 def parse_params(raw: Any, source: str = "params") -> Params:
@@ -745,17 +799,163 @@ def _require_language_model_knobs(params: Params, raw: dict, source: str) -> Non
         )
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
+# What dvc.yaml reads from params.yaml (its `params:` entries and `${...}` interpolations;
+# tests/test_hostile_params.py compares the two): DVC cannot run the pipeline on a file that
+# lacks one, so the validate stage and `dnas params check` require them all.
+REQUIRED_KEYS = (
+    "common",
+    "common.seed",
+    "common.device",
+    "common.compile",
+    "common.bf16",
+    "common.channels_last",
+    "common.cudnn_benchmark",
+    "prepare",
+    "prepare.datasets",
+    "prepare.seed",
+    "prepare.raw_dir",
+    "prepare.paths",
+    "prepare.custom",
+    "prepare.test_fraction",
+    "prepare.search_split",
+    "prepare.split_file",
+    "search",
+    "search.dataset",
+    "train",
+    "train.dataset",
+    "train.genotype",
+    "evaluate",
+    "evaluate.batch_size",
+    "plots",
+    "plots.dpi",
+)
+# A params file is a few kilobytes; PyYAML reads about 150 kB a second, so a file of
+# megabytes (a list of a million items) would take minutes to refuse.
+MAX_PARAMS_BYTES = 256 * 1024
+# Containers in a params file once aliases are expanded: a few hundred in a real one.
+MAX_PARAMS_NODES = 100_000
+
+
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: Any, line: int) -> None:
+        super().__init__(f"duplicate key {key!r} at line {line}")
+        self.key, self.line = key, line
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error (PyYAML
+    keeps the last; DVC refuses the file)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        if isinstance(node, yaml.MappingNode):
+            seen = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                    seen.add(key)
+                except TypeError:  # unhashable: the safe loader's own error follows
+                    continue
+                if duplicate:
+                    raise _DuplicateKey(key, key_node.start_mark.line + 1)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_problem(exc: Exception) -> str:
+    """One line for a YAML error (PyYAML's span several, with the offending text)."""
+    if isinstance(exc, _DuplicateKey):
+        return f"key {exc.key!r} given twice (again at line {exc.line}); keep one (DVC refuses it)"
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        return f"not valid YAML: {exc.problem or exc.context}{where}"
+    return f"not valid YAML: {first_line(exc)}"
+
+
+def _check_tree(value: Any, path: str) -> None:
+    """Only plain YAML values (mappings with string keys, lists, strings, numbers, booleans,
+    null), no structure that contains itself, and not more than MAX_PARAMS_NODES containers
+    once aliases are expanded (an alias bomb would otherwise take pydantic hours)."""
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()
+
+    def walk(v: Any, key: str) -> int:
+        if v is None or isinstance(v, (str, int, float, bool)):
+            return 0
+        if not isinstance(v, (dict, list)):
+            raise UserError(
+                f"{path}: {key or 'the file'} is a YAML {type(v).__name__}, not a params value;"
+                " quote it if it is a string"
+            )
+        if id(v) in open_:
+            raise UserError(f"{path}: {key or 'the file'} contains itself (a recursive alias)")
+        if id(v) in sizes:
+            return sizes[id(v)]
+        open_.add(id(v))
+        items = v.items() if isinstance(v, dict) else enumerate(v)
+        total = 1
+        for k, child in items:
+            if isinstance(v, dict) and not isinstance(k, str):
+                raise UserError(f"{path}: {key + '.' if key else ''}{k!r}: a key must be a string")
+            total += walk(child, f"{key}.{k}" if key else str(k))
+            if total > MAX_PARAMS_NODES:
+                raise UserError(f"{path}: {key or 'the file'} is far too large for a params file")
+        open_.discard(id(v))
+        sizes[id(v)] = total
+        return total
+
+    walk(value, "")
+
+
+def _check_complete(raw: dict, source: str) -> None:
+    """Every key dvc.yaml reads must be in the file (REQUIRED_KEYS)."""
+    for dotted in REQUIRED_KEYS:
+        section, _, key = dotted.partition(".")
+        holder = raw if not key else raw.get(section)
+        name = key or section
+        if isinstance(holder, dict) and name not in holder:
+            where = f"section {section!r}" if not key else f"key {dotted!r}"
+            raise UserError(
+                f"{source}: {where} missing; dvc.yaml reads it, so the file must give it"
+                " (start from the project's params.yaml or a preset)"
+            )
+
+
+def read_params_file(path: str | Path) -> Any:
+    """The parsed YAML of a params file, as `load_params` checks it; `UserError` for a
+    missing, huge, non-UTF-8, malformed or duplicate-key file."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: params file not found (run from the project root)")
+    size = path.stat().st_size
+    if size > MAX_PARAMS_BYTES:
+        raise UserError(
+            f"{path}: {size} bytes, far larger than a params file (at most {MAX_PARAMS_BYTES})"
+        )
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)  # noqa: S506
     except UnicodeDecodeError as exc:
         raise UserError(
             f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start});"
             " save it as UTF-8"
         ) from None
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML: {exc}") from None
-    return parse_params(raw, str(path))
+    except RecursionError:
+        raise UserError(f"{path}: nested too deeply to be a params file") from None
+    except (yaml.YAMLError, ValueError, TypeError, AttributeError, OverflowError) as exc:
+        # ValueError etc.: PyYAML's constructors on `!!int abc`, `!!timestamp x`, an int of
+        # more than 4300 digits.
+        raise UserError(f"{path}: {_yaml_problem(exc)}") from None
+    _check_tree(raw, str(path))
+    return raw
+
+
+def load_params(path: str | Path = "params.yaml", complete: bool = False) -> Params:
+    """The params of a file. `complete`: also require every key dvc.yaml reads
+    (REQUIRED_KEYS; the validate stage and `dnas params check`)."""
+    raw = read_params_file(path)
+    params = parse_params(raw, str(path))
+    if complete:
+        _check_complete(raw or {}, str(path))
+    return params

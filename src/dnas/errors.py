@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import pickle
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -56,6 +57,28 @@ def disk_errors(path: object) -> Iterator[None]:
         if error is None:
             raise
         raise error from None
+
+
+# torch.load(weights_only=True) can be made to run code below torch 2.6 (CVE-2025-32434); every
+# "never runs pickled code" promise rests on it, so files are not loaded on an older torch.
+TORCH_FLOOR = (2, 6)
+
+
+def check_torch_floor(version: str | None = None) -> None:
+    """A one-line `UserError` if torch (or `version`) is older than TORCH_FLOOR, whose
+    `torch.load(weights_only=True)` does not keep pickled code from running."""
+    if version is None:
+        import torch  # lazy: this module is imported by code that needs no torch
+
+        version = torch.__version__
+    found = tuple(int(x) for x in re.findall(r"\d+", str(version))[:2])
+    if found < TORCH_FLOOR:
+        floor = ".".join(map(str, TORCH_FLOOR))
+        raise UserError(
+            f"torch {version} is older than {floor}: its torch.load(weights_only=True) can run"
+            f" code from a crafted file (CVE-2025-32434), so no checkpoint or model is loaded;"
+            f" install torch>={floor}"
+        )
 
 
 def first_line(exc: BaseException) -> str:

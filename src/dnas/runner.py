@@ -31,7 +31,7 @@ import torch
 from dnas import distributed as dist
 from dnas.checkpoint import Checkpointer, capture, keep_finished_run, restore, stop_on_signals
 from dnas.io import check_writable
-from dnas.runtime import EpochProgress, FiniteLossGuard, StepProgress
+from dnas.runtime import EpochProgress, FiniteLossGuard, StepProgress, is_overflow
 from dvclive import Live
 
 
@@ -142,6 +142,7 @@ class EpochRunner:
             else dist.NullLive()
         )
         with live, stop_on_signals() as request:
+            request.announce = self.stage  # the handler's line names the stage
             self.live, self.stop = live, dist.agreed_stop(request)
             replay(live)
             quiet = not dist.is_main()
@@ -151,7 +152,12 @@ class EpochRunner:
             )
             for epoch in progress:
                 began = time.perf_counter()
-                values = epoch_fn(epoch)
+                try:
+                    values = epoch_fn(epoch)
+                except RuntimeError as exc:
+                    if is_overflow(exc):
+                        raise self.guard.overflow(epoch, exc) from None
+                    raise
                 progress.report(epoch, values)
                 self.partial = None
                 snapshot = functools.partial(self.snapshot, epoch + 1, None)

@@ -309,6 +309,21 @@ class FiniteLossGuard:
                 f"stopped without writing outputs. Lower {self.hint} or check the data"
             )
 
+    def overflow(self, epoch: int, exc: RuntimeError) -> UserError:
+        """The error for a step that stopped because a value left float32's range (torch:
+        `value cannot be converted to type float without overflow`, e.g. Adam's step size
+        from `search.arch_lr: 1e38`): the same advice as a non-finite loss."""
+        return UserError(
+            f"{self.stage}: a value overflowed float32 at epoch {epoch + 1} ({first_line(exc)});"
+            f" stopped without writing outputs. Lower {self.hint} or check the data"
+        )
+
+
+def is_overflow(exc: BaseException) -> bool:
+    """Whether `exc` is torch's refusal to convert a too-large Python number to a tensor's
+    type (an optimiser's step size or weight decay beyond float32)."""
+    return isinstance(exc, RuntimeError) and "without overflow" in str(exc)
+
 
 def is_out_of_memory(exc: BaseException) -> bool:
     """CUDA's OutOfMemoryError, the CPU allocator's failure, or Python's MemoryError."""

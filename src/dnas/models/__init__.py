@@ -84,6 +84,9 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: model file not found; run the train stage (`dvc repro`)")
+    from dnas.errors import check_torch_floor
+
+    check_torch_floor()
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
         genotype = Genotype.from_json(state["genotype"])

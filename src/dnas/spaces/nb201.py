@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dnas.spaces.genotype import CellSpec
+from dnas.spaces.genotype import CellSpec, nb201_string
 from dnas.spaces.ops import NB201_OPS
 
 NODES = 4
@@ -39,10 +39,7 @@ def derive_cell(probs: np.ndarray, ops: tuple[str, ...] = NB201_OPS) -> CellSpec
 
 def to_string(cell: CellSpec) -> str:
     """The NAS-Bench-201 architecture string of a cell."""
-    return "+".join(
-        "|" + "|".join(f"{op}~{j}" for op, j in sorted(node, key=lambda e: e[1])) + "|"
-        for node in cell.nodes
-    )
+    return nb201_string(cell)
 
 
 def from_string(arch: str) -> CellSpec:

@@ -254,19 +254,41 @@ def resolve_genotype(
         try:
             cell = nb201.from_string(spec)
         except ValueError as exc:
-            raise UserError(f"{key}: {spec!r} is not a NAS-Bench-201 string: {exc}") from None
+            why = f"{_shown(spec)} is not a NAS-Bench-201 string: {_cut(exc)}"
+            raise UserError(f"{key}: {why}") from None
         return Genotype("nb201", {"cell": cell}, arch=nb201.to_string(cell))
-    if spec.endswith(".json") or Path(spec).is_file():
-        if not Path(spec).is_file():
-            raise UserError(f"{key} = {spec!r}: no such genotype file")
+    shown = _shown(spec)
+    if spec.endswith(".json") or is_file(spec):
+        if not is_file(spec):
+            raise UserError(f"{key} = {shown}: no such genotype file")
         return load_genotype(spec, f"correct the file or set {key} to another genotype")
-    close = difflib.get_close_matches(spec.upper(), PUBLISHED, n=1)
+    close = difflib.get_close_matches(spec.upper()[:100], PUBLISHED, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
     raise UserError(
-        f"{key} = {spec!r}: not a published genotype, a NAS-Bench-201 string or a genotype file;"
+        f"{key} = {shown}: not a published genotype, a NAS-Bench-201 string or a genotype file;"
         f" {hint}use {SEARCHED!r} (the searched cells), {RANDOM!r} (a random cell of the"
         f" search space) or one of: {', '.join(PUBLISHED)}"
     )
+
+
+def is_file(spec: str | Path) -> bool:
+    """Whether `spec` names a regular file; False for a name the system cannot look up (too
+    long, a NUL byte) instead of an OSError."""
+    try:
+        return Path(spec).is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def _cut(exc: Exception) -> str:
+    text = str(exc)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _shown(spec: str) -> str:
+    """`spec` quoted, cut to a readable length."""
+    text = repr(spec)
+    return text if len(text) <= 100 else text[:97] + "..."
 
 
 # --- recurrent cells (the language-model track) --------------------------------------------
