@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dnas.config import load_params, parse_params
+from dnas.config import MAX_THREADS, load_params, parse_params
 from dnas.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -182,3 +182,15 @@ def test_config_defaults_are_params_yaml():
     }
     assert differ == {}
     assert not any(k.startswith(("search.rnn.", "train.rnn.")) for k in written)
+
+
+@pytest.mark.parametrize("threads", [0, -1, 100_000, 1.5, "many", True])
+def test_common_threads_is_a_count_a_machine_can_start(threads):
+    """common.threads: 1 .. MAX_THREADS or auto; a count of 100,000 would have torch start a
+    hundred thousand threads in every stage, so it is one error line like 0."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["common"]["threads"] = threads
+    with pytest.raises(UserError, match=r"common\.threads: .* is not a thread count"):
+        parse_params(raw, "params.yaml")
+    raw["common"]["threads"] = MAX_THREADS
+    assert parse_params(raw, "params.yaml").common.threads == MAX_THREADS

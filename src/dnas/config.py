@@ -137,6 +137,11 @@ class Section(BaseModel):
         return value
 
 
+# torch starts this many threads when asked: a count past any machine's cores only costs memory
+# and start-up (100,000 threads exhaust a process), so it is refused.
+MAX_THREADS = 1024
+
+
 class Common(Section):
     seed: Seed = 0
     # torch's CPU threads per process (torch.set_num_threads, dnas.runtime.pick_device); auto =
@@ -159,9 +164,11 @@ class Common(Section):
     def _threads(cls, value: Any) -> Any:  # one message, not one per member of the union
         if isinstance(value, str) and value.strip().isdigit():
             value = int(value)
-        if value == "auto" or (type(value) is int and value >= 1):
+        if value == "auto" or (type(value) is int and 1 <= value <= MAX_THREADS):
             return value
-        raise ValueError(f"{value!r} is not a thread count; expected 1, 2, ... or auto")
+        raise ValueError(
+            f"{_short_repr(value)} is not a thread count; expected 1, 2, ... {MAX_THREADS} or auto"
+        )
 
     @field_validator("device")
     @classmethod
