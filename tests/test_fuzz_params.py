@@ -74,10 +74,12 @@ def _time_bound(seconds: float = TIME_BOUND):
 
 
 def _snapshot(directory: Path) -> dict[str, str]:
+    """SHA-256 of every file under `directory` but `logs/` (every stage run appends its output
+    there by design: a log, not a product)."""
     return {
         p.relative_to(directory).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(directory.rglob("*"))
-        if p.is_file()
+        if p.is_file() and not p.relative_to(directory).as_posix().startswith("logs/")
     }
 
 

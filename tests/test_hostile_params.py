@@ -439,7 +439,7 @@ def test_duplicate_keys_are_refused_with_key_and_line(tmp_path, capsys):
     _fails_cleanly(capsys, _validate(path), "'space'")
 
 
-@pytest.mark.parametrize("drop", ["all", "plots", "common.device", "prepare.split_file"])
+@pytest.mark.parametrize("drop", ["all", "plots", "common.device", "prepare.test_fraction"])
 def test_a_file_dvc_yaml_cannot_resolve_is_refused(tmp_path, capsys, drop):
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     if drop == "all":

@@ -488,8 +488,12 @@ def test_report_uses_the_looked_up_accuracy_of_nb201_presets(tmp_path):
         row["cifar10"] = {"hp200": {"test_acc": 99.0}}  # another dataset's: not this preset's
         metrics = {"metrics/search.json": {"data": {"benchmark": row}}}
         data = {"params": {"params.yaml": {"data": params}}, "metrics": metrics}
-        revs.append({"rev": f"{seed:040d}", "name": f"s{seed}", "data": data, "error": None})
-    text = report(revs, presets, None, None)
+        revs.append({"rev": f"{seed + 1:040d}", "name": f"s{seed}", "data": data, "error": None})
+    # as `dvc exp show --json` lists them: experiments under their baseline commit (a baseline's
+    # own metrics count only where its dvc.lock can be checked)
+    experiments = [{"name": r["name"], "revs": [r]} for r in revs]
+    rows = [{"rev": "0" * 40, "name": "main", "data": {}, "error": None, "experiments": experiments}]
+    text = report(rows, presets, None, None)
     line = next(x for x in text.splitlines() if x.startswith("| gdas-nb201-cifar100"))
     mean, std = statistics.mean(accs), statistics.stdev(accs)
     assert f"{mean:.2f} ± {std:.2f}" in line and "70.70" in line  # against the paper's 70.70
