@@ -492,7 +492,8 @@ def test_report_uses_the_looked_up_accuracy_of_nb201_presets(tmp_path):
     # as `dvc exp show --json` lists them: experiments under their baseline commit (a baseline's
     # own metrics count only where its dvc.lock can be checked)
     experiments = [{"name": r["name"], "revs": [r]} for r in revs]
-    rows = [{"rev": "0" * 40, "name": "main", "data": {}, "error": None, "experiments": experiments}]
+    baseline = {"rev": "0" * 40, "name": "main", "data": {}, "error": None}
+    rows = [{**baseline, "experiments": experiments}]
     text = report(rows, presets, None, None)
     line = next(x for x in text.splitlines() if x.startswith("| gdas-nb201-cifar100"))
     mean, std = statistics.mean(accs), statistics.stdev(accs)
