@@ -191,7 +191,8 @@ def test_a_stage_run_writes_its_log(tmp_path):
 
 @pytest.mark.parametrize("value", [0, -1, "two", 1.5, True])
 def test_bad_threads_is_one_message(value):
-    with pytest.raises(UserError, match=r"^params: common.threads: .* expected 1, 2, ... or auto$"):
+    pattern = r"^params: common.threads: .* expected 1, 2, ... 1024 or auto$"
+    with pytest.raises(UserError, match=pattern):
         parse_params({"common": {"threads": value}})
 
 
