@@ -551,4 +551,9 @@ def test_ctrl_c_while_a_stage_starts_is_one_line_not_a_traceback(tmp_path):
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=120)
         assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
-        assert proc.returncode in (130, 2), (proc.returncode, err)
+        assert len([line for line in err.splitlines() if line.strip()]) <= 1, err
+        # 130: the stage's own Ctrl-C line; 2: it had already stopped on the missing params
+        # file; -SIGINT: the signal came while Python itself was starting or shutting down
+        # (before the stage's handler, or after its one line was written), where the default
+        # action ends the process silently: still one line at most and no traceback.
+        assert proc.returncode in (130, 2, -signal.SIGINT), (proc.returncode, err)
