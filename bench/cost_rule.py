@@ -47,8 +47,8 @@ from dnas.data.loader import Augment, DeviceLoader  # noqa: E402
 from dnas.models import build_model  # noqa: E402
 from dnas.optim import arch_optimizer, sgd_cosine, weight_sgd  # noqa: E402
 from dnas.runtime import FastPath  # noqa: E402
-from dnas.search.loop import make_supernet  # noqa: E402
-from dnas.search.steps import SearchState, Steps, bilevel_iteration  # noqa: E402
+from dnas.search.steps import SearchState, StepContext, bilevel_iteration  # noqa: E402
+from dnas.search.supernet import make_supernet  # noqa: E402
 from dnas.spaces.genotype import load_genotype  # noqa: E402
 from dnas.spaces.published import resolve_genotype  # noqa: E402
 
@@ -79,10 +79,11 @@ def search_step(p: Params, shape: Shape, device):
     """One default search iteration per call (new architecture draws each time)."""
     s = p.search
     fast = FastPath.resolve(p.common, device)
-    net = fast.model(make_supernet(s, shape).to(device))
-    net.generator = torch.Generator(device=device).manual_seed(p.common.seed + 2)
-    st = SearchState(net, *sgd_cosine(net.weight_parameters(), s), arch_optimizer(s, net))
-    how = Steps.of(s, fast, device)
+    gumbel = torch.Generator(device=device).manual_seed(p.common.seed + 2)
+    net = fast.model(make_supernet(s, shape, generator=gumbel).to(device))
+    a_opt = arch_optimizer(s, net, net.algorithm.arch_weight_decay(s))
+    st = SearchState(net, *sgd_cosine(net.weight_parameters(), s), a_opt)
+    ctx = StepContext.of(s, fast, device, net.algorithm)
     train, valid = loader(shape, s.batch_size, device), loader(shape, s.batch_size, device, 1)
     count = [0]
 
@@ -90,7 +91,7 @@ def search_step(p: Params, shape: Shape, device):
         count[0] += 1
         net.train()
         t, v = dist.shard(*train.next_batch()), dist.shard(*valid.next_batch())
-        bilevel_iteration(st, how, t, v, s.tau_max, (p.common.seed, 0, count[0]), True)
+        bilevel_iteration(st, ctx, t, v, s.tau_max, (p.common.seed, 0, count[0]), True)
 
     return step
 

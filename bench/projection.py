@@ -35,16 +35,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from train_throughput import measure as measure_training  # noqa: E402
 
+from dnas import distributed as dist  # noqa: E402
 from dnas import runtime  # noqa: E402
+from dnas.config import parse_params  # noqa: E402
+from dnas.optim import arch_optimizer, sgd_cosine  # noqa: E402
 from dnas.runtime import FastPath  # noqa: E402
-from dnas.search.supernet import build_supernet  # noqa: E402
+from dnas.search.steps import SearchState, StepContext, bilevel_iteration  # noqa: E402
+from dnas.search.supernet import make_supernet  # noqa: E402
 
 SEARCHES = {
     "gdas-nb201": dict(
@@ -89,37 +92,44 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+class _Shape:
+    """What the supernet builder reads of a dataset: CIFAR's 3 channels and 10 classes."""
+
+    channels, num_classes = 3, 10
+
+
 def gdas_iteration(
     fast: FastPath, device: torch.device, w: dict, size: int, seed: int = 0
 ) -> Callable[[], None]:
-    """One bilevel GDAS iteration (weight step, then architecture step) of the supernet that
-    workload `w` describes, on fixed random batches: the step the GPU targets time. Also used
-    by bench/concurrent_searches.py."""
+    """One bilevel GDAS iteration of the supernet that workload `w` describes, on fixed random
+    batches: the library's own iteration (`dnas.search.steps.bilevel_iteration`, the one the
+    search loop runs: the supernet built by `make_supernet` from `search` params, SGD with
+    cosine schedule and clipping, Adam on the alphas, gradients cleared as `search.zero_grad`
+    says). The step the GPU targets time. Also used by bench/concurrent_searches.py."""
     torch.manual_seed(seed)
     fast.apply_backends(device)
-    net = build_supernet(w["space"], 3, 10, w["channels"], w["layers"], "gdas", False, 1).to(device)
-    net = fast.model(net)
-    net.generator = torch.Generator(device=device).manual_seed(seed)
+    search = {
+        "space": w["space"], "algorithm": "gdas", "channels": w["channels"],
+        "layers": w["layers"], "batch_size": w["batch"], "sample_per": w["sample_per"],
+        "unselected_grad": w["unselected_grad"], "arch_lr": 3e-4, "tau_max": 10.0,
+        "lr": 0.025, "weight_decay": 5e-4, "grad_clip": 5.0, "arch_weight_decay": 1e-3,
+        "arch_betas": [0.5, 0.999],
+    }  # fmt: skip
+    s = parse_params({"search": search}).search
+    gumbel = torch.Generator(device=device).manual_seed(seed)
+    net = fast.model(make_supernet(s, _Shape(), generator=gumbel).to(device))
+    st = SearchState(net, *sgd_cosine(net.weight_parameters(), s), arch_optimizer(s, net))
+    ctx = StepContext.of(s, fast, device, net.algorithm)
     tau = 5.0  # the Gumbel temperature of every forward pass
-    net.sample_per = w.get("sample_per", "network")
-    net.unselected_grad = w.get("unselected_grad", w["space"] == "nb201")
-    w_opt = torch.optim.SGD(net.weight_parameters(), lr=0.025, momentum=0.9, weight_decay=5e-4)
-    a_opt = torch.optim.Adam(net.arch_parameters(), lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
-    xt, xv = (fast.inputs(torch.randn(w["batch"], 3, size, size, device=device)) for _ in "tv")
-    yt, yv = (torch.randint(0, 10, (w["batch"],), device=device) for _ in "tv")
+    batches = []
+    for _ in "tv":
+        x = torch.randn(w["batch"], 3, size, size, device=device)
+        y = torch.randint(0, 10, (w["batch"],), device=device)
+        batches.append(dist.Shard(x, y, w["batch"]))
+    train, valid = batches
 
     def iteration():
-        w_opt.zero_grad(set_to_none=True)
-        with fast.autocast(device):
-            loss = F.cross_entropy(net(xt, tau, detach_alpha=True), yt)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.weight_parameters(), 5.0)
-        w_opt.step()
-        a_opt.zero_grad(set_to_none=True)
-        with fast.autocast(device):
-            loss = F.cross_entropy(net(xv, tau), yv)
-        loss.backward()
-        a_opt.step()
+        bilevel_iteration(st, ctx, train, valid, tau, (seed, 0, 0))
 
     net.train()
     return iteration

@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from dnas.models import build_network  # noqa: E402
 from dnas.runtime import FastPath  # noqa: E402
 from dnas.search import supernet  # noqa: E402
+from dnas.search.gdas import GDAS  # noqa: E402
 from dnas.search.supernet import DartsSupernet, Nb201Supernet, channel_shuffle  # noqa: E402
 from dnas.spaces import darts, nb201  # noqa: E402
 from dnas.spaces.genotype import CellSpec, Genotype  # noqa: E402
@@ -151,11 +152,13 @@ def measure(space: str, args, device, fast: FastPath) -> dict:
     torch.manual_seed(0)
     layers = args.darts_layers if space == "darts" else args.nb201_layers
     cls = DartsSupernet if space == "darts" else Nb201Supernet
-    net = fast.model(cls(3, 10, args.channels, layers, algorithm="gdas").to(device))
-    net.generator = torch.Generator(device=device).manual_seed(0)
+    # One architecture per step (sample_per network), so that a subnet is that step; unselected
+    # ops' gradients as AutoDL: on in NB201, off in the DARTS space.
+    gdas = GDAS(sample_per="network", unselected_grad=cls.unselected_grad_auto)
+    gumbel = torch.Generator(device=device).manual_seed(0)
+    net = fast.model(cls(3, 10, args.channels, layers, algorithm=gdas, generator=gumbel))
+    net = net.to(device)
     tau = 1.0  # the Gumbel temperature of every forward pass
-    net.sample_per = "network"  # one architecture per step, so that a subnet is that step
-    net.unselected_grad = space == "nb201"  # AutoDL: on in NB201, off in the DARTS space
     xt, xv = (
         fast.inputs(torch.randn(args.batch, 3, args.size, args.size, device=device)) for _ in "tv"
     )
@@ -165,7 +168,7 @@ def measure(space: str, args, device, fast: FastPath) -> dict:
     states, subnets, archs = [], [], []
     for _ in range(args.subnets):
         states.append(net.generator.get_state())
-        indices = {t: idx for t, (_, idx) in zip(net.cell_sequence, net.sample(tau))}
+        indices = {t: idx for t, (_, idx, _) in zip(net.cell_sequence, net.draws(tau))}
         archs.append(indices)
         model = build_network(genotype_of(net, space, indices), 3, 10, args.channels, layers)
         subnets.append(fast.model(model.to(device)))
@@ -181,14 +184,12 @@ def measure(space: str, args, device, fast: FastPath) -> dict:
             return F.cross_entropy(out, y)
 
     def gdas_step(i):
-        net.algorithm = "gdas"
         net.generator.set_state(states[i])
         w_opt.zero_grad(set_to_none=True)
         loss_of(net, xt, yt, tau=tau, detach_alpha=True).backward()
         w_opt.step()
 
     def gdas_arch_step(i):
-        net.algorithm = "gdas"
         net.generator.set_state(states[i])
         a_opt.zero_grad(set_to_none=True)
         net.zero_grad(set_to_none=True)
@@ -200,12 +201,15 @@ def measure(space: str, args, device, fast: FastPath) -> dict:
         loss_of(subnets[i], xt, yt).backward()
         s_opts[i].step()
 
+    # DARTS: the same supernet with every op mixed (its own weights; the step's cost is the same).
+    darts_net = fast.model(cls(3, 10, args.channels, layers, algorithm="darts").to(device))
+    darts_opt = torch.optim.SGD(darts_net.weight_parameters(), lr=0.01, momentum=0.9)
+    darts_net.train()
+
     def darts_step(i):
-        net.algorithm = "darts"
-        w_opt.zero_grad(set_to_none=True)
-        loss_of(net, xt, yt, tau=tau, detach_alpha=True).backward()
-        w_opt.step()
-        net.algorithm = "gdas"
+        darts_opt.zero_grad(set_to_none=True)
+        loss_of(darts_net, xt, yt, tau=tau, detach_alpha=True).backward()
+        darts_opt.step()
 
     variants = [Variant("gdas", gdas_step), Variant("subnet", subnet_step)]
     variants.append(Variant("gdas_arch", gdas_arch_step))

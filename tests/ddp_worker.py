@@ -80,9 +80,9 @@ def gradients(data) -> dict:
 
 
 def samples(data) -> list[list[int]]:
-    net = Nb201Supernet(data.channels, 10, 4, 1, algorithm="gdas")
-    net.generator = torch.Generator().manual_seed(5)
-    return [[idx for _, idx in net.sample(10.0)][0] for _ in range(20)]
+    gen = torch.Generator().manual_seed(5)
+    net = Nb201Supernet(data.channels, 10, 4, 1, algorithm="gdas", generator=gen)
+    return [[idx for _, idx, _ in net.draws(10.0)][0] for _ in range(20)]
 
 
 def dirs(root: Path) -> tuple[Path, Path]:

@@ -129,19 +129,16 @@ def test_search_resumes_after_sigkill(cifar_repo):
 
 
 def _search_net(space: str):
+    from dnas.search.gdas import GDAS
     from dnas.search.supernet import DartsSupernet, Nb201Supernet
 
     torch.manual_seed(0)
-    net = (
-        DartsSupernet(3, 10, 16, 8, algorithm="gdas")
-        if space == "darts"
-        else Nb201Supernet(3, 10, 16, 5, algorithm="gdas")
-    )
-    net = net.cuda().to(memory_format=torch.channels_last)
-    net.generator = torch.Generator(device="cuda").manual_seed(0)
-    net.unselected_grad = space == "nb201"
-    net.sample_per = "cell" if space == "darts" else "network"
-    return net
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    if space == "darts":
+        net = DartsSupernet(3, 10, 16, 8, algorithm=GDAS(sample_per="cell"), generator=gen)
+    else:
+        net = Nb201Supernet(3, 10, 16, 5, algorithm=GDAS(unselected_grad=True), generator=gen)
+    return net.cuda().to(memory_format=torch.channels_last)
 
 
 @pytest.mark.parametrize("space", ["nb201", "darts"])

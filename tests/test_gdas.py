@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from dnas.search import gdas, supernet
-from dnas.search.gdas import tau_at
+from dnas.search.gdas import GDAS, tau_at
 from dnas.search.gumbel import gumbel_noise, hard_gumbel_softmax
 from dnas.search.supernet import DartsSupernet, MixedEdge, Nb201Supernet
 
@@ -87,22 +87,22 @@ def _count_calls(net):
 @pytest.mark.parametrize("space", ["darts", "nb201"])
 def test_only_the_sampled_op_runs_on_each_edge(space):
     torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(3)
     net = (
-        DartsSupernet(1, 10, 4, 3, algorithm="gdas")
+        DartsSupernet(1, 10, 4, 3, algorithm="gdas", generator=gen)
         if space == "darts"
-        else Nb201Supernet(1, 10, 4, 1, algorithm="gdas")
+        else Nb201Supernet(1, 10, 4, 1, algorithm="gdas", generator=gen)
     )
-    net.generator = torch.Generator().manual_seed(3)
     calls = _count_calls(net)
     sampled = []
-    original = net.sample
+    original = net.draws
 
-    def recording_sample(*a, **kw):
+    def recording_draws(*a, **kw):
         draws = original(*a, **kw)
-        sampled.extend(draws)
+        sampled.extend((w, idx) for w, idx, _ in draws)
         return draws
 
-    net.sample = recording_sample
+    net.draws = recording_draws
     net(torch.randn(2, 1, 8, 8), 10.0)
     edges = [name for name, m in net.named_modules() if isinstance(m, MixedEdge)]
     ran = {}
@@ -122,12 +122,12 @@ def test_architecture_gradient_reaches_every_alpha_of_a_used_edge():
     """dL/dA_k = dL/dw_idx * dy_idx/dA_k: the whole row gets a gradient through the softmax,
     unless the sampled op is 'none' (its output, and so dL/dw_idx, is zero)."""
     torch.manual_seed(0)
-    net = DartsSupernet(1, 10, 4, 3, algorithm="gdas")  # cells: normal, reduce, reduce
-    net.generator = torch.Generator().manual_seed(0)
-    draws = net.sample(10.0)
-    net.sample = lambda *a, **kw: draws
+    gen = torch.Generator().manual_seed(0)
+    net = DartsSupernet(1, 10, 4, 3, algorithm="gdas", generator=gen)  # normal, reduce, reduce
+    draws = net.draws(10.0)
+    net.draws = lambda *a, **kw: draws
     F.cross_entropy(net(torch.randn(8, 1, 8, 8), 10.0), torch.arange(8)).backward()
-    for cell_type, (_, indices) in zip(net.cell_sequence[:2], draws[:2]):
+    for cell_type, (_, indices, _) in zip(net.cell_sequence[:2], draws[:2]):
         grad = net.alphas[cell_type].grad
         for row, k in enumerate(indices):
             if k == 0:  # 'none'
@@ -148,9 +148,8 @@ def test_unselected_grad_keeps_the_value_and_adds_gradient():
     outs, grads = [], []
     for flag in (False, True):
         torch.manual_seed(0)
-        net = Nb201Supernet(1, 10, 4, 1, algorithm="gdas")
-        net.unselected_grad = flag
-        net.generator = torch.Generator().manual_seed(5)
+        gen = torch.Generator().manual_seed(5)
+        net = Nb201Supernet(1, 10, 4, 1, algorithm=GDAS(unselected_grad=flag), generator=gen)
         out = net(x, 10.0)
         out.sum().backward()
         outs.append(out.detach())
@@ -161,10 +160,9 @@ def test_unselected_grad_keeps_the_value_and_adds_gradient():
 
 @pytest.mark.parametrize("per, distinct", [("network", False), ("cell", True)])
 def test_sample_per_network_or_per_cell(per, distinct):
-    net = Nb201Supernet(1, 10, 4, 3, algorithm="gdas")  # 9 cells of one type
-    net.sample_per = per
-    net.generator = torch.Generator().manual_seed(0)
-    draws = net.sample(10.0)
+    gen = torch.Generator().manual_seed(0)
+    net = Nb201Supernet(1, 10, 4, 3, algorithm=GDAS(sample_per=per), generator=gen)  # 9 cells
+    draws = [(w, idx) for w, idx, _ in net.draws(10.0)]
     assert len(draws) == 9
     different = any(idx != draws[0][1] for _, idx in draws[1:])
     assert different == distinct
@@ -202,7 +200,7 @@ def _legacy_nodes(edges, states, node_inputs, weights, indices, unselected_grad,
 
 def _run(net, x, y, generator_seed, detach_alpha, tau=2.0):
     net.zero_grad(set_to_none=True)
-    net.generator = torch.Generator().manual_seed(generator_seed)
+    net.generator.manual_seed(generator_seed)
     out = net(x, tau, detach_alpha=detach_alpha)
     F.cross_entropy(out, y).backward()
     grads = {name: p.grad.clone() for name, p in net.named_parameters() if p.grad is not None}
@@ -220,12 +218,13 @@ def test_sampled_sum_gradients_equal_the_straight_through_formula(
     op(x) * hard[k] (+ unselected) summed per node, for several seeds and draws, including
     draws that sample 'none' on whole nodes (alphas biased towards it)."""
     torch.manual_seed(0)
+    gdas = GDAS(sample_per=sample_per, unselected_grad=unselected_grad)
+    kw = {"partial": partial, "algorithm": gdas, "generator": torch.Generator()}
     if space == "darts":
-        net = DartsSupernet(2, 5, 4, 3, partial=partial, algorithm="gdas")
+        net = DartsSupernet(2, 5, 4, 3, **kw)
     else:
-        net = Nb201Supernet(2, 5, 4, 1, partial=partial, algorithm="gdas")
+        net = Nb201Supernet(2, 5, 4, 1, **kw)
     net = net.double()
-    net.unselected_grad, net.sample_per = unselected_grad, sample_per
     x = torch.randn(6, 2, 8, 8, dtype=torch.float64)
     y = torch.arange(6) % 5
     nones = 0
@@ -244,8 +243,8 @@ def test_sampled_sum_gradients_equal_the_straight_through_formula(
             assert (alphas <= grads.keys()) != detach_alpha
             for name in grads:
                 torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-9, atol=1e-12)
-        net.generator = torch.Generator().manual_seed(seed)
-        nones += sum(k == 0 for _, indices in net.sample(2.0) for k in indices)
+        net.generator.manual_seed(seed)
+        nones += sum(k == 0 for _, indices, _ in net.draws(2.0) for k in indices)
     assert nones > 0
 
 
@@ -254,13 +253,12 @@ def test_a_sampled_none_is_not_run_unless_its_node_has_nothing_else():
     'none' costs nothing, and its gradient (the unselected weights' sum(dL/d node)) still
     arrives."""
     torch.manual_seed(0)
-    net = Nb201Supernet(1, 10, 4, 1, algorithm="gdas")
-    net.unselected_grad = True
+    net = Nb201Supernet(1, 10, 4, 1, algorithm=GDAS(unselected_grad=True))
     calls = _count_calls(net)
     indices = [0, 0, 3, 0, 1, 2]  # 1<-0 none, 2<-0 none, 2<-1 conv3, 3<-0 none, 3<-1 skip, ...
     soft = torch.softmax(net.alphas["cell"], -1)
     hard = F.one_hot(torch.tensor(indices), 5) - soft.detach() + soft
-    net.sample = lambda *a, **kw: [(hard, indices)] * 3
+    net.draws = lambda *a, **kw: [(hard, indices, None)] * 3
     F.cross_entropy(net(torch.randn(4, 1, 8, 8), 10.0), torch.arange(4)).backward()
     cells = [i for i, is_cell in enumerate(net.is_cell) if is_cell]
     assert len(cells) == 3
@@ -308,13 +306,13 @@ def test_the_temperature_is_an_argument_of_the_forward_pass():
     draw (same generator state) at two temperatures has the same one-hot value, and the
     straight-through gradients of alpha differ; a GDAS forward pass without tau is an error."""
     torch.manual_seed(0)
-    net = DartsSupernet(1, 10, 4, 3, algorithm="gdas")
+    net = DartsSupernet(1, 10, 4, 3, algorithm="gdas", generator=torch.Generator())
     assert not hasattr(net, "tau")
     x, y = torch.randn(4, 1, 8, 8), torch.arange(4)
     outs, grads = [], []
     for tau in (1.0, 5.0):
         net.zero_grad(set_to_none=True)
-        net.generator = torch.Generator().manual_seed(1)
+        net.generator.manual_seed(1)
         out = net(x, tau)
         F.cross_entropy(out, y).backward()
         outs.append(out.detach())

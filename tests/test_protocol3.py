@@ -9,7 +9,7 @@ from dnas import distributed as dist
 from dnas.config import parse_params
 from dnas.optim import arch_optimizer, sgd_cosine
 from dnas.runtime import FastPath
-from dnas.search.steps import SearchState, Steps, weight_step
+from dnas.search.steps import SearchState, StepContext, weight_step
 from dnas.search.supernet import DartsSupernet
 from dnas.spaces.ops import DARTS_OPS
 
@@ -24,7 +24,7 @@ def _fixed_sample(net: DartsSupernet, op: str):
     n_edges = net.alphas["normal"].shape[0]
     weights = torch.zeros(n_edges, len(DARTS_OPS), dtype=torch.float64)
     weights[:, k] = 1.0
-    return [(weights, [k] * n_edges) for _ in net.cell_sequence]
+    return [(weights, [k] * n_edges, None) for _ in net.cell_sequence]
 
 
 @pytest.mark.parametrize("mode", ["zeros", "none"])
@@ -44,7 +44,7 @@ def test_an_unsampled_op_moves_as_sgd_with_a_zero_gradient(mode):
     net = DartsSupernet(1, 10, channels=4, layers=3, algorithm="gdas").double()
     w_opt, scheduler = sgd_cosine(net.weight_parameters(), s)
     st = SearchState(net, w_opt, scheduler, arch_optimizer(s, net))
-    how = Steps.of(s, FastPath.resolve(parse_params({}).common, CPU), CPU)
+    ctx = StepContext.of(s, FastPath.resolve(parse_params({}).common, CPU), CPU, net.algorithm)
     g = torch.Generator().manual_seed(1)
     x = torch.randn(8, 1, 8, 8, generator=g, dtype=torch.float64)
     shard = dist.Shard(x, torch.randint(10, (8,), generator=g), 8)
@@ -53,8 +53,8 @@ def test_an_unsampled_op_moves_as_sgd_with_a_zero_gradient(mode):
     assert params and all(p.dtype == torch.float64 for p in params)
 
     def step(op: str) -> list[torch.Tensor]:
-        net.sample = lambda tau, detach_alpha=False: _fixed_sample(net, op)
-        weight_step(st, how, shard, 1.0, (0, 0, 0))
+        net.draws = lambda tau, detach_alpha=False: _fixed_sample(net, op)
+        weight_step(st, ctx, shard, 1.0, (0, 0, 0))
         return [p.detach().clone() for p in params]
 
     w0 = [p.detach().clone() for p in params]
@@ -139,11 +139,11 @@ def test_frc_search_cell_has_affine_bn_that_trains():
     before = [p.detach().clone() for p in affine]
     w_opt, scheduler = sgd_cosine(net.weight_parameters(), s)
     st = SearchState(net, w_opt, scheduler, arch_optimizer(s, net))
-    how = Steps.of(s, FastPath.resolve(parse_params({}).common, CPU), CPU)
+    ctx = StepContext.of(s, FastPath.resolve(parse_params({}).common, CPU), CPU, net.algorithm)
     g = torch.Generator().manual_seed(1)
     x = torch.randn(8, 1, 8, 8, generator=g)
     shard = dist.Shard(x, torch.randint(10, (8,), generator=g), 8)
-    weight_step(st, how, shard, 5.0, (0, 0, 0))
+    weight_step(st, ctx, shard, 5.0, (0, 0, 0))
     assert all(not torch.equal(a, p) for a, p in zip(before, affine))
 
 

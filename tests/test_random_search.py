@@ -16,6 +16,7 @@ from test_pipeline import ROOT, repo  # noqa: F401 (the e2e repository fixture)
 from dnas.config import parse_params
 from dnas.search import random_search as rs
 from dnas.search.loop import run_search
+from dnas.search.supernet import make_supernet
 from dnas.spaces import darts, nb201
 from dnas.spaces.ops import DARTS_OPS, NB201_OPS
 
@@ -33,7 +34,7 @@ def _params(space: str = "darts", seed: int = 0, **search) -> object:
 
 
 def _net(space: str):
-    return rs.make_random_supernet(_params(space).search, _FakeData())
+    return make_supernet(_params(space).search, _FakeData())
 
 
 class _FakeData:
@@ -50,7 +51,7 @@ def _chi2_ok(counts: list[int]) -> bool:
 
 def test_nb201_draws_every_op_uniformly_on_every_edge_and_pairs_independently():
     net, gen = _net("nb201"), torch.Generator().manual_seed(7)
-    draws = [rs.sample_arch(net, gen)["cell"] for _ in range(3000)]
+    draws = [net.random_arch(gen)["cell"] for _ in range(3000)]
     edges = len(nb201.edges())
     for e in range(edges):
         assert _chi2_ok([sum(d[e] == k for d in draws) for k in range(len(NB201_OPS))]), e
@@ -64,7 +65,7 @@ def test_nb201_draws_every_op_uniformly_on_every_edge_and_pairs_independently():
 def test_darts_draws_two_distinct_inputs_per_node_uniformly_each_with_a_real_op():
     net, gen = _net("darts"), torch.Generator().manual_seed(3)
     none = DARTS_OPS.index("none")
-    draws = [rs.sample_arch(net, gen) for _ in range(2500)]
+    draws = [net.random_arch(gen) for _ in range(2500)]
     rows = darts.edges(net.steps)
     for t in ("normal", "reduce"):
         for i in range(net.steps):
@@ -82,14 +83,14 @@ def test_darts_draws_two_distinct_inputs_per_node_uniformly_each_with_a_real_op(
 
 def test_the_recorded_probabilities_are_the_samplers_marginals():
     net, gen = _net("darts"), torch.Generator().manual_seed(1)
-    probs = rs.sampler_probs(net)
-    draws = [rs.sample_arch(net, gen)["normal"] for _ in range(4000)]
+    probs = net.uniform_probs()
+    draws = [net.random_arch(gen)["normal"] for _ in range(4000)]
     for e, label in enumerate(darts.edge_labels(net.steps)):
         row = probs["normal"][label]
         assert abs(sum(row.values()) - 1) < 1e-9
         seen = sum(d[e] != 0 for d in draws) / len(draws)
         assert abs(seen - (1 - row["none"])) < 0.03, label
-    row = rs.sampler_probs(_net("nb201"))["cell"]["1<-0"]
+    row = _net("nb201").uniform_probs()["cell"]["1<-0"]
     assert row == {op: 0.2 for op in NB201_OPS}
 
 
@@ -97,7 +98,7 @@ def test_a_drawn_architecture_is_a_valid_genotype_of_its_space():
     for space in ("darts", "nb201"):
         net, gen = _net(space), torch.Generator().manual_seed(0)
         for _ in range(50):
-            g = rs.arch_genotype(net, rs.sample_arch(net, gen))
+            g = net.arch_genotype(net.random_arch(gen))
             g.validate()
             if space == "nb201":
                 assert nb201.from_string(g.arch) == g.cells["cell"]
@@ -122,7 +123,7 @@ def test_the_selection_keeps_the_best_score_and_finalists_are_rescored(monkeypat
     s = _params("nb201", random_samples=40, random_score_batches=2).search
     chosen = rs.select(net, torch.Generator().manual_seed(5), Stream(), "whole", s, None, CPU)
     gen = torch.Generator().manual_seed(5)
-    archs = [rs.sample_arch(net, gen) for _ in range(40)]
+    archs = [net.random_arch(gen) for _ in range(40)]
     scores = [first(a) for a in archs]
     assert chosen["arch"] == archs[scores.index(max(scores))]  # the first of the best
     assert chosen["score"] == max(scores) and chosen["scores"] == scores
@@ -150,7 +151,7 @@ def test_default_search_runs_and_is_the_same_for_the_same_seed(digits_prepared, 
     # the sampler's, constant over the epochs
     log = json.loads((tmp_path / "a/genotypes.json").read_text())
     assert log == [{"epoch": 1, **a.genotype.brief()}]
-    assert a.genotype.probs == rs.sampler_probs(rs.make_random_supernet(p.search, digits_prepared))
+    assert a.genotype.probs == make_supernet(p.search, digits_prepared).uniform_probs()
     assert a.metrics["arch_samples"] == 20 and 0 <= a.metrics["select_best_acc"] <= 100
     assert a.metrics["select_best_acc"] >= a.metrics["select_mean_acc"]
     c = run_search(_params("darts", seed=1, channels=4, random_samples=20), digits_prepared, CPU,

@@ -72,12 +72,24 @@ def test_bad_recipe_values_name_the_key():
         parse_params({"train": {"schedule": "exponential"}})
 
 
-def test_later_train_keys_leave_the_default_fingerprint_alone():
-    t = Train()
-    fields = train_loop._fingerprint_fields(t)
-    assert not set(train_loop._LATER_KEYS) & set(fields)
-    changed = train_loop._fingerprint_fields(Train(report="best", genotype="GDAS_V1"))
-    assert changed["report"] == "best" and changed["genotype"] == "GDAS_V1"
+def test_knobs_at_their_default_leave_the_fingerprint_alone():
+    """A knob at its default is not part of a checkpoint's fingerprint, so adding one (with a
+    default that keeps the old behaviour) keeps every in-progress checkpoint valid; a knob
+    set to anything else is."""
+    from dnas.checkpoint import changed_settings, run_fingerprint
+
+    assert changed_settings(Train()) == {}
+    changed = changed_settings(Train(report="best", genotype="GDAS_V1"))
+    assert changed == {"report": "best", "genotype": "GDAS_V1"}
+    base = parse_params({})
+    same = parse_params({"train": {"epochs": base.train.epochs}})
+    other = parse_params({"train": {"epochs": base.train.epochs + 1}})
+    assert run_fingerprint(base, "train", "sha") == run_fingerprint(same, "train", "sha")
+    assert run_fingerprint(base, "train", "sha") != run_fingerprint(other, "train", "sha")
+    assert run_fingerprint(base, "search", "sha") != run_fingerprint(base, "train", "sha")
+    # A nested section (the recurrent track's) counts by its changed values too.
+    rnn = parse_params({"search": {"rnn": {"bptt": 7}}})
+    assert changed_settings(rnn.search) == {"rnn": {"bptt": 7}}
 
 
 def test_best_report_is_the_maximum_over_the_logged_epochs(tmp_path, digits_prepared):

@@ -323,10 +323,10 @@ def test_soft_and_darts_modes_run_every_op():
 def test_the_search_cell_samples_at_the_temperature_it_is_given():
     """tau is an argument of the cell's sampling, not a stored attribute: the soft weights are
     softmax((alpha + g) / tau) for the tau passed, and Gumbel mixing without tau is an error."""
-    cell = RNNSearchCell(4, 4, "soft")
+    cell = RNNSearchCell(4, 4, "soft", generator=torch.Generator())
     assert not hasattr(cell, "tau")
     for tau in (0.5, 4.0):
-        cell.generator = torch.Generator().manual_seed(0)
+        cell.generator.manual_seed(0)
         cell.begin(tau)
         g = gumbel_noise(cell.alpha.shape, torch.Generator().manual_seed(0), "cpu")
         expected = torch.softmax((cell.alpha + g) / tau, dim=-1)
@@ -340,7 +340,7 @@ def test_unrolled_gradient_matches_exact_autograd():
     the exact derivative of L_val(w - eta (grad L_train + wd w), alpha) w.r.t. alpha (with a
     small finite-difference radius; DARTS's r = 0.01 is an approximation of its own)."""
     torch.manual_seed(0)
-    net = RNNSupernet(12, 5, 5, "darts", **NO_DROP).double()
+    net = RNNSupernet(12, 5, 5, "softmax", **NO_DROP).double()
     with torch.no_grad():
         net.cell.alpha.normal_(0, 0.5)
     xt, yt = torch.randint(0, 12, (4, 3)), torch.randint(0, 12, (4, 3))
@@ -369,7 +369,7 @@ def test_unrolled_gradient_matches_exact_autograd():
 def test_unrolled_gradient_is_float32_under_bf16_autocast():
     """The recurrent second-order gradient equals the float32 one inside a bfloat16 autocast."""
     torch.manual_seed(0)
-    net = RNNSupernet(50, 32, 32, "darts", **NO_DROP)
+    net = RNNSupernet(50, 32, 32, "softmax", **NO_DROP)
     xt, yt = torch.randint(0, 50, (12, 8)), torch.randint(0, 50, (12, 8))
     xv, yv = torch.randint(0, 50, (12, 8)), torch.randint(0, 50, (12, 8))
     h = net.init_hidden(8)
@@ -624,7 +624,7 @@ def test_the_recurrent_architecture_step_uses_the_searchs_alpha_optimiser_and_cl
         p = tiny_params(search__arch_optimizer="sgd", search__arch_lr=1.0,
                         search__arch_weight_decay=0.0, search__arch_grad_clip=clip)  # fmt: skip
         torch.manual_seed(1)
-        net = RNNSupernet(12, 5, 5, "darts", **NO_DROP)
+        net = RNNSupernet(12, 5, 5, "softmax", **NO_DROP)
         a_opt = rnn_loop.arch_optimizer(p.search, net)
         assert isinstance(a_opt, torch.optim.SGD)
         before = net.cell.alpha.detach().clone()

@@ -11,10 +11,11 @@ from torch.func import functional_call
 
 from dnas.config import parse_params
 from dnas.models import build_network
-from dnas.search import drnas, mixing
+from dnas.search import drnas
 from dnas.search.architect import MomentumUnroll, arch_gradient
+from dnas.search.drnas import DrNAS
 from dnas.search.gdas import tau_at
-from dnas.search.snas import op_costs, resource_penalty
+from dnas.search.snas import SNAS, op_costs, resource_penalty
 from dnas.search.steps import cross_entropy_loss
 from dnas.search.supernet import DartsSupernet, MixedEdge, Nb201Supernet
 from dnas.spaces import darts
@@ -111,8 +112,8 @@ def test_second_order_gradient_is_float32_under_bf16_autocast(algorithm):
     loop's `fast.autocast`); the second-order gradient must still equal the float32 one. At the
     search size (C=16, 8 cells) a bfloat16 finite difference is mostly rounding noise."""
     torch.manual_seed(0)
-    net = DartsSupernet(1, 10, channels=16, layers=8, algorithm=algorithm)
-    net.generator = torch.Generator().manual_seed(1)
+    gen = torch.Generator().manual_seed(1)
+    net = DartsSupernet(1, 10, channels=16, layers=8, algorithm=algorithm, generator=gen)
     w_opt = torch.optim.SGD(net.weight_parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
     xt, yt = (t.float() if t.is_floating_point() else t for t in _batch(32, 2))
     xv, yv = (t.float() if t.is_floating_point() else t for t in _batch(32, 3))
@@ -133,7 +134,7 @@ def test_second_order_gradient_is_float32_under_bf16_autocast(algorithm):
 def test_dirichlet_samples_lie_on_the_simplex_with_the_concentration_mean():
     torch.manual_seed(0)
     alpha = torch.tensor([[-0.5, 0.0, 1.0, 2.0]]).repeat(20000, 1)
-    w = mixing.edge_weights("drnas", alpha, tau=1.0)
+    w = DrNAS().mix(alpha, tau=1.0)
     assert (w >= 0).all() and torch.allclose(w.sum(1), torch.ones(len(w)), atol=1e-6)
     beta = F.elu(alpha[0]) + 1  # 0.393, 1, 2, 3
     mean = beta / beta.sum()
@@ -142,7 +143,7 @@ def test_dirichlet_samples_lie_on_the_simplex_with_the_concentration_mean():
     assert ((w.mean(0) - mean).abs() < 5 * stderr).all()
     # Pruned ops get exactly 0; the rest is Dir(beta_kept) (subcomposition).
     mask = torch.tensor([True, False, True, True]).expand_as(alpha)
-    wm = mixing.edge_weights("drnas", alpha, 1.0, mask)
+    wm = DrNAS().mix(alpha, 1.0, mask)
     kept = beta[[0, 2, 3]] / beta[[0, 2, 3]].sum()
     assert (wm[:, 1] == 0).all()
     assert torch.allclose(wm[:, [0, 2, 3]].mean(0), kept, atol=0.01)
@@ -150,14 +151,14 @@ def test_dirichlet_samples_lie_on_the_simplex_with_the_concentration_mean():
 
 def test_dirichlet_sample_is_reparameterised():
     alpha = torch.zeros(3, 5, requires_grad=True)
-    (mixing.edge_weights("drnas", alpha, 1.0)[:, 0]).sum().backward()
+    (DrNAS().mix(alpha, 1.0)[:, 0]).sum().backward()
     assert alpha.grad.abs().sum() > 0
 
 
 def test_snas_weights_are_soft_sum_to_one_and_every_op_runs():
     torch.manual_seed(0)
     alpha = 1 + 0.01 * torch.randn(14, len(DARTS_OPS))
-    w = mixing.edge_weights("snas", alpha, tau=1.0, generator=torch.Generator().manual_seed(0))
+    w = SNAS().mix(alpha, tau=1.0, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(w.sum(1), torch.ones(14)) and (w > 0).all()
     assert w.max() < 0.99  # soft: no edge is one-hot at tau 1
     net = DartsSupernet(1, 10, channels=4, layers=3, algorithm="snas")
@@ -192,7 +193,7 @@ def test_resource_penalty_gradient_moves_alpha_towards_light_ops():
     for log in (False, True):
         alpha = torch.zeros(14, len(DARTS_OPS), requires_grad=True)
         g = torch.Generator().manual_seed(1)
-        weights = mixing.edge_weights("snas", alpha, 1.0, generator=g)
+        weights = SNAS().mix(alpha, 1.0, generator=g)
         resource_penalty({"normal": weights}, {"normal": costs["normal"]}, log).backward()
         sep5, skip = DARTS_OPS.index("sep_conv_5x5"), DARTS_OPS.index("skip_connect")
         assert (alpha.grad[:, sep5] > alpha.grad[:, skip]).all()  # descent lowers sep5 most
@@ -295,12 +296,11 @@ def test_drnas_advance_prunes_widens_and_keeps_the_alphas(digits_prepared):
             }
         }
     )
-    from dnas.search.loop import make_supernet
     from dnas.search.steps import SearchState
+    from dnas.search.supernet import make_supernet
 
     torch.manual_seed(0)
-    net = make_supernet(p.search, digits_prepared)
-    net.generator = torch.Generator()
+    net = make_supernet(p.search, digits_prepared, generator=torch.Generator())
     w_opt = torch.optim.SGD(net.weight_parameters(), lr=0.1, momentum=0.9)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, 4)
     a_opt = torch.optim.Adam(net.arch_parameters())
@@ -339,10 +339,12 @@ def test_drnas_advance_prunes_widens_and_keeps_the_alphas(digits_prepared):
 
 
 def test_gdas_frc_searches_normal_cells_only():
-    net = DartsSupernet(1, 10, channels=8, layers=5, fixed_reduction=True, algorithm="gdas")
+    gen = torch.Generator().manual_seed(0)
+    net = DartsSupernet(
+        1, 10, channels=8, layers=5, fixed_reduction=True, algorithm="gdas", generator=gen
+    )
     assert list(net.alphas) == ["normal"]
     assert sum(isinstance(c, FixedReductionCell) for c in net.cells) == 2
-    net.generator = torch.Generator().manual_seed(0)
     net(torch.randn(2, 1, 8, 8), 10.0).sum().backward()
     genotype = net.derive()
     assert list(genotype.cells) == ["normal"]
@@ -399,8 +401,8 @@ def test_snas_keeps_every_edge_with_its_argmax_op():
 
 def test_nb201_all_ops_algorithms_run_and_derive():
     for algorithm in ("darts", "snas", "drnas"):
-        net = Nb201Supernet(1, 10, 4, 1, algorithm=algorithm)
-        net.generator = torch.Generator().manual_seed(0)
+        gen = torch.Generator().manual_seed(0)
+        net = Nb201Supernet(1, 10, 4, 1, algorithm=algorithm, generator=gen)
         net(torch.randn(2, 1, 8, 8), 10.0).sum().backward()
         assert all(a.grad is not None for a in net.arch_parameters())
         assert net.derive().arch.count("~") == 6
@@ -489,7 +491,7 @@ def test_both_tracks_take_the_first_order_gradient_through_one_contract():
 
     torch.manual_seed(0)
     cnn = DartsSupernet(1, 10, channels=4, layers=3, algorithm="darts").double()
-    rnn = RNNSupernet(12, 5, 5, "darts").double()
+    rnn = RNNSupernet(12, 5, 5, "softmax").double()
     x, y = _batch(8, 1)
     tokens = torch.randint(0, 12, (4, 3))
     cases = [

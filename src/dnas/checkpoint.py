@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import BaseModel
 
 from dnas.errors import UserError, check_torch_floor, unpickling_reason
 from dnas.io import write_bytes
@@ -46,9 +47,37 @@ _finished_here: set[Path] = set()  # complete checkpoints written by this proces
 
 
 def fingerprint(*parts: Any) -> str:
-    """A short hash of JSON-able parts (params sections, data checksums)."""
+    """A short hash of JSON-able parts: the one way a checkpoint's fingerprint is made
+    (`run_fingerprint` gives it a run's parts)."""
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def changed_settings(section: Any) -> dict:
+    """A params section's values that differ from its defaults, nested sections included (a
+    knob at its default is left out, so a knob added later, whose default keeps the old
+    behaviour, leaves every earlier checkpoint's fingerprint as it was)."""
+    defaults = type(section)()
+    out: dict = {}
+    for name in type(section).model_fields:
+        value = getattr(section, name)
+        if isinstance(value, BaseModel):
+            inner = changed_settings(value)
+            if inner:
+                out[name] = inner
+        elif value != getattr(defaults, name):
+            out[name] = value
+    return out
+
+
+def run_fingerprint(p: Any, section: str, data_sha: str, *extra: Any, leave_out=()) -> str:
+    """The fingerprint of a search or retraining run (docs/resume.md#the-fingerprint): the
+    seed, the section's changed settings less `leave_out` (what only adds to the outputs),
+    the data's checksum and `extra` (the cells a retraining trains, ...)."""
+    settings = changed_settings(getattr(p, section))
+    for key in leave_out:
+        settings.pop(key, None)
+    return fingerprint(p.common.seed, section, settings, data_sha, *extra)
 
 
 def rng_state() -> dict:

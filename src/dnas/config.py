@@ -536,24 +536,29 @@ class Search(Optim):
 
     @model_validator(mode="after")
     def _algorithm_options(self) -> Search:
-        if self.order == 2 and self.algorithm not in ("darts", "drnas"):
+        from dnas.search.registry import ALGORITHMS  # the algorithms say what they combine with
+
+        algorithm = ALGORITHMS[self.algorithm]
+        if self.order == 2 and not algorithm.second_order:
+            able = " or ".join(n for n, a in ALGORITHMS.items() if a.second_order)
             raise ValueError(
-                f"order 2 (the unrolled step) needs algorithm darts or drnas, not "
+                f"order 2 (the unrolled step) needs algorithm {able}, not "
                 f"{self.algorithm!r}; set search.order to 1"
             )
-        if self.space == "rnn" and self.algorithm not in ("gdas", "darts"):
+        if self.space == "rnn" and not algorithm.recurrent:
+            able = " or ".join(n for n, a in ALGORITHMS.items() if a.recurrent)
             raise ValueError(
-                f"space rnn is searched with algorithm gdas or darts, not {self.algorithm!r}"
+                f"space rnn is searched with algorithm {able}, not {self.algorithm!r}"
             )
         if self.benchmark is not None and self.space != "nb201":
             raise ValueError(
                 f"benchmark (a NAS-Bench-201 lookup) needs space nb201, not {self.space!r};"
                 " set search.benchmark to null"
             )
-        if self.tau_schedule == "snas" and self.algorithm != "snas":
+        if self.tau_schedule not in algorithm.tau_schedules:
             raise ValueError(
-                f"tau_schedule snas is SNAS's temperature schedule; algorithm is"
-                f" {self.algorithm!r}: use to_last_epoch or to_end"
+                f"tau_schedule {self.tau_schedule} is not a schedule of algorithm"
+                f" {self.algorithm!r}: use {' or '.join(algorithm.tau_schedules)}"
             )
         if self.random_finalists > self.random_samples:
             raise ValueError(
@@ -563,10 +568,11 @@ class Search(Optim):
         if self.fixed_reduction and self.space != "darts":
             raise ValueError("fixed_reduction needs space darts (NB201 has no reduction cell)")
         stages = len(self.partial_channels)
-        if stages > 1 and self.algorithm != "drnas":
+        if stages > 1 and not algorithm.progressive:
+            able = " or ".join(n for n, a in ALGORITHMS.items() if a.progressive)
             raise ValueError(
-                "partial_channels with more than one stage is DrNAS's progressive"
-                " schedule; set search.algorithm to drnas or partial_channels to [1]"
+                "partial_channels with more than one stage is a progressive schedule"
+                f" (DrNAS's); set search.algorithm to {able} or partial_channels to [1]"
             )
         if len(self.keep_ops) != stages - 1:
             raise ValueError(
@@ -640,7 +646,8 @@ class Plots(Section):
 class Params(Section):
     common: Common = Common()
     prepare: Prepare = Prepare()
-    search: Search = Search()
+    # Built when a Params is (the search's checks ask the algorithms, which import this module).
+    search: Search = Field(default_factory=Search)
     train: Train = Train()
     evaluate: Evaluate = Evaluate()
     plots: Plots = Plots()

@@ -32,13 +32,11 @@ def sgd_cosine(
     return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=o.epochs, eta_min=o.lr_min)
 
 
-def arch_optimizer(s: Search, net) -> torch.optim.Optimizer:
-    """Adam (GDAS, DARTS, DrNAS) or plain SGD (SNAS on one GPU). DrNAS's default l2
-    regulariser is Adam's weight decay = reg_scale, its kl one has none
-    (docs/algorithms.md#drnas)."""
-    wd = s.arch_weight_decay
-    if s.algorithm == "drnas":
-        wd = s.reg_scale if s.drnas_reg == "l2" else 0.0
+def arch_optimizer(s: Search, net, weight_decay: float | None = None) -> torch.optim.Optimizer:
+    """Adam (GDAS, DARTS, DrNAS) or plain SGD (SNAS on one GPU) on `net`'s alphas, with
+    `weight_decay` (None: search.arch_weight_decay; the algorithm may set its own, as DrNAS's
+    l2 regulariser, docs/algorithms.md#drnas)."""
+    wd = s.arch_weight_decay if weight_decay is None else weight_decay
     params = net.arch_parameters()
     if s.arch_optimizer == "sgd":
         return torch.optim.SGD(params, lr=s.arch_lr, weight_decay=wd)

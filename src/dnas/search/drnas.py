@@ -1,5 +1,13 @@
-"""DrNAS's progressive schedule (docs/algorithms.md#drnas-progressive,
-`DARTS-space/train_search.py`).
+"""DrNAS (Chen et al., ICLR 2021): the algorithm (`DrNAS`) and its progressive schedule
+(docs/algorithms.md#drnas, #drnas-progressive, `DARTS-space/train_search.py`).
+
+Each edge's weights are a Dirichlet sample w ~ Dir(ELU(alpha) + 1), drawn with `rsample` so the
+gradient reaches alpha through the pathwise derivative; pruned ops get weight 0 and the rest are
+renormalised (by the Dirichlet's subcomposition property, a sample over the kept ops alone). The
+sampler draws from the global generator, so every rank must share it under torchrun
+(`shared_noise`). The regulariser: `l2` (Adam's weight decay = reg_scale) or `kl` (the KL to
+the uniform Dirichlet, scaled, added to the validation loss). DrNAS searches the DARTS space
+without 'none'.
 
 The epochs split evenly into `len(partial_channels)` stages (the last takes any remainder).
 Stage k searches with partial-channel K = partial_channels[k]. Between stages:
@@ -20,13 +28,65 @@ With one stage (the default) nothing here changes the search.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from dnas.config import Search
 from dnas.optim import sgd_cosine
+from dnas.search.algorithm import ARCH_STEP_KNOBS, Algorithm
 from dnas.search.steps import SearchState
 from dnas.search.supernet import Supernet
+
+if TYPE_CHECKING:
+    from dnas.config import Search
+
+
+class DrNAS(Algorithm):
+    name = "drnas"
+    doc = "Dirichlet samples of every op, optionally progressive"
+    second_order = True
+    progressive = True
+    searches_none = False
+    shared_noise = True
+    knobs = ("keep_ops", "arch_warmup", "drnas_reg", "reg_scale", *ARCH_STEP_KNOBS)
+
+    def mix(self, alpha, tau=None, mask=None, generator=None) -> torch.Tensor:
+        # The Dirichlet sampler draws from the global generator (it takes none); the loop
+        # seeds it and checkpoints save and restore it.
+        w = torch.distributions.Dirichlet(dirichlet_concentration(alpha)).rsample()
+        if mask is not None:
+            w = w * mask
+            w = w / w.sum(dim=-1, keepdim=True)
+        return w
+
+    def arch_weight_decay(self, s: Search) -> float:
+        return s.reg_scale if s.drnas_reg == "l2" else 0.0
+
+    def regulariser(self, s: Search):
+        if s.drnas_reg != "kl":
+            return None
+        return lambda net: kl_regulariser(s.reg_scale, net)
+
+
+def dirichlet_concentration(alpha: torch.Tensor) -> torch.Tensor:
+    """DrNAS's concentration beta = ELU(alpha) + 1 > 0."""
+    return F.elu(alpha) + 1.0
+
+
+def dirichlet_kl_to_uniform(alpha: torch.Tensor) -> torch.Tensor:
+    """Sum over edges of KL(Dir(ELU(alpha)+1) || Dir(1)): DrNAS's `kl` regulariser, anchored
+    at the uniform Dirichlet (docs/algorithms.md#drnas)."""
+    beta = dirichlet_concentration(alpha)
+    q = torch.distributions.Dirichlet(beta)
+    p = torch.distributions.Dirichlet(torch.ones_like(beta))
+    return torch.distributions.kl_divergence(q, p).sum()
+
+
+def kl_regulariser(reg_scale: float, net: Supernet) -> torch.Tensor:
+    """DrNAS's kl regulariser: the Dirichlet KL to the uniform prior, scaled."""
+    return reg_scale * sum(dirichlet_kl_to_uniform(a) for a in net.arch_parameters())
 
 
 class Schedule:
@@ -51,9 +111,9 @@ class Schedule:
         net, w_opt = st.net, st.w_opt
         masks = prune_masks(net, self.s.keep_ops[stage - 1])
         device = next(net.parameters()).device
-        new = make_supernet(self.s, data, stage).to(device)
-        new.alphas = net.alphas  # the same Parameters: Adam's state stays valid
-        new.generator = net.generator
+        # The same alpha Parameters (Adam's state stays valid) and Gumbel generator.
+        new = make_supernet(self.s, data, stage, alphas=net.alphas, generator=net.generator)
+        new = new.to(device)
         new.set_masks(masks)
         generator = torch.Generator().manual_seed(1000 + stage)
         momentum = widen_into(net, new, w_opt, generator)
@@ -120,9 +180,11 @@ def widen_into(
         return mapping
 
     modules = dict(new.named_modules())
+    # The architecture's own tensors (alphas, masks) are carried over as they are, not widened.
+    skip = {id(t) for t in (*new.arch_parameters(), *new.arch_buffers())}
     with torch.no_grad():
         for full, new_t in new_tensors.items():
-            if full.startswith("alphas") or full.startswith("mask_") or full not in old_tensors:
+            if id(new_t) in skip or full not in old_tensors:
                 continue
             old_t = old_tensors[full]
             owner_name, _, _ = full.rpartition(".")

@@ -1,5 +1,11 @@
-"""How the GDAS supernet uses its hard Gumbel-softmax sample, and GDAS's temperature schedule
-(docs/algorithms.md#gdas-sampler).
+"""GDAS (Dong & Yang, CVPR 2019): the algorithm (`GDAS`), how the supernet uses its hard
+Gumbel-softmax sample, and its temperature schedule (docs/algorithms.md#gdas-sampler).
+
+`GDAS.draw` takes one hard sample per cell type (`sample_per` "network", AutoDL) or per cell
+("cell", the CVPR code) at temperature tau; only the sampled op of each edge runs, scaled by its
+straight-through weight, so gradients reach every alpha through the softmax. With
+`unselected_grad` the zero weights of the other ops get the node's gradient sum too (AutoDL's
+NAS-Bench-201 code; `auto` = the space's own, `Supernet.unselected_grad_auto`).
 
 The sampler itself (hard Gumbel-softmax with a straight-through gradient) is
 `dnas.search.gumbel.hard_gumbel_softmax`, shared with SNAS and the recurrent search. One
@@ -14,7 +20,85 @@ node's gradient alone instead of two extra passes over each edge's output.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import torch
+
+from dnas.search.algorithm import ARCH_STEP_KNOBS, Algorithm, Draw
+from dnas.search.gumbel import hard_gumbel_softmax
+
+if TYPE_CHECKING:
+    from dnas.config import Search
+
+
+class GDAS(Algorithm):
+    name = "gdas"
+    doc = "one hard Gumbel sample per forward pass, only the sampled ops run"
+    uses_tau = True
+    recurrent = True
+    knobs = ("tau_max", "tau_min", "tau_schedule", "sample_per", "unselected_grad",
+             *ARCH_STEP_KNOBS)  # fmt: skip
+
+    def __init__(
+        self,
+        settings: Search | None = None,
+        *,
+        sample_per: str = "network",
+        unselected_grad: bool = False,
+    ) -> None:
+        super().__init__(settings)
+        self.sample_per = sample_per
+        self._unselected_grad = unselected_grad
+
+    @classmethod
+    def configure(cls, settings: Search | None, space_unselected_grad: bool = False) -> GDAS:
+        if settings is None:
+            return cls()
+        unselected = settings.unselected_grad
+        if unselected == "auto":
+            unselected = space_unselected_grad
+        return cls(settings, sample_per=settings.sample_per, unselected_grad=unselected)
+
+    def unselected_grad(self) -> bool:
+        return self._unselected_grad
+
+    def draw(self, net: Any, tau: float | None, detach_alpha: bool) -> list[Draw]:
+        if tau is None:
+            raise ValueError("gdas samples at a temperature: pass tau")
+        return [(w, idx, None) for w, idx in self.sample(net, tau, detach_alpha)]
+
+    def sample(
+        self, net: Any, tau: float, detach_alpha: bool = False
+    ) -> list[tuple[torch.Tensor, list[int]]]:
+        """One forward pass's architecture at temperature `tau`: (weights, op indices) per
+        searched cell, in the order of `net.cell_sequence`."""
+        per_cell = self.sample_per == "cell"
+        draws = {}
+        for t in net.cell_types:
+            alpha = net.alphas[t].detach() if detach_alpha else net.alphas[t]
+            n = net.cell_sequence.count(t) if per_cell else 1
+            draws[t] = hard_gumbel_softmax(alpha.expand(n, *alpha.shape), tau, net.generator)
+        # One host sync for every edge of every cell.
+        host = torch.cat([index.flatten() for _, index in draws.values()]).tolist()
+        rows, start = {}, 0
+        for t in net.cell_types:
+            weights, index = draws[t]
+            flat = host[start : start + index.numel()]
+            start += index.numel()
+            n_edges = index.shape[-1]
+            rows[t] = [
+                (weights[k], flat[k * n_edges : (k + 1) * n_edges]) for k in range(len(weights))
+            ]
+        seen = dict.fromkeys(net.cell_types, 0)
+        out = []
+        for t in net.cell_sequence:
+            out.append(rows[t][seen[t] if per_cell else 0])
+            seen[t] += 1
+        return out
+
+    @classmethod
+    def rnn_mixing(cls, gumbel: str) -> str:
+        return gumbel  # hard (the paper) or soft (the GDAS RNN code)
 
 
 def _inner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

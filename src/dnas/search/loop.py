@@ -1,8 +1,11 @@
-"""The search loop of every algorithm (docs/algorithms.md#gdas-schedules,
+"""The CNN search loop the algorithms share (docs/algorithms.md#gdas-schedules,
 docs/algorithms.md#darts-first-and-second-order, docs/algorithms.md#snas, docs/algorithms.md#drnas).
 
-The steps themselves are plain functions in `dnas.search.steps`; this module builds the
-supernet, its loaders and optimisers, and runs the epochs (`dnas.runner.EpochRunner`).
+`run_search` hands the search to its algorithm (`dnas.search.registry`): every algorithm but
+random search runs `run_search_loop` here. The steps themselves are plain functions in
+`dnas.search.steps`; this module builds the supernet, its loaders and optimisers, and runs the
+epochs (`dnas.runner.EpochRunner`). What differs per algorithm comes from its `Algorithm`
+object (`dnas.search.algorithm`): how edges mix, single or bilevel, the regulariser.
 
 Bilevel (gdas, darts, drnas): each iteration takes a search-train batch for a weight step and
 a search-valid batch for an architecture step, in `step_order`. Weights: SGD with momentum,
@@ -39,7 +42,7 @@ import torch
 
 from dnas import distributed as dist
 from dnas.benchmarks import nb201 as nb201_bench
-from dnas.checkpoint import GeneratorState, fingerprint
+from dnas.checkpoint import GeneratorState, run_fingerprint
 from dnas.config import Params, Search
 from dnas.data import Prepared
 from dnas.data.loader import split_loader
@@ -48,6 +51,7 @@ from dnas.optim import arch_optimizer, sgd_cosine
 from dnas.runner import EpochRunner
 from dnas.runtime import FastPath, seed_everything
 from dnas.search import drnas
+from dnas.search.algorithm import Algorithm
 from dnas.search.gdas import tau_at
 from dnas.search.record import (
     SearchResult,
@@ -56,44 +60,19 @@ from dnas.search.record import (
     record_epoch,
     replay_log,
 )
-from dnas.search.snas import op_costs
+from dnas.search.registry import get_algorithm
 from dnas.search.snas import temperature as snas_temperature
-from dnas.search.steps import SearchState, Steps, bilevel_iteration, joint_step, watch_test
-from dnas.search.supernet import Supernet, build_supernet
+from dnas.search.steps import SearchState, StepContext, bilevel_iteration, joint_step, watch_test
+from dnas.search.supernet import make_supernet
 
 # metrics/search.json's entries from the last epoch's values
 METRICS = {"valid_acc": "acc/valid", "valid_loss": "loss/valid", "train_acc": "acc/train",
            "train_loss": "loss/train"}  # fmt: skip
 
 
-def make_supernet(s: Search, data: Prepared, stage: int = 0) -> Supernet:
-    net = build_supernet(
-        s.space,
-        data.channels,
-        data.num_classes,
-        s.channels,
-        s.layers,
-        algorithm=s.algorithm,
-        fixed_reduction=s.fixed_reduction,
-        partial=s.partial_channels[stage],
-    )
-    net.sample_per = s.sample_per
-    net.unselected_grad = (s.space == "nb201") if s.unselected_grad == "auto" else s.unselected_grad
-    return net
-
-
-def snas_costs(s: Search, net: Supernet, data: Prepared, device) -> dict | None:
-    """The ops' costs for SNAS's resource penalty (None without one), measured on one input."""
-    if s.algorithm != "snas" or s.resource_lambda <= 0:
-        return None
-    with torch.random.fork_rng(devices=[]):
-        example = torch.zeros(1, data.channels, *data.train_x.shape[1:3], device=device)
-        return op_costs(net, example)
-
-
-def search_loaders(s: Search, data: Prepared, device, seed: int):
+def search_loaders(s: Search, algorithm: Algorithm, data: Prepared, device, seed: int):
     kw = {"augment": s.augment, "shuffle": True}
-    if s.algorithm == "snas":  # single level: all training data; the test split is watched
+    if algorithm.single_level:  # all training data; the test split is watched
         train = split_loader(data, "train", s.batch_size, device, seed=seed, **kw)
         valid = split_loader(data, "test", s.batch_size, device)
         return train, valid
@@ -110,24 +89,32 @@ def temperature(s: Search, epoch: int) -> float:
 
 
 def search_epoch(
-    run: EpochRunner, st: SearchState, how: Steps, epoch: int, tau, arch_moves, seed, train, valid
+    run: EpochRunner,
+    st: SearchState,
+    ctx: StepContext,
+    epoch: int,
+    tau,
+    arch_moves,
+    seed,
+    train,
+    valid,
 ):
     """The iterations of one search epoch (dnas.search.steps): the (loss * n, correct) sums of
     train and valid, summed over the ranks, and the two example counts."""
-    single_level = how.s.algorithm == "snas"
+    single_level = ctx.algorithm.single_level
     state = run.begin_epoch(lambda: {"sums": torch.zeros(4, dtype=torch.float64), "n": [0, 0]})
-    sums = state["sums"].to(how.device)  # loss*n, correct (train, valid)
+    sums = state["sums"].to(ctx.device)  # loss*n, correct (train, valid)
     n_train, n_valid = state["n"]
     for t in dist.shards(train):
         key = (seed, epoch, run.guard.step)
         n_train += t.n
         if single_level:
-            lt, sums_t = joint_step(st, how, t, tau, key)
+            lt, sums_t = joint_step(st, ctx, t, tau, key)
             run.guard.observe(lt)
         else:
             v = dist.shard(*valid.next_batch())
             n_valid += v.n
-            (lt, sums_t), (lv, sums_v) = bilevel_iteration(st, how, t, v, tau, key, arch_moves)
+            (lt, sums_t), (lv, sums_v) = bilevel_iteration(st, ctx, t, v, tau, key, arch_moves)
             run.guard.observe(lt, lv)
             sums[2:] += sums_v
         sums[:2] += sums_t
@@ -136,7 +123,7 @@ def search_epoch(
             epoch, lambda sums=sums, n=n: {"sums": dist.all_reduce_sum(sums).cpu(), "n": n}
         )
     if single_level:
-        sums[2:], n_valid = watch_test(st, how, valid, tau)
+        sums[2:], n_valid = watch_test(st, ctx, valid, tau)
     st.scheduler.step()
     run.end_epoch(epoch)
     dist.all_reduce_sum(sums[:2] if single_level else sums)  # SNAS's test: done
@@ -151,23 +138,34 @@ def run_search(
     live_dir: str | Path,
     checkpoint_dir: str | Path | None = None,
 ) -> SearchResult:
-    """Search; with `checkpoint_dir`, checkpoint as `common.checkpoint_every` says and resume
-    from a checkpoint of the same params and data (see dnas.checkpoint)."""
-    s = p.search
-    if s.algorithm == "random":  # no architecture to learn: its own loop
-        from dnas.search.random_search import run_random_search
+    """Search with the algorithm `search.algorithm` names; with `checkpoint_dir`, checkpoint
+    as `common.checkpoint_every` says and resume from a checkpoint of the same params and data
+    (see dnas.checkpoint)."""
+    return get_algorithm(p.search.algorithm).run(p, data, device, live_dir, checkpoint_dir)
 
-        return run_random_search(p, data, device, live_dir, checkpoint_dir)
+
+def run_search_loop(
+    p: Params,
+    data: Prepared,
+    device: torch.device,
+    live_dir: str | Path,
+    checkpoint_dir: str | Path | None = None,
+) -> SearchResult:
+    """The shared loop (module doc) of the algorithms with an architecture step."""
+    s = p.search
     bench = nb201_bench.Benchmark.open(s.benchmark) if s.benchmark else None  # fails early
     seed_everything(p.common.seed)
     fast = FastPath.resolve(p.common, device)
     fast.apply_backends(device)
-    net = fast.model(make_supernet(s, data).to(device))
-    costs = snas_costs(s, net, data, device)
-    net.generator = torch.Generator(device=device).manual_seed(p.common.seed + 2)
-    train_loader, valid_loader = search_loaders(s, data, device, p.common.seed)
-    st = SearchState(net, *sgd_cosine(net.weight_parameters(), s), arch_optimizer(s, net))
-    how = Steps.of(s, fast, device, costs)
+    gumbel = torch.Generator(device=device).manual_seed(p.common.seed + 2)
+    net = fast.model(make_supernet(s, data, generator=gumbel).to(device))
+    algorithm = net.algorithm
+    example = torch.zeros(1, data.channels, *data.train_x.shape[1:3], device=device)
+    costs = algorithm.penalty_costs(s, net, example)
+    train_loader, valid_loader = search_loaders(s, algorithm, data, device, p.common.seed)
+    a_opt = arch_optimizer(s, net, algorithm.arch_weight_decay(s))
+    st = SearchState(net, *sgd_cosine(net.weight_parameters(), s), a_opt)
+    ctx = StepContext.of(s, fast, device, algorithm, costs)
     schedule = drnas.Schedule(s)
     stateful = {
         **st.stateful(),
@@ -179,7 +177,7 @@ def run_search(
         "search", s.epochs, device, "search.lr or search.arch_lr", live_dir, checkpoint_dir,
         p.common.checkpoint_every,
         # The benchmark path only adds lookups: a checkpoint resumes with or without it.
-        fingerprint(p.common.seed, s.model_dump(exclude={"benchmark"}), data.card["sha256"]),
+        run_fingerprint(p, "search", data.card["sha256"], leave_out={"benchmark"}),
         stateful,
         log=[[], []],  # the values logged per epoch, the op probabilities
         extra=lambda epoch: {"stage": schedule.stage_of(min(epoch, s.epochs - 1))},
@@ -188,7 +186,7 @@ def run_search(
 
     def advance(stage: int) -> None:  # DrNAS's next stage, built in the same memory layout
         nonlocal st
-        st = schedule.advance(st, stage, data, lambda *a: fast.model(make_supernet(*a)))
+        st = schedule.advance(st, stage, data, lambda *a, **kw: fast.model(make_supernet(*a, **kw)))
         stateful.update(st.stateful())
 
     state = run.load()
@@ -205,7 +203,7 @@ def run_search(
         lr = st.w_opt.param_groups[0]["lr"]
         st.net.train()
         sums, n_train, n_valid = search_epoch(
-            run, st, how, epoch, tau, schedule.arch_moves(epoch), p.common.seed,
+            run, st, ctx, epoch, tau, schedule.arch_moves(epoch), p.common.seed,
             train_loader, valid_loader,
         )  # fmt: skip
         current = st.net.derive()

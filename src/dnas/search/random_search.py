@@ -43,7 +43,7 @@ import torch.nn.functional as F
 
 from dnas import distributed as dist
 from dnas.benchmarks import nb201 as nb201_bench
-from dnas.checkpoint import GeneratorState, fingerprint
+from dnas.checkpoint import GeneratorState, run_fingerprint
 from dnas.config import Params, Search
 from dnas.data import Prepared
 from dnas.data.loader import split_loader
@@ -52,6 +52,7 @@ from dnas.io import round_floats
 from dnas.optim import sgd_cosine
 from dnas.runner import EpochRunner
 from dnas.runtime import FastPath, seed_everything
+from dnas.search.algorithm import Algorithm, Draw
 from dnas.search.record import (
     SearchResult,
     arch_prob_rows,
@@ -61,70 +62,24 @@ from dnas.search.record import (
     run_cost,
     write_genotype_log,
 )
-from dnas.search.steps import SearchState, Steps, weight_step
-from dnas.search.supernet import Supernet, build_supernet
-from dnas.spaces import darts, nb201
-from dnas.spaces.genotype import CellSpec, Genotype
+from dnas.search.steps import SearchState, StepContext, weight_step
+from dnas.search.supernet import Arch, Supernet, make_supernet
+from dnas.spaces.genotype import Genotype
 
 ARCH_STREAM = 3  # the architectures' generator: common.seed + 3 (the Gumbel one is + 2)
 
-Arch = dict[str, list[int]]  # cell type -> op index per edge ('none' = the edge is off)
 
+class RandomSearch(Algorithm):
+    name = "random"
+    doc = "random search with weight sharing, the baseline"
+    knobs = ("random_samples", "random_score_batches", "random_finalists")
 
-def sample_arch(net: Supernet, gen: torch.Generator) -> Arch:
-    """A uniformly random architecture of `net`'s space, drawn from `gen` (module doc)."""
-    arch = {}
-    for t in net.cell_types:
-        if net.space == "nb201":
-            arch[t] = torch.randint(len(net.ops), (len(nb201.edges()),), generator=gen).tolist()
-            continue
-        none = net.ops.index("none")
-        real = [k for k, op in enumerate(net.ops) if op != "none"]
-        row = []
-        for i in range(net.steps):
-            n = darts.INPUTS + i
-            picked = torch.randperm(n, generator=gen)[:2].tolist()
-            ops = torch.randint(len(real), (2,), generator=gen).tolist()
-            chosen = {j: real[k] for j, k in zip(picked, ops)}
-            row.extend(chosen.get(j, none) for j in range(n))
-        arch[t] = row
-    return arch
+    def draw(self, net, tau, detach_alpha) -> list[Draw]:
+        return net.fixed_draws()  # the architecture `set_arch` gave
 
-
-def sampler_probs(net: Supernet) -> dict:
-    """Each op's probability per edge under `sample_arch`, as genotype.json's `probs`."""
-    if net.space == "nb201":
-        row = {op: 1.0 / len(net.ops) for op in net.ops}
-        return {t: {label: dict(row) for label in nb201.edge_labels()} for t in net.cell_types}
-    real = [op for op in net.ops if op != "none"]
-    probs = {}
-    for t in net.cell_types:
-        edges = {}
-        for (i, _), label in zip(darts.edges(net.steps), darts.edge_labels(net.steps)):
-            used = 2.0 / i  # node i has i inputs, 2 of them chosen
-            edges[label] = {op: 1.0 - used if op == "none" else used / len(real) for op in net.ops}
-        probs[t] = edges
-    return probs
-
-
-def arch_genotype(net: Supernet, arch: Arch) -> Genotype:
-    """The genotype of a drawn architecture, with the sampler's op probabilities."""
-    probs = sampler_probs(net)
-    if net.space == "nb201":
-        ops = [net.ops[k] for k in arch["cell"]]
-        it = iter(zip(ops, (j for _, j in nb201.edges())))
-        nodes = tuple(tuple(next(it) for _ in range(i)) for i in range(1, nb201.NODES))
-        cell = CellSpec(inputs=1, nodes=nodes, concat=(nb201.NODES - 1,))
-        return Genotype("nb201", {"cell": cell}, probs=probs, arch=nb201.to_string(cell))
-    cells = {}
-    for t, row in arch.items():
-        nodes = [[] for _ in range(net.steps)]
-        for (i, j), k in zip(darts.edges(net.steps), row):
-            if net.ops[k] != "none":
-                nodes[i - darts.INPUTS].append((net.ops[k], j))
-        concat = tuple(range(darts.INPUTS, darts.INPUTS + net.steps))
-        cells[t] = CellSpec(inputs=darts.INPUTS, nodes=tuple(map(tuple, nodes)), concat=concat)
-    return Genotype("darts", cells, probs=probs)
+    @classmethod
+    def run(cls, p, data, device, live_dir, checkpoint_dir=None):
+        return run_random_search(p, data, device, live_dir, checkpoint_dir)
 
 
 def best_index(scores: list[float]) -> int:
@@ -154,7 +109,7 @@ def select(net: Supernet, gen: torch.Generator, valid, whole, s: Search, fast, d
     net.eval()
     archs, scores = [], []
     for _ in range(s.random_samples):
-        arch = sample_arch(net, gen)
+        arch = net.random_arch(gen)
         if s.random_score_batches:
             batches = [valid.next_batch() for _ in range(s.random_score_batches)]
         else:
@@ -187,25 +142,10 @@ def random_valid_pass(net: Supernet, gen: torch.Generator, valid, fast, device) 
     loss = correct = 0.0
     n = 0
     for x, y in valid:
-        dl, dc, dn = score(net, sample_arch(net, gen), [(x, y)], fast, device)
+        dl, dc, dn = score(net, net.random_arch(gen), [(x, y)], fast, device)
         loss, correct, n = loss + dl, correct + dc, n + dn
     net.train()
     return {"loss/valid": loss / max(n, 1), "acc/valid": 100.0 * correct / max(n, 1)}
-
-
-def make_random_supernet(s: Search, data: Prepared) -> Supernet:
-    net = build_supernet(
-        s.space,
-        data.channels,
-        data.num_classes,
-        s.channels,
-        s.layers,
-        algorithm="random",
-        fixed_reduction=s.fixed_reduction,
-        partial=s.partial_channels[0],
-    )
-    net.sample_per = "network"
-    return net
 
 
 def run_random_search(
@@ -222,7 +162,7 @@ def run_random_search(
     seed_everything(seed)
     fast = FastPath.resolve(p.common, device)
     fast.apply_backends(device)
-    net = fast.model(make_random_supernet(s, data).to(device))
+    net = fast.model(make_supernet(s, data).to(device))
     gen = torch.Generator().manual_seed(seed + ARCH_STREAM)
     kw = {"augment": s.augment, "shuffle": True}
     train = split_loader(data, "search_train", s.batch_size, device, seed=seed, **kw)
@@ -231,7 +171,7 @@ def run_random_search(
     whole = split_loader(data, "search_valid", s.batch_size, device)  # whole passes, in order
     w_opt, scheduler = sgd_cosine(net.weight_parameters(), s)
     st = SearchState(net, w_opt, scheduler, None)
-    how = Steps.of(s, fast, device)
+    ctx = StepContext.of(s, fast, device, net.algorithm)
     stateful = {
         "model": net,
         "w_opt": w_opt,
@@ -243,12 +183,12 @@ def run_random_search(
     run = EpochRunner(
         "search", s.epochs, device, "search.lr", live_dir, checkpoint_dir,
         p.common.checkpoint_every,
-        fingerprint(seed, s.model_dump(exclude={"benchmark"}), data.card["sha256"]),
+        run_fingerprint(p, "search", data.card["sha256"], leave_out={"benchmark"}),
         stateful,
         log=[[], []],  # the values logged per epoch (the selection with the last), the op probs
     )  # fmt: skip
     run.resume()
-    uniform = Genotype(net.space, {}, probs=sampler_probs(net))
+    uniform = Genotype(net.space, {}, probs=net.uniform_probs())
 
     def one_epoch(epoch: int) -> dict:
         lr = w_opt.param_groups[0]["lr"]
@@ -256,8 +196,8 @@ def run_random_search(
         state = run.begin_epoch(lambda: {"sums": torch.zeros(2, dtype=torch.float64), "n": 0})
         sums, n_train = state["sums"].to(device), state["n"]
         for t in dist.shards(train):
-            net.set_arch(sample_arch(net, gen))
-            loss, sums_t = weight_step(st, how, t, None, (seed, epoch, run.guard.step))
+            net.set_arch(net.random_arch(gen))
+            loss, sums_t = weight_step(st, ctx, t, None, (seed, epoch, run.guard.step))
             run.guard.observe(loss)
             sums += sums_t
             n_train += t.n
@@ -282,12 +222,12 @@ def run_random_search(
             values["select/best_acc"] = chosen["score"]
             values["select/mean_acc"] = chosen["mean_score"]
             if bench is not None:
-                found = arch_genotype(net, chosen["arch"]).arch
+                found = net.arch_genotype(chosen["arch"]).arch
                 values.update(nb201_bench.curve_values(bench.lookup(found)))
         return record(run, live_dir, epoch, values, uniform, chosen and chosen["arch"])
 
     run.run(one_epoch, lambda live: replay_log(run, live_dir, live))
-    genotype = arch_genotype(net, run.log[0][-1]["arch"])
+    genotype = net.arch_genotype(run.log[0][-1]["arch"])
     summary = run.log[0][-1]["values"]
     metrics = {
         "valid_acc": summary["acc/valid"],
@@ -318,9 +258,8 @@ def record(run: EpochRunner, live_dir, epoch: int, values: dict, uniform, arch) 
     entry = {"epoch": epoch, "values": values}
     if arch is not None:
         entry["arch"] = arch
-        entry["genotype"] = arch_genotype(run.stateful["model"], arch).brief()
+        entry["genotype"] = run.stateful["model"].arch_genotype(arch).brief()
     history.append(entry)
     log_epoch(run.live, values, epoch, prob_rows)
     write_genotype_log(live_dir, history)
     return values
-

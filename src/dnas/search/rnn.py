@@ -7,7 +7,7 @@ incoming edges; search-time BatchNorm1d without affine parameters follows s0 and
 the cell output is the mean of the 8 nodes. The op weights of an edge are drawn once per
 sequence (a BPTT segment) and shared by the batch and every time step:
 
-- `darts`: softmax(alpha); every op of every edge runs (docs/algorithms.md#rnn-search).
+- `softmax` (DARTS): softmax(alpha); every op of every edge runs (docs/algorithms.md#rnn-search).
 - `gdas` + `gumbel: hard`: a hard Gumbel-softmax sample per edge (`dnas.search.gumbel`), value
   one-hot, straight-through gradient; **only the sampled op of each edge runs** (its output
   times the sampled weight, whose value is 1), the GDAS paper's point. Edges whose sample is
@@ -32,11 +32,22 @@ from dnas.spaces import rnn
 from dnas.spaces.genotype import Genotype
 from dnas.spaces.rnn import INIT_RANGE, RNN_OPS, STEPS
 
+# How the cell mixes an edge's ops: softmax(alpha), or a hard or soft Gumbel sample.
+GUMBEL_MODES = ("hard", "soft")
+MODES = ("softmax", *GUMBEL_MODES)
+
 
 class RNNSearchCell(RecurrentCell):
-    def __init__(self, ninp: int, nhid: int, mode: str, steps: int = STEPS) -> None:
+    def __init__(
+        self,
+        ninp: int,
+        nhid: int,
+        mode: str,
+        steps: int = STEPS,
+        generator: torch.Generator | None = None,
+    ) -> None:
         super().__init__()
-        if mode not in ("darts", "hard", "soft"):
+        if mode not in MODES:
             raise ValueError(f"unknown mixing mode {mode!r}")
         self.nhid, self.steps, self.mode = nhid, steps, mode
         self.ops = RNN_OPS
@@ -48,7 +59,7 @@ class RNNSearchCell(RecurrentCell):
         self.bns = nn.ModuleList(nn.BatchNorm1d(nhid, affine=False) for _ in range(steps + 1))
         n_edges = steps * (steps + 1) // 2
         self.alpha = nn.Parameter(1e-3 * torch.randn(n_edges, len(self.ops)))
-        self.generator: torch.Generator | None = None
+        self.generator = generator
         # Looked up per call, so tests can count which ops run.
         self.activations = dict(rnn.ACTIVATIONS)
         self._weights: torch.Tensor | None = None
@@ -61,11 +72,11 @@ class RNNSearchCell(RecurrentCell):
         """Draw this sequence's op weights at Gumbel temperature `tau` (and, for hard sampling,
         the plan of which op runs on which edge: one host sync for all edges); with
         `detach_alpha` (the weight step) no gradient reaches alpha."""
-        if tau is None and self.mode != "darts":
+        if tau is None and self.mode in GUMBEL_MODES:
             raise ValueError(f"Gumbel mixing ({self.mode}) samples at a temperature: pass tau")
         alpha = self.alpha.detach() if detach_alpha else self.alpha
         self._plan = None
-        if self.mode == "darts":
+        if self.mode == "softmax":
             self._weights = F.softmax(alpha, dim=-1)
         elif self.mode == "soft":
             self._weights = soft_gumbel_softmax(alpha, tau, self.generator)
@@ -137,8 +148,17 @@ class RNNSupernet(RNNLanguageModel):
 
     space = "rnn"
 
-    def __init__(self, vocab_size: int, emsize: int, nhid: int, mode: str, **dropouts) -> None:
-        super().__init__(RNNSearchCell(emsize, nhid, mode), vocab_size, emsize, nhid, **dropouts)
+    def __init__(
+        self,
+        vocab_size: int,
+        emsize: int,
+        nhid: int,
+        mode: str,
+        generator: torch.Generator | None = None,
+        **dropouts,
+    ) -> None:
+        cell = RNNSearchCell(emsize, nhid, mode, generator=generator)
+        super().__init__(cell, vocab_size, emsize, nhid, **dropouts)
 
     def arch_parameters(self) -> list[nn.Parameter]:
         return [self.cell.alpha]

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from dnas.checkpoint import GeneratorState, fingerprint
+from dnas.checkpoint import GeneratorState, run_fingerprint
 from dnas.config import Params, Search
 from dnas.data.text import TextPrepared
 from dnas.data.tokens import get_batch, sequence_length, token_stream
@@ -46,6 +46,7 @@ from dnas.runtime import seed_everything
 from dnas.search import record
 from dnas.search.architect import ClippedUnroll, arch_gradient
 from dnas.search.gdas import tau_at
+from dnas.search.registry import get_algorithm
 from dnas.search.rnn import RNNSupernet
 from dnas.search.steps import clear_weight_grads
 
@@ -54,11 +55,13 @@ METRICS = {"valid_loss": "loss/valid", "valid_ppl": "ppl/valid", "train_loss": "
            "train_ppl": "ppl/train"}  # fmt: skip
 
 
-def make_rnn_supernet(p: Params, vocab_size: int) -> RNNSupernet:
+def make_rnn_supernet(
+    p: Params, vocab_size: int, generator: torch.Generator | None = None
+) -> RNNSupernet:
     s, r = p.search, p.search.rnn
-    mode = "darts" if s.algorithm == "darts" else r.gumbel
+    mode = get_algorithm(s.algorithm).rnn_mixing(r.gumbel)
     dropouts = {k: getattr(r, k) for k in DROPOUT_KEYS}
-    return RNNSupernet(vocab_size, r.emsize, r.nhid, mode, **dropouts)
+    return RNNSupernet(vocab_size, r.emsize, r.nhid, mode, generator, **dropouts)
 
 
 def run_rnn_search(
@@ -71,8 +74,8 @@ def run_rnn_search(
     """Search a recurrent cell; checkpoints and resume as the CNN search (dnas.checkpoint)."""
     s, r = p.search, p.search.rnn
     seed_everything(p.common.seed)
-    net = make_rnn_supernet(p, data.vocab_size).to(device)
-    net.cell.generator = torch.Generator(device=device).manual_seed(p.common.seed + 2)
+    gumbel = torch.Generator(device=device).manual_seed(p.common.seed + 2)
+    net = make_rnn_supernet(p, data.vocab_size, gumbel).to(device)
     lengths = torch.Generator().manual_seed(p.common.seed + 1)
     train = token_stream(data, "train", s.batch_size, device)
     valid = token_stream(data, "valid", s.batch_size, device)
@@ -88,7 +91,7 @@ def run_rnn_search(
     run = EpochRunner(
         "search", s.epochs, device, "search.lr or search.arch_lr", live_dir, checkpoint_dir,
         p.common.checkpoint_every,
-        fingerprint(p.common.seed, s.model_dump(), r.model_dump(), data.card["sha256"]),
+        run_fingerprint(p, "search", data.card["sha256"]),
         stateful,
         log=[[], []],  # the values logged per epoch, the op probabilities
         steps=math.ceil((train.shape[0] - 2) / r.bptt),  # about: sequence lengths vary

@@ -1,5 +1,11 @@
-"""SNAS's resource penalty and temperature (docs/protocols.md; the SNAS code,
-docs/algorithms.md#snas).
+"""SNAS (Xie et al., ICLR 2019): the algorithm (`SNAS`), its resource penalty and its
+temperature (docs/protocols.md; the SNAS code, docs/algorithms.md#snas).
+
+SNAS is single level: one backward pass of the training loss (plus the resource penalty)
+updates weights and alphas together, and the test split is only watched. Its edges mix every op
+with a soft Gumbel (concrete) sample w = softmax((alpha + g) / tau), no straight-through, drawn
+in evaluation mode too; alpha is SNAS's log-alpha, initialised ~ N(1, 0.01). Its genotype keeps,
+per node, the two strongest of all incoming edges' ops (`derive_all_edges`).
 
 Every candidate op of every edge has three costs, counted with SNAS's own formulas from the
 op's channels C_in, C_out, kernel k and output side y (y^2 = output pixels), measured once on
@@ -34,10 +40,44 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dnas.search.algorithm import Algorithm
+from dnas.search.gumbel import soft_gumbel_softmax
 from dnas.search.supernet import MixedEdge, Supernet
 from dnas.spaces.ops import DilConv, FactorizedReduce, PoolBN, ReLUConvBN, SepConv, Zero
 
 COSTS = ("size", "flops", "mac")
+
+
+class SNAS(Algorithm):
+    name = "snas"
+    doc = "single level, soft Gumbel samples of every op, a resource penalty"
+    uses_tau = True
+    single_level = True
+    tau_schedules = ("to_last_epoch", "to_end", "snas")
+    derive_all_edges = True
+    knobs = ("tau_max", "tau_min", "tau_schedule", "resource_lambda", "resource_log",
+             "arch_optimizer", "arch_lr", "arch_betas", "arch_weight_decay", "arch_grad_clip",
+             "partial_channels")  # fmt: skip
+
+    def init_alphas(self, n_edges: int, n_ops: int) -> torch.Tensor:
+        return 1.0 + 0.01 * torch.randn(n_edges, n_ops)
+
+    def mix(self, alpha, tau=None, mask=None, generator=None) -> torch.Tensor:
+        return soft_gumbel_softmax(alpha, tau, generator, mask)
+
+    def penalty_costs(self, s, net, example) -> dict | None:
+        """Measured with one forward pass that leaves every random stream where it was."""
+        if s.resource_lambda <= 0:
+            return None
+        gumbel = None if net.generator is None else net.generator.get_state()
+        with torch.random.fork_rng(devices=[]):
+            costs = op_costs(net, example)
+        if gumbel is not None:
+            net.generator.set_state(gumbel)
+        return costs
+
+    def penalty(self, s, weights, costs) -> torch.Tensor:
+        return s.resource_lambda * resource_penalty(weights, costs, s.resource_log)
 
 
 def temperature(epoch: int, epochs: int, tau_max: float, tau_min: float) -> float:

@@ -11,7 +11,7 @@ in `search.step_order`. Single level (SNAS, `joint_step`): one backward pass ove
 batch updates weights and alphas together, with the resource penalty.
 
 Each step takes what it changes, a `SearchState` (the supernet and its optimisers; a DrNAS
-stage change makes a new one), what stays fixed for the search, `Steps` (the settings and the
+stage change makes a new one), what stays fixed for the search, `StepContext` (the settings and the
 fast path), and this rank's `Shard` of each batch: data parallelism lives in the loader
 (`dnas.distributed.shards`) and in the one gradient average after each backward pass. Each
 returns the loss and the (loss * examples, correct) sums of its batch for the logs.
@@ -40,9 +40,8 @@ import torch.nn.functional as F
 from dnas import distributed as dist
 from dnas.config import Search
 from dnas.runtime import FastPath
+from dnas.search.algorithm import Algorithm
 from dnas.search.architect import MomentumUnroll, arch_gradient
-from dnas.search.mixing import dirichlet_kl_to_uniform
-from dnas.search.snas import resource_penalty
 from dnas.search.supernet import Supernet
 
 
@@ -62,31 +61,26 @@ class SearchState(NamedTuple):
 
 
 @dataclass(frozen=True)
-class Steps:
-    """What stays fixed for a search: its settings, the fast path and device, SNAS's op costs
-    (for the resource penalty; None without one) and DrNAS's KL regulariser (None otherwise)."""
+class StepContext:
+    """What stays fixed for a search's steps: its settings, the fast path and device, the
+    algorithm, its resource penalty's cost tables (single level; None without a penalty) and
+    its regulariser of the architecture step (None without one)."""
 
     s: Search
     fast: FastPath
     device: torch.device
+    algorithm: Algorithm
     costs: dict | None = None
     extra_loss: Callable[[Supernet], torch.Tensor] | None = None
 
     @classmethod
-    def of(cls, s: Search, fast: FastPath, device, costs=None) -> Steps:
-        extra = None
-        if s.algorithm == "drnas" and s.drnas_reg == "kl":
-            extra = lambda net: kl_regulariser(s.reg_scale, net)  # noqa: E731
-        return cls(s, fast, device, costs, extra)
+    def of(cls, s: Search, fast: FastPath, device, algorithm: Algorithm, costs=None):
+        return cls(s, fast, device, algorithm, costs, algorithm.regulariser(s))
 
     def noise(self, key: tuple, phase: int):
         """The per-step generator under torchrun (module doc); nothing in one process."""
-        return dist.step_rng(self.device, *key, phase, per_rank=self.s.algorithm != "drnas")
-
-
-def kl_regulariser(reg_scale: float, net: Supernet) -> torch.Tensor:
-    """DrNAS's kl regulariser: the Dirichlet KL to the uniform prior, scaled."""
-    return reg_scale * sum(dirichlet_kl_to_uniform(a) for a in net.arch_parameters())
+        per_rank = not self.algorithm.shared_noise
+        return dist.step_rng(self.device, *key, phase, per_rank=per_rank)
 
 
 def cross_entropy_loss(net: Supernet, batch: tuple, tau: float | None):
@@ -116,16 +110,16 @@ def _clip(params, max_norm: float) -> None:
         torch.nn.utils.clip_grad_norm_(params, max_norm)
 
 
-def weight_step(st: SearchState, how: Steps, b: dist.Shard, tau: float | None, key: tuple):
+def weight_step(st: SearchState, ctx: StepContext, b: dist.Shard, tau: float | None, key: tuple):
     """SGD on the weights from L_train of a sampled architecture; alpha gets no gradient."""
-    net, fast = st.net, how.fast
-    clear_weight_grads(st.w_opt, how.s.zero_grad)
-    with how.noise(key, 0), fast.autocast(how.device):
+    net, fast = st.net, ctx.fast
+    clear_weight_grads(st.w_opt, ctx.s.zero_grad)
+    with ctx.noise(key, 0), fast.autocast(ctx.device):
         logits = net(fast.inputs(b.x), tau, detach_alpha=True)
         loss = F.cross_entropy(logits, b.y)
     loss.backward()
     dist.average_gradients(net.weight_parameters(), b.weight)
-    _clip(net.weight_parameters(), how.s.grad_clip)
+    _clip(net.weight_parameters(), ctx.s.grad_clip)
     st.w_opt.step()
     loss = loss.detach()
     return loss, b.sums(loss, (logits.argmax(1) == b.y).sum())
@@ -133,7 +127,7 @@ def weight_step(st: SearchState, how: Steps, b: dist.Shard, tau: float | None, k
 
 def arch_step(
     st: SearchState,
-    how: Steps,
+    ctx: StepContext,
     train: dist.Shard,
     valid: dist.Shard,
     tau: float | None,
@@ -143,30 +137,30 @@ def arch_step(
     """The optimiser's step on the alphas from the gradient of L_val, first order or DARTS's
     unrolled second order (which also reads the training batch); `moves=False` (DrNAS's
     warm-up) only watches L_val."""
-    net, fast = st.net, how.fast
+    net, fast = st.net, ctx.fast
     xt, xv = fast.inputs(train.x), fast.inputs(valid.x)
     if not moves:
-        with torch.no_grad(), how.noise(key, 1), fast.autocast(how.device):
+        with torch.no_grad(), ctx.noise(key, 1), fast.autocast(ctx.device):
             logits = net(xv, tau)
             loss = F.cross_entropy(logits, valid.y)
         return loss, valid.sums(loss, (logits.argmax(1) == valid.y).sum())
     st.a_opt.zero_grad(set_to_none=True)
-    unroll = MomentumUnroll(st.w_opt) if how.s.order == 2 else None
-    with how.noise(key, 1), fast.autocast(how.device):  # backward passes in the forward dtypes
+    unroll = MomentumUnroll(st.w_opt) if ctx.s.order == 2 else None
+    with ctx.noise(key, 1), fast.autocast(ctx.device):  # backward passes in the forward dtypes
         grads, loss, logits = arch_gradient(
-            net, cross_entropy_loss, (xt, train.y), (xv, valid.y), tau, unroll, how.extra_loss
+            net, cross_entropy_loss, (xt, train.y), (xv, valid.y), tau, unroll, ctx.extra_loss
         )
     for a, g in zip(net.arch_parameters(), grads):
         a.grad = g
     dist.average_gradients(net.arch_parameters(), valid.weight)
-    _clip(net.arch_parameters(), how.s.arch_grad_clip)
+    _clip(net.arch_parameters(), ctx.s.arch_grad_clip)
     st.a_opt.step()
     return loss, valid.sums(loss, (logits.argmax(1) == valid.y).sum())
 
 
 def bilevel_iteration(
     st: SearchState,
-    how: Steps,
+    ctx: StepContext,
     train: dist.Shard,
     valid: dist.Shard,
     tau: float | None,
@@ -176,27 +170,26 @@ def bilevel_iteration(
     """One GDAS / DARTS / DrNAS iteration: a weight step on a search-train batch and an
     architecture step on a search-valid batch, in `step_order`; ((loss, sums) of the weight
     step, (loss, sums) of the architecture step)."""
-    if how.s.step_order == "weights_first":
-        w = weight_step(st, how, train, tau, key)
-        a = arch_step(st, how, train, valid, tau, key, arch_moves)
+    if ctx.s.step_order == "weights_first":
+        w = weight_step(st, ctx, train, tau, key)
+        a = arch_step(st, ctx, train, valid, tau, key, arch_moves)
     else:
-        a = arch_step(st, how, train, valid, tau, key, arch_moves)
-        w = weight_step(st, how, train, tau, key)
+        a = arch_step(st, ctx, train, valid, tau, key, arch_moves)
+        w = weight_step(st, ctx, train, tau, key)
     return w, a
 
 
-def joint_step(st: SearchState, how: Steps, b: dist.Shard, tau: float | None, key: tuple):
+def joint_step(st: SearchState, ctx: StepContext, b: dist.Shard, tau: float | None, key: tuple):
     """SNAS: weights and alphas from one backward pass of L_train (+ the resource penalty)."""
-    s, net, fast = how.s, st.net, how.fast
+    s, net, fast = ctx.s, st.net, ctx.fast
     clear_weight_grads(st.w_opt, s.zero_grad)
     st.a_opt.zero_grad(set_to_none=True)
-    with how.noise(key, 0), fast.autocast(how.device):
-        logits = net(fast.inputs(b.x), tau)
+    with ctx.noise(key, 0), fast.autocast(ctx.device):
+        logits, weights = net.forward_drawn(fast.inputs(b.x), tau)
         loss = F.cross_entropy(logits, b.y)
     total = loss
-    if how.costs is not None:
-        penalty = resource_penalty(net.last_weights, how.costs, s.resource_log)
-        total = loss + s.resource_lambda * penalty
+    if ctx.costs is not None:
+        total = loss + ctx.algorithm.penalty(s, weights, ctx.costs)
     total.backward()
     dist.average_gradients(net.parameters(), b.weight)
     _clip(net.weight_parameters(), s.grad_clip)
@@ -207,17 +200,17 @@ def joint_step(st: SearchState, how: Steps, b: dist.Shard, tau: float | None, ke
     return loss, b.sums(loss, (logits.argmax(1) == b.y).sum())
 
 
-def watch_test(st: SearchState, how: Steps, loader, tau: float | None):
+def watch_test(st: SearchState, ctx: StepContext, loader, tau: float | None):
     """SNAS: the (loss * examples, correct) sums of sampled architectures over the test split,
     summed over the ranks, and its example count."""
-    net, fast = st.net, how.fast
+    net, fast = st.net, ctx.fast
     net.eval()
-    sums = torch.zeros(2, dtype=torch.float64, device=how.device)
+    sums = torch.zeros(2, dtype=torch.float64, device=ctx.device)
     n = 0
     with torch.no_grad():
         for b in dist.shards(loader):
             n += b.n
-            with fast.autocast(how.device):
+            with fast.autocast(ctx.device):
                 logits = net(fast.inputs(b.x), tau)
                 loss = F.cross_entropy(logits, b.y)
             sums += b.sums(loss, (logits.argmax(1) == b.y).sum())

@@ -1,7 +1,8 @@
-"""Supernets of the DARTS and NAS-Bench-201 spaces, and how each algorithm mixes an edge's ops.
+"""Supernets of the DARTS and NAS-Bench-201 spaces (`SUPERNETS`, one class per space).
 
 Every edge holds all candidate ops. What a forward pass does with them depends on the algorithm
-(`dnas.search.mixing` draws the weights):
+(`dnas.search.algorithm.Algorithm.draw`, given to the supernet when it is built, with the
+Gumbel generator; nothing is set on a supernet after it is built):
 
 - **gdas**: one hard Gumbel sample per forward pass (`sample_per` = "network": one for all cells
   of a type, AutoDL; "cell": a new one per cell, the CVPR code;
@@ -30,14 +31,15 @@ normal cells have alphas then.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
-from dnas.search import mixing
+from dnas.search.algorithm import Algorithm, Draw
 from dnas.search.gdas import sampled_sum, zero_grad_to
-from dnas.search.gumbel import hard_gumbel_softmax
 from dnas.spaces import darts, nb201
-from dnas.spaces.genotype import Genotype
+from dnas.spaces.genotype import CellSpec, Genotype
 from dnas.spaces.ops import (
     DARTS_OPS,
     NB201_OPS,
@@ -49,7 +51,10 @@ from dnas.spaces.ops import (
     nb201_op,
 )
 
-ALGORITHMS = ("gdas", "darts", "snas", "drnas", "random")
+if TYPE_CHECKING:
+    from dnas.config import Search
+
+Arch = dict[str, list[int]]  # cell type -> op index per edge ('none' = the edge is off)
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -236,32 +241,49 @@ class Nb201SearchCell(nn.Module):
 
 
 class Supernet(nn.Module):
-    """Common part: alphas, mixing weights, genotype derivation."""
+    """Common part: alphas, mixing weights, genotype derivation. A space's supernet class also
+    knows its space's uniform random architectures (random search) and says what GDAS's
+    `unselected_grad: auto` means there (`unselected_grad_auto`)."""
 
     space: str
     cell_types: tuple[str, ...]
     ops: tuple[str, ...]
+    unselected_grad_auto: bool = False
 
-    def _init_alphas(self, n_edges: int, algorithm: str) -> None:
+    def _configure(
+        self,
+        algorithm: Algorithm | str,
+        generator: torch.Generator | None,
+        alphas: nn.ParameterDict | None,
+        n_edges: int,
+    ) -> None:
+        """Everything the forward pass reads besides the modules: the algorithm (an instance,
+        or a name for its defaults), the Gumbel generator, the alphas (`alphas`: reuse these,
+        as DrNAS's next stage does; new ones are drawn either way, so the random stream after
+        construction does not depend on it) and the masks."""
+        if isinstance(algorithm, str):
+            from dnas.search.registry import get_algorithm
+
+            algorithm = get_algorithm(algorithm).configure(None)
+        self.algorithm = algorithm
+        self.generator = generator
         n_ops = len(self.ops)
-        if algorithm == "snas":  # log-alpha ~ N(1, 0.01) (docs/algorithms.md#snas)
-            init = [1.0 + 0.01 * torch.randn(n_edges, n_ops) for _ in self.cell_types]
-        else:  # 1e-3 * randn (docs/algorithms.md#darts-cnn-space, #drnas)
-            init = [1e-3 * torch.randn(n_edges, n_ops) for _ in self.cell_types]
-        self.alphas = nn.ParameterDict({t: nn.Parameter(a) for t, a in zip(self.cell_types, init)})
+        init = [algorithm.init_alphas(n_edges, n_ops) for _ in self.cell_types]
+        if alphas is None:
+            alphas = nn.ParameterDict({t: nn.Parameter(a) for t, a in zip(self.cell_types, init)})
+        self.alphas = alphas
         # Ops still in the running per edge (DrNAS progressive pruning); saved in checkpoints.
         for t in self.cell_types:
             self.register_buffer(f"mask_{t}", torch.ones(n_edges, n_ops, dtype=torch.bool))
-        self.algorithm = algorithm
-        self.sample_per = "network"
-        self.unselected_grad = False
-        self.generator: torch.Generator | None = None
-        self.cell_sequence: list[str]
         self._active: dict[str, list[list[int]]] | None = None
-        self._arch: dict[str, tuple[torch.Tensor, list[int], None]] | None = None
+        self._arch: dict[str, Draw] | None = None
 
     def arch_parameters(self) -> list[nn.Parameter]:
         return list(self.alphas.values())
+
+    def arch_buffers(self) -> list[torch.Tensor]:
+        """The architecture's buffers (the masks)."""
+        return [self.mask(t) for t in self.cell_types]
 
     def weight_parameters(self) -> list[nn.Parameter]:
         arch = {id(p) for p in self.arch_parameters()}
@@ -300,35 +322,7 @@ class Supernet(nn.Module):
             out[t] = torch.softmax(a, dim=-1).cpu()
         return out
 
-    def sample(
-        self, tau: float, detach_alpha: bool = False
-    ) -> list[tuple[torch.Tensor, list[int]]]:
-        """GDAS: draw the architecture of one forward pass at temperature `tau`: (weights, op
-        indices) per searched cell, in the order of `self.cell_sequence`."""
-        draws = {}
-        for t in self.cell_types:
-            alpha = self.alphas[t].detach() if detach_alpha else self.alphas[t]
-            n = self.cell_sequence.count(t) if self.sample_per == "cell" else 1
-            draws[t] = hard_gumbel_softmax(alpha.expand(n, *alpha.shape), tau, self.generator)
-        # One host sync for every edge of every cell.
-        host = torch.cat([index.flatten() for _, index in draws.values()]).tolist()
-        rows, start = {}, 0
-        for t in self.cell_types:
-            weights, index = draws[t]
-            flat = host[start : start + index.numel()]
-            start += index.numel()
-            n_edges = index.shape[-1]
-            rows[t] = [
-                (weights[k], flat[k * n_edges : (k + 1) * n_edges]) for k in range(len(weights))
-            ]
-        seen = dict.fromkeys(self.cell_types, 0)
-        per_cell = []
-        for t in self.cell_sequence:
-            per_cell.append(rows[t][seen[t] if self.sample_per == "cell" else 0])
-            seen[t] += 1
-        return per_cell
-
-    def set_arch(self, arch: dict[str, list[int]]) -> None:
+    def set_arch(self, arch: Arch) -> None:
         """Random search: the architecture the next forward passes run, an op index per edge
         of each cell type (all cells of a type share it, as AutoDL's RANDOM-NAS network)."""
         device = self.alphas[self.cell_types[0]].device
@@ -338,26 +332,31 @@ class Supernet(nn.Module):
             weights[torch.arange(len(indices)), torch.tensor(indices)] = 1.0
             self._arch[t] = (weights, list(indices), None)
 
-    def draws(self, tau: float | None, detach_alpha: bool = False) -> list[tuple]:
-        """(weights, indices or None, active ops or None) per searched cell, in cell order.
-        `tau`: the Gumbel temperature, required by the algorithms that sample with it."""
-        if self.algorithm == "random":
-            if self._arch is None:
-                raise ValueError("random search: set_arch before a forward pass")
-            return [self._arch[t] for t in self.cell_sequence]
-        if tau is None and self.algorithm in ("gdas", "snas"):
-            raise ValueError(f"{self.algorithm} samples at a temperature: pass tau")
-        if self.algorithm == "gdas":
-            return [(w, idx, None) for w, idx in self.sample(tau, detach_alpha)]
-        per_type = {}
-        active = self.active()
-        self.last_weights = {}  # for SNAS's resource penalty
-        for t in self.cell_types:
-            alpha = self.alphas[t].detach() if detach_alpha else self.alphas[t]
-            w = mixing.edge_weights(self.algorithm, alpha, tau, self.mask(t), self.generator)
-            self.last_weights[t] = w
-            per_type[t] = (w, None, active[t])
-        return [per_type[t] for t in self.cell_sequence]
+    def fixed_draws(self) -> list[Draw]:
+        """The draws of the architecture `set_arch` gave, in cell order."""
+        if self._arch is None:
+            raise ValueError("random search: set_arch before a forward pass")
+        return [self._arch[t] for t in self.cell_sequence]
+
+    def draws(self, tau: float | None, detach_alpha: bool = False) -> list[Draw]:
+        """(weights, indices or None, active ops or None) per searched cell, in cell order:
+        the algorithm's draw for one forward pass. `tau`: the Gumbel temperature, required by
+        the algorithms that sample with it."""
+        return self.algorithm.draw(self, tau, detach_alpha)
+
+    def forward(
+        self, x: torch.Tensor, tau: float | None = None, detach_alpha: bool = False
+    ) -> torch.Tensor:
+        """Logits of `x` under this pass's architecture draw; `tau` is the Gumbel temperature
+        (GDAS, SNAS; unused by DARTS and DrNAS)."""
+        return self.forward_drawn(x, tau, detach_alpha)[0]
+
+    def forward_drawn(
+        self, x: torch.Tensor, tau: float | None = None, detach_alpha: bool = False
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(logits, the mixing weights of each cell type) of one forward pass: SNAS's resource
+        penalty reads the weights its cells used."""
+        raise NotImplementedError
 
     def set_drop_prob(self, p: float) -> None:
         for m in self.modules():
@@ -366,6 +365,27 @@ class Supernet(nn.Module):
 
     def derive(self) -> Genotype:
         raise NotImplementedError
+
+    # -- random search: the space's uniform random architectures ---------------------------------
+
+    def random_arch(self, gen: torch.Generator) -> Arch:
+        raise NotImplementedError
+
+    def uniform_probs(self) -> dict:
+        """Each op's probability per edge under `random_arch`, as genotype.json's `probs`."""
+        raise NotImplementedError
+
+    def arch_genotype(self, arch: Arch) -> Genotype:
+        """The genotype of an architecture of `random_arch`, with the uniform probabilities."""
+        raise NotImplementedError
+
+
+def _weights_by_type(net: Supernet, draws: list[Draw]) -> dict[str, torch.Tensor]:
+    """The first cell's weights of each type (the all-ops algorithms share one per type)."""
+    out: dict[str, torch.Tensor] = {}
+    for t, (w, _, _) in zip(net.cell_sequence, draws):
+        out.setdefault(t, w)
+    return out
 
 
 class DartsSupernet(Supernet):
@@ -383,14 +403,20 @@ class DartsSupernet(Supernet):
         steps: int = darts.STEPS,
         stem_multiplier: int = 3,
         *,
-        algorithm: str,
+        algorithm: Algorithm | str,
         fixed_reduction: bool = False,
         partial: int = 1,
+        generator: torch.Generator | None = None,
+        alphas: nn.ParameterDict | None = None,
     ) -> None:
         super().__init__()
         self.steps = steps
+        if isinstance(algorithm, str):
+            from dnas.search.registry import get_algorithm
+
+            algorithm = get_algorithm(algorithm).configure(None)
         # DrNAS searches the DARTS space without 'none' (docs/algorithms.md#drnas).
-        self.ops = DARTS_OPS[1:] if algorithm == "drnas" else DARTS_OPS
+        self.ops = DARTS_OPS if algorithm.searches_none else DARTS_OPS[1:]
         self.cell_types = ("normal",) if fixed_reduction else ("normal", "reduce")
         c_curr = stem_multiplier * channels
         self.stem = nn.Sequential(
@@ -421,32 +447,72 @@ class DartsSupernet(Supernet):
             c_pp, c_p = c_p, cell.multiplier * c
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_p, num_classes)
-        self._init_alphas(len(darts.edges(steps)), algorithm)
+        self._configure(algorithm, generator, alphas, len(darts.edges(steps)))
 
-    def forward(
-        self, x: torch.Tensor, tau: float | None = None, detach_alpha: bool = False
-    ) -> torch.Tensor:
-        """Logits of `x` under this pass's architecture sample; `tau` is the Gumbel temperature
-        (GDAS, SNAS; unused by DARTS and DrNAS)."""
+    def forward_drawn(self, x, tau=None, detach_alpha=False):
         s0 = s1 = self.stem(x)
-        draws = iter(self.draws(tau, detach_alpha))
+        draws = self.draws(tau, detach_alpha)
+        unselected = self.algorithm.unselected_grad()
+        it = iter(draws)
         for cell in self.cells:
             if isinstance(cell, FixedReductionCell):
                 s0, s1 = s1, cell(s0, s1)
             else:
-                w, idx, active = next(draws)
-                s0, s1 = s1, cell(s0, s1, w, idx, self.unselected_grad, active)
-        return self.classifier(self.pool(s1).flatten(1))
+                w, idx, active = next(it)
+                s0, s1 = s1, cell(s0, s1, w, idx, unselected, active)
+        return self.classifier(self.pool(s1).flatten(1)), _weights_by_type(self, draws)
 
     def derive(self) -> Genotype:
         probs = self.probs()
         labels = darts.edge_labels(self.steps)
-        rule = darts.derive_cell_all_edges if self.algorithm == "snas" else darts.derive_cell
+        every_edge = self.algorithm.derive_all_edges
+        rule = darts.derive_cell_all_edges if every_edge else darts.derive_cell
         return Genotype(
             space="darts",
             cells={t: rule(probs[t].numpy(), self.ops, self.steps) for t in self.cell_types},
             probs=_probs_json(probs, labels, self.ops),
         )
+
+    def random_arch(self, gen: torch.Generator) -> Arch:
+        """Every node 2 distinct inputs, each pair equally likely, each an op uniform over the
+        ops other than 'none'; the node's other edges are off (docs/algorithms.md#random-search)."""
+        none = self.ops.index("none")
+        real = [k for k, op in enumerate(self.ops) if op != "none"]
+        arch = {}
+        for t in self.cell_types:
+            row = []
+            for i in range(self.steps):
+                n = darts.INPUTS + i
+                picked = torch.randperm(n, generator=gen)[:2].tolist()
+                ops = torch.randint(len(real), (2,), generator=gen).tolist()
+                chosen = {j: real[k] for j, k in zip(picked, ops)}
+                row.extend(chosen.get(j, none) for j in range(n))
+            arch[t] = row
+        return arch
+
+    def uniform_probs(self) -> dict:
+        real = [op for op in self.ops if op != "none"]
+        probs = {}
+        for t in self.cell_types:
+            edges = {}
+            for (i, _), label in zip(darts.edges(self.steps), darts.edge_labels(self.steps)):
+                used = 2.0 / i  # node i has i inputs, 2 of them chosen
+                edges[label] = {
+                    op: 1.0 - used if op == "none" else used / len(real) for op in self.ops
+                }
+            probs[t] = edges
+        return probs
+
+    def arch_genotype(self, arch: Arch) -> Genotype:
+        cells = {}
+        for t, row in arch.items():
+            nodes = [[] for _ in range(self.steps)]
+            for (i, j), k in zip(darts.edges(self.steps), row):
+                if self.ops[k] != "none":
+                    nodes[i - darts.INPUTS].append((self.ops[k], j))
+            concat = tuple(range(darts.INPUTS, darts.INPUTS + self.steps))
+            cells[t] = CellSpec(inputs=darts.INPUTS, nodes=tuple(map(tuple, nodes)), concat=concat)
+        return Genotype("darts", cells, probs=self.uniform_probs())
 
 
 class Nb201Supernet(Supernet):
@@ -457,6 +523,9 @@ class Nb201Supernet(Supernet):
     space = "nb201"
     cell_types = ("cell",)
     ops = NB201_OPS
+    # AutoDL's NAS-Bench-201 GDAS gives the unsampled ops' alphas a gradient
+    # (docs/algorithms.md#gdas-sampler).
+    unselected_grad_auto = True
 
     def __init__(
         self,
@@ -464,8 +533,10 @@ class Nb201Supernet(Supernet):
         num_classes: int,
         channels: int,
         layers: int,
-        algorithm: str,
+        algorithm: Algorithm | str,
         partial: int = 1,
+        generator: torch.Generator | None = None,
+        alphas: nn.ParameterDict | None = None,
     ) -> None:
         super().__init__()
         c = channels
@@ -486,22 +557,21 @@ class Nb201Supernet(Supernet):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c, num_classes)
         self.cell_sequence = ["cell"] * (3 * layers)
-        self._init_alphas(len(nb201.edges()), algorithm)
+        self._configure(algorithm, generator, alphas, len(nb201.edges()))
 
-    def forward(
-        self, x: torch.Tensor, tau: float | None = None, detach_alpha: bool = False
-    ) -> torch.Tensor:
-        """Logits of `x` under this pass's architecture sample; `tau` is the Gumbel temperature
-        (GDAS, SNAS; unused by DARTS and DrNAS)."""
-        draws = iter(self.draws(tau, detach_alpha))
+    def forward_drawn(self, x, tau=None, detach_alpha=False):
+        draws = self.draws(tau, detach_alpha)
+        unselected = self.algorithm.unselected_grad()
+        it = iter(draws)
         h = self.stem(x)
         for block, is_cell in zip(self.cells, self.is_cell):
             if is_cell:
-                w, idx, active = next(draws)
-                h = block(h, w, idx, self.unselected_grad, active)
+                w, idx, active = next(it)
+                h = block(h, w, idx, unselected, active)
             else:
                 h = block(h)
-        return self.classifier(self.pool(self.lastact(h)).flatten(1))
+        logits = self.classifier(self.pool(self.lastact(h)).flatten(1))
+        return logits, _weights_by_type(self, draws)
 
     def derive(self) -> Genotype:
         probs = self.probs()
@@ -513,6 +583,24 @@ class Nb201Supernet(Supernet):
             arch=nb201.to_string(cell),
         )
 
+    def random_arch(self, gen: torch.Generator) -> Arch:
+        """Each of the 6 edges one of the 5 ops, 'none' included (AutoDL's `random_genotype`)."""
+        n = len(nb201.edges())
+        return {t: torch.randint(len(self.ops), (n,), generator=gen).tolist()
+                for t in self.cell_types}  # fmt: skip
+
+    def uniform_probs(self) -> dict:
+        row = {op: 1.0 / len(self.ops) for op in self.ops}
+        return {t: {label: dict(row) for label in nb201.edge_labels()} for t in self.cell_types}
+
+    def arch_genotype(self, arch: Arch) -> Genotype:
+        ops = [self.ops[k] for k in arch["cell"]]
+        it = iter(zip(ops, (j for _, j in nb201.edges())))
+        nodes = tuple(tuple(next(it) for _ in range(i)) for i in range(1, nb201.NODES))
+        cell = CellSpec(inputs=1, nodes=nodes, concat=(nb201.NODES - 1,))
+        return Genotype("nb201", {"cell": cell}, probs=self.uniform_probs(),
+                        arch=nb201.to_string(cell))  # fmt: skip
+
 
 def _probs_json(probs: dict[str, torch.Tensor], labels: list[str], ops) -> dict:
     return {
@@ -521,29 +609,46 @@ def _probs_json(probs: dict[str, torch.Tensor], labels: list[str], ops) -> dict:
     }
 
 
+# The supernet of each searchable CNN space (the recurrent one: dnas.search.rnn).
+SUPERNETS: dict[str, type[Supernet]] = {"darts": DartsSupernet, "nb201": Nb201Supernet}
+
+
 def build_supernet(
     space: str,
     in_channels: int,
     num_classes: int,
     channels: int,
     layers: int,
-    algorithm: str,
-    fixed_reduction: bool,
-    partial: int,
+    algorithm: Algorithm | str,
+    fixed_reduction: bool = False,
+    partial: int = 1,
+    generator: torch.Generator | None = None,
+    alphas: nn.ParameterDict | None = None,
 ) -> Supernet:
-    """The search network of `space`; every argument is a `search` param (make_supernet)."""
-    if space == "darts":
-        return DartsSupernet(
-            in_channels,
-            num_classes,
-            channels,
-            layers,
-            algorithm=algorithm,
-            fixed_reduction=fixed_reduction,
-            partial=partial,
-        )
-    if space == "nb201":
-        if fixed_reduction:
-            raise ValueError("fixed_reduction applies to the darts space only")
-        return Nb201Supernet(in_channels, num_classes, channels, layers, algorithm, partial)
-    raise ValueError(f"unknown space {space!r}")
+    """The search network of `space`, built with everything its forward pass reads."""
+    if space not in SUPERNETS:
+        raise ValueError(f"no supernet for space {space!r}; known: {', '.join(SUPERNETS)}")
+    kw = {"algorithm": algorithm, "partial": partial, "generator": generator, "alphas": alphas}
+    if fixed_reduction:
+        kw["fixed_reduction"] = True  # DartsSupernet only: a TypeError elsewhere
+    return SUPERNETS[space](in_channels, num_classes, channels, layers, **kw)
+
+
+def make_supernet(
+    s: Search,
+    data,
+    stage: int = 0,
+    *,
+    generator: torch.Generator | None = None,
+    alphas: nn.ParameterDict | None = None,
+) -> Supernet:
+    """The supernet of the search `s` on `data` (its channels and classes), at DrNAS stage
+    `stage`'s partial channels, configured with the search's algorithm."""
+    from dnas.search.registry import get_algorithm
+
+    net_class = SUPERNETS[s.space]
+    algorithm = get_algorithm(s.algorithm).configure(s, net_class.unselected_grad_auto)
+    return build_supernet(
+        s.space, data.channels, data.num_classes, s.channels, s.layers, algorithm,
+        s.fixed_reduction, s.partial_channels[stage], generator, alphas,
+    )  # fmt: skip

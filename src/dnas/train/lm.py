@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dnas.checkpoint import GeneratorState, fingerprint
+from dnas.checkpoint import GeneratorState, run_fingerprint
 from dnas.config import Params
 from dnas.data.text import TextPrepared
 from dnas.data.tokens import get_batch, sequence_length, token_stream
@@ -140,8 +140,7 @@ def run_lm_train(
     best = {"state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
     run = EpochRunner(
         "train", t.epochs, device, "train.lr", live_dir, checkpoint_dir, p.common.checkpoint_every,
-        fingerprint(p.common.seed, t.model_dump(), r.model_dump(), genotype.to_json()["cells"],
-                    data.card["sha256"]),
+        run_fingerprint(p, "train", data.card["sha256"], genotype.to_json()["cells"]),
         {"model": model, "opt": opt, "average": average, "lengths": GeneratorState(lengths)},
         log={"history": [], "sgd_losses": [], "best_loss": math.inf, "best_epoch": 0, "asgd": 0},
         extra=lambda epoch: {"best_state": {k: v.cpu() for k, v in best["state"].items()}},

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dnas import distributed as dist
-from dnas.checkpoint import fingerprint
+from dnas.checkpoint import run_fingerprint
 from dnas.config import Params
 from dnas.data import Prepared
 from dnas.data.loader import DeviceLoader, split_loader
@@ -32,19 +32,6 @@ from dnas.runner import EpochRunner, log_values
 from dnas.runtime import FastPath, seed_everything
 from dnas.spaces.genotype import Genotype
 from dnas.train.schedule import sgd_schedule
-
-# Train keys added after the first release: left out of the checkpoint fingerprint while they
-# hold their defaults, so a default run resumes from (and writes) the same checkpoints as before.
-_LATER_KEYS = ("genotype", "network", "schedule", "lr_gamma", "warmup_epochs", "report")
-
-
-def _fingerprint_fields(t) -> dict:
-    fields = t.model_dump()
-    defaults = type(t)()
-    for key in _LATER_KEYS:
-        if fields[key] == getattr(defaults, key):
-            del fields[key]
-    return fields
 
 
 def network_kind(p: Params) -> str:
@@ -101,8 +88,7 @@ def run_train(
     cells = genotype.to_json()["cells"]
     run = EpochRunner(
         "train", t.epochs, device, "train.lr", live_dir, checkpoint_dir, p.common.checkpoint_every,
-        fingerprint(p.common.seed, _fingerprint_fields(t), p.evaluate.batch_size, cells,
-                    data.card["sha256"]),
+        run_fingerprint(p, "train", data.card["sha256"], p.evaluate.batch_size, cells),
         {"model": model, "opt": opt, "scheduler": scheduler, "loader": loader},
         log=[],  # the values logged per epoch
         steps=len(loader),
