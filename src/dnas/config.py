@@ -463,7 +463,8 @@ class Search(Optim):
     dataset: DatasetName = "digits"
     space: Literal["darts", "nb201", "rnn"] = "darts"
     # random: random search with weight sharing, the baseline (docs/algorithms.md#random-search)
-    algorithm: Literal["gdas", "darts", "snas", "drnas", "random"] = "gdas"
+    # One of dnas.search.registry's (gdas, darts, snas, drnas, random).
+    algorithm: Annotated[str, Field(min_length=1)] = "gdas"
     # DARTS: 1 = first order, 2 = the unrolled second-order step
     # (docs/algorithms.md#darts-first-and-second-order). Also DrNAS.
     order: Literal[1, 2] = 1
@@ -533,6 +534,19 @@ class Search(Optim):
                 f"tau_min ({self.tau_min}) must be smaller than tau_max ({self.tau_max})"
             )
         return self
+
+    @field_validator("algorithm")
+    @classmethod
+    def _known_algorithm(cls, name: str) -> str:
+        from dnas.search.registry import ALGORITHMS
+
+        if name not in ALGORITHMS:
+            close = difflib.get_close_matches(name, ALGORITHMS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(
+                f"unknown algorithm {_short_repr(name)}; known: {', '.join(ALGORITHMS)}{hint}"
+            )
+        return name
 
     @model_validator(mode="after")
     def _algorithm_options(self) -> Search:

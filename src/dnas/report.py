@@ -632,10 +632,32 @@ def t975(df: float) -> float:
     return T975[max(k for k in T975 if k <= whole)]
 
 
+def _baseline_search(name: Any) -> bool:
+    """Whether `search.algorithm` names a baseline (random search), by the registry."""
+    from dnas.search.registry import ALGORITHMS
+
+    cls = ALGORITHMS.get(name) if isinstance(name, str) else None
+    return cls is not None and cls.baseline
+
+
+def _baseline_knobs() -> set[str]:
+    """The baselines' own knobs: they do nothing in a searched group."""
+    from dnas.search.registry import ALGORITHMS
+
+    return {f"search.{k}" for cls in ALGORITHMS.values() if cls.baseline for k in cls.knobs}
+
+
+def _is_random(key: str, value: Any) -> bool:
+    """Whether `key: value` makes a group a random baseline (RANDOM_KINDS)."""
+    if key == "search.algorithm":
+        return _baseline_search(value)
+    return value == "random"  # train.genotype: a random cell of the space
+
+
 def _searches_its_own_cell(ident: dict[str, Any]) -> bool:
     """Whether a group retrains the cell its own (not random) search found."""
     searched = ident.get("train.genotype", "searched") == "searched"
-    return searched and ident.get("search.algorithm") != "random"
+    return searched and not _baseline_search(ident.get("search.algorithm", "gdas"))
 
 
 def difference_stats(searched: list[Run], random: list[Run], metric: str) -> dict:
@@ -696,18 +718,19 @@ def compare_with_random(groups: list[Group], papers: dict[str, dict]) -> list[di
     """Each searched group beside each of its random groups (module doc), one row per pair."""
     rows = []
     idents = [_identity(g.runs[0].params) for g in groups]
+    baseline_knobs = _baseline_knobs()
     for g, a in zip(groups, idents):
         if not _searches_its_own_cell(a):
             continue
         metric = papers.get(g.preset or "", {}).get("metric", "test_error")
         for other, b in zip(groups, idents):
             # random search's own knobs (search.random_*) do nothing in the searched group
-            keys = [k for k in _diff(a, b) if not k.startswith("search.random_")]
+            keys = [k for k in _diff(a, b) if k not in baseline_knobs]
             if keys == ["train.genotype"] and len(keys) != len(_diff(a, b)):
                 continue  # a random cell retrains the same search: all else must be equal
             if other is g or len(keys) != 1 or keys[0] not in RANDOM_KINDS:
                 continue
-            if b.get(keys[0]) != "random":
+            if not _is_random(keys[0], b.get(keys[0])):
                 continue
             stats = difference_stats(g.runs, other.runs, metric)
             rows.append({"searched_group": g.label, "random_group": other.label,

@@ -64,6 +64,7 @@ class Algorithm:
     recurrent: ClassVar[bool] = False
     progressive: ClassVar[bool] = False
     single_level: ClassVar[bool] = False
+    baseline: ClassVar[bool] = False  # learns no architecture (the report compares with it)
     tau_schedules: ClassVar[tuple[str, ...]] = ("to_last_epoch", "to_end")
     searches_none: ClassVar[bool] = True
     derive_all_edges: ClassVar[bool] = False

@@ -72,6 +72,7 @@ ARCH_STREAM = 3  # the architectures' generator: common.seed + 3 (the Gumbel one
 class RandomSearch(Algorithm):
     name = "random"
     doc = "random search with weight sharing, the baseline"
+    baseline = True
     knobs = ("random_samples", "random_score_batches", "random_finalists")
 
     def draw(self, net, tau, detach_alpha) -> list[Draw]:
