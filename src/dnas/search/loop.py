@@ -215,7 +215,8 @@ def run_search_loop(
 
     run.run(one_epoch, functools.partial(replay_log, run, live_dir))
     genotype = st.net.derive()
-    metrics = final_metrics(run, device, s.epochs, genotype_params(genotype, data), METRICS)
+    size = genotype_params(genotype, data)
+    metrics = final_metrics(run, device, s.epochs, size, METRICS, algorithm.uses_tau)
     if bench is not None:
         metrics["benchmark"] = nb201_bench.metrics_row(bench.lookup(genotype.arch))
     return SearchResult(genotype=genotype, metrics=metrics)

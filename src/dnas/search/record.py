@@ -45,14 +45,17 @@ def replay_log(run: EpochRunner, live_dir, live: Live) -> None:
     write_genotype_log(live_dir, history)
 
 
-def final_metrics(run: EpochRunner, device, epochs: int, size: int, names: dict[str, str]) -> dict:
+def final_metrics(
+    run: EpochRunner, device, epochs: int, size: int, names: dict[str, str], uses_tau: bool
+) -> dict:
     """A search's metrics: each of `names` (metric -> key) from the last epoch's values, the
-    architecture summary, the genotype's parameters at the papers' size (`size`) and the
-    measured cost."""
+    last temperature (`uses_tau`: for the algorithms that sample with one), the architecture
+    summary, the genotype's parameters at the papers' size (`size`) and the measured cost."""
     summary = run.log[0][-1]["values"]
+    tau = {"final_tau": summary["tau"]} if uses_tau else {}
     return {
         **{metric: summary[key] for metric, key in names.items()},
-        "final_tau": summary["tau"],
+        **tau,
         "arch_entropy": summary["arch/entropy"],
         "arch_top_prob": summary["arch/top_prob"],
         "epochs": epochs,

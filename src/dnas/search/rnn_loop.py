@@ -119,7 +119,8 @@ def run_rnn_search(
     run.run(one_epoch, functools.partial(record.replay_log, run, live_dir))
     genotype = net.derive(r.keep_none)
     size = genotype_params(genotype, data)
-    metrics = record.final_metrics(run, device, s.epochs, size, METRICS)
+    uses_tau = get_algorithm(s.algorithm).uses_tau
+    metrics = record.final_metrics(run, device, s.epochs, size, METRICS, uses_tau)
     return record.SearchResult(genotype=genotype, metrics=metrics)
 
 
