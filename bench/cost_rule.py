@@ -47,8 +47,8 @@ from dnas.data.loader import Augment, DeviceLoader  # noqa: E402
 from dnas.models import build_model  # noqa: E402
 from dnas.optim import arch_optimizer, sgd_cosine, weight_sgd  # noqa: E402
 from dnas.runtime import FastPath  # noqa: E402
+from dnas.search.loop import make_supernet  # noqa: E402
 from dnas.search.steps import SearchState, StepContext, bilevel_iteration  # noqa: E402
-from dnas.search.supernet import make_supernet  # noqa: E402
 from dnas.spaces.genotype import load_genotype  # noqa: E402
 from dnas.spaces.published import resolve_genotype  # noqa: E402
 

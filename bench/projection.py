@@ -46,8 +46,8 @@ from dnas import runtime  # noqa: E402
 from dnas.config import parse_params  # noqa: E402
 from dnas.optim import arch_optimizer, sgd_cosine  # noqa: E402
 from dnas.runtime import FastPath  # noqa: E402
+from dnas.search.loop import make_supernet  # noqa: E402
 from dnas.search.steps import SearchState, StepContext, bilevel_iteration  # noqa: E402
-from dnas.search.supernet import make_supernet  # noqa: E402
 
 SEARCHES = {
     "gdas-nb201": dict(

@@ -46,6 +46,7 @@ from dnas.models import build_network  # noqa: E402
 from dnas.runtime import FastPath  # noqa: E402
 from dnas.search import supernet  # noqa: E402
 from dnas.search.gdas import GDAS  # noqa: E402
+from dnas.search.registry import make_algorithm  # noqa: E402
 from dnas.search.supernet import DartsSupernet, Nb201Supernet, channel_shuffle  # noqa: E402
 from dnas.spaces import darts, nb201  # noqa: E402
 from dnas.spaces.genotype import CellSpec, Genotype  # noqa: E402
@@ -202,7 +203,9 @@ def measure(space: str, args, device, fast: FastPath) -> dict:
         s_opts[i].step()
 
     # DARTS: the same supernet with every op mixed (its own weights; the step's cost is the same).
-    darts_net = fast.model(cls(3, 10, args.channels, layers, algorithm="darts").to(device))
+    darts_net = fast.model(
+        cls(3, 10, args.channels, layers, algorithm=make_algorithm("darts")).to(device)
+    )
     darts_opt = torch.optim.SGD(darts_net.weight_parameters(), lr=0.01, momentum=0.9)
     darts_net.train()
 

@@ -24,6 +24,7 @@ from dnas.config import parse_params
 from dnas.data import load_prepared
 from dnas.models import build_network
 from dnas.search import loop as search_loop
+from dnas.search.registry import make_algorithm
 from dnas.search.supernet import Nb201Supernet
 from dnas.spaces.published import resolve_genotype
 from dnas.train import loop as train_loop
@@ -81,7 +82,7 @@ def gradients(data) -> dict:
 
 def samples(data) -> list[list[int]]:
     gen = torch.Generator().manual_seed(5)
-    net = Nb201Supernet(data.channels, 10, 4, 1, algorithm="gdas", generator=gen)
+    net = Nb201Supernet(data.channels, 10, 4, 1, algorithm=make_algorithm("gdas"), generator=gen)
     return [[idx for _, idx, _ in net.draws(10.0)][0] for _ in range(20)]
 
 

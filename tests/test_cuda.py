@@ -191,6 +191,7 @@ def test_gdas_search_steps_on_the_gpu(space):
 
 def test_darts_second_order_under_bf16_points_where_fp32_does():
     from dnas.search.architect import MomentumUnroll, arch_gradient
+    from dnas.search.registry import make_algorithm
     from dnas.search.steps import cross_entropy_loss
     from dnas.search.supernet import DartsSupernet
 
@@ -198,7 +199,7 @@ def test_darts_second_order_under_bf16_points_where_fp32_does():
     results = []
     for bf16 in (False, True):
         torch.manual_seed(0)
-        net = DartsSupernet(3, 10, 8, 5, algorithm="darts").cuda()
+        net = DartsSupernet(3, 10, 8, 5, algorithm=make_algorithm("darts")).cuda()
         w_opt = torch.optim.SGD(net.weight_parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
         gen = torch.Generator(device="cuda").manual_seed(0)
         xt, xv = (torch.randn(32, 3, 32, 32, device="cuda", generator=gen) for _ in "tv")

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from dnas.search import gdas, supernet
 from dnas.search.gdas import GDAS, tau_at
 from dnas.search.gumbel import gumbel_noise, hard_gumbel_softmax
+from dnas.search.registry import make_algorithm
 from dnas.search.supernet import DartsSupernet, MixedEdge, Nb201Supernet
 
 # 99.9% quantiles of the chi-square distribution (independent tables).
@@ -89,9 +90,9 @@ def test_only_the_sampled_op_runs_on_each_edge(space):
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(3)
     net = (
-        DartsSupernet(1, 10, 4, 3, algorithm="gdas", generator=gen)
+        DartsSupernet(1, 10, 4, 3, algorithm=make_algorithm("gdas"), generator=gen)
         if space == "darts"
-        else Nb201Supernet(1, 10, 4, 1, algorithm="gdas", generator=gen)
+        else Nb201Supernet(1, 10, 4, 1, algorithm=make_algorithm("gdas"), generator=gen)
     )
     calls = _count_calls(net)
     sampled = []
@@ -123,7 +124,9 @@ def test_architecture_gradient_reaches_every_alpha_of_a_used_edge():
     unless the sampled op is 'none' (its output, and so dL/dw_idx, is zero)."""
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
-    net = DartsSupernet(1, 10, 4, 3, algorithm="gdas", generator=gen)  # normal, reduce, reduce
+    net = DartsSupernet(
+        1, 10, 4, 3, algorithm=make_algorithm("gdas"), generator=gen
+    )  # normal, reduce, reduce
     draws = net.draws(10.0)
     net.draws = lambda *a, **kw: draws
     F.cross_entropy(net(torch.randn(8, 1, 8, 8), 10.0), torch.arange(8)).backward()
@@ -137,7 +140,7 @@ def test_architecture_gradient_reaches_every_alpha_of_a_used_edge():
 
 
 def test_weight_step_leaves_alpha_without_gradient():
-    net = DartsSupernet(1, 10, 4, 3, algorithm="gdas")
+    net = DartsSupernet(1, 10, 4, 3, algorithm=make_algorithm("gdas"))
     net(torch.randn(4, 1, 8, 8), 10.0, detach_alpha=True).sum().backward()
     assert all(a.grad is None for a in net.arch_parameters())
 
@@ -306,7 +309,7 @@ def test_the_temperature_is_an_argument_of_the_forward_pass():
     draw (same generator state) at two temperatures has the same one-hot value, and the
     straight-through gradients of alpha differ; a GDAS forward pass without tau is an error."""
     torch.manual_seed(0)
-    net = DartsSupernet(1, 10, 4, 3, algorithm="gdas", generator=torch.Generator())
+    net = DartsSupernet(1, 10, 4, 3, algorithm=make_algorithm("gdas"), generator=torch.Generator())
     assert not hasattr(net, "tau")
     x, y = torch.randn(4, 1, 8, 8), torch.arange(4)
     outs, grads = [], []

@@ -9,6 +9,7 @@ from dnas import distributed as dist
 from dnas.config import parse_params
 from dnas.optim import arch_optimizer, sgd_cosine
 from dnas.runtime import FastPath
+from dnas.search.registry import make_algorithm
 from dnas.search.steps import SearchState, StepContext, weight_step
 from dnas.search.supernet import DartsSupernet
 from dnas.spaces.ops import DARTS_OPS
@@ -41,7 +42,7 @@ def test_an_unsampled_op_moves_as_sgd_with_a_zero_gradient(mode):
     ).search
     assert s.algorithm == "gdas"
     torch.manual_seed(0)
-    net = DartsSupernet(1, 10, channels=4, layers=3, algorithm="gdas").double()
+    net = DartsSupernet(1, 10, channels=4, layers=3, algorithm=make_algorithm("gdas")).double()
     w_opt, scheduler = sgd_cosine(net.weight_parameters(), s)
     st = SearchState(net, w_opt, scheduler, arch_optimizer(s, net))
     ctx = StepContext.of(s, FastPath.resolve(parse_params({}).common, CPU), CPU, net.algorithm)
@@ -123,7 +124,8 @@ def test_frc_search_cell_has_affine_bn_that_trains():
 
     s = parse_params({"search": {"channels": 8, "layers": 3, "fixed_reduction": True}}).search
     torch.manual_seed(0)
-    net = DartsSupernet(1, 10, channels=8, layers=3, algorithm="gdas", fixed_reduction=True)
+    gdas = make_algorithm("gdas")
+    net = DartsSupernet(1, 10, channels=8, layers=3, algorithm=gdas, fixed_reduction=True)
     frc = [c for c in net.cells if isinstance(c, FixedReductionCell)]
     assert len(frc) == 2 and all(c.version == "search" for c in frc)
     for cell in frc:

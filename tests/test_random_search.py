@@ -15,8 +15,7 @@ from test_pipeline import ROOT, repo  # noqa: F401 (the e2e repository fixture)
 
 from dnas.config import parse_params
 from dnas.search import random_search as rs
-from dnas.search.loop import run_search
-from dnas.search.supernet import make_supernet
+from dnas.search.loop import make_supernet, run_search
 from dnas.spaces import darts, nb201
 from dnas.spaces.ops import DARTS_OPS, NB201_OPS
 

@@ -15,6 +15,7 @@ from dnas.search import drnas
 from dnas.search.architect import MomentumUnroll, arch_gradient
 from dnas.search.drnas import DrNAS
 from dnas.search.gdas import tau_at
+from dnas.search.registry import make_algorithm
 from dnas.search.snas import SNAS, op_costs, resource_penalty
 from dnas.search.steps import cross_entropy_loss
 from dnas.search.supernet import DartsSupernet, MixedEdge, Nb201Supernet
@@ -75,7 +76,7 @@ def _rel(a, b) -> float:
 @pytest.mark.parametrize("smooth, r, tol", [(True, 1e-2, 1e-3), (False, 1e-6, 1e-6)])
 def test_second_order_gradient_matches_autograd_and_first_order_does_not(smooth, r, tol):
     torch.manual_seed(0)
-    net = DartsSupernet(1, 10, channels=4, layers=3, algorithm="darts").double()
+    net = DartsSupernet(1, 10, channels=4, layers=3, algorithm=make_algorithm("darts")).double()
     if smooth:
         _smooth(net)
     w_opt = torch.optim.SGD(net.weight_parameters(), lr=0.5, momentum=0.9, weight_decay=3e-4)
@@ -113,7 +114,9 @@ def test_second_order_gradient_is_float32_under_bf16_autocast(algorithm):
     search size (C=16, 8 cells) a bfloat16 finite difference is mostly rounding noise."""
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(1)
-    net = DartsSupernet(1, 10, channels=16, layers=8, algorithm=algorithm, generator=gen)
+    net = DartsSupernet(
+        1, 10, channels=16, layers=8, algorithm=make_algorithm(algorithm), generator=gen
+    )
     w_opt = torch.optim.SGD(net.weight_parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
     xt, yt = (t.float() if t.is_floating_point() else t for t in _batch(32, 2))
     xv, yv = (t.float() if t.is_floating_point() else t for t in _batch(32, 3))
@@ -161,7 +164,7 @@ def test_snas_weights_are_soft_sum_to_one_and_every_op_runs():
     w = SNAS().mix(alpha, tau=1.0, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(w.sum(1), torch.ones(14)) and (w > 0).all()
     assert w.max() < 0.99  # soft: no edge is one-hot at tau 1
-    net = DartsSupernet(1, 10, channels=4, layers=3, algorithm="snas")
+    net = DartsSupernet(1, 10, channels=4, layers=3, algorithm=make_algorithm("snas"))
     ran = []
     for m in net.modules():
         if isinstance(m, MixedEdge):
@@ -174,7 +177,7 @@ def test_snas_weights_are_soft_sum_to_one_and_every_op_runs():
 
 
 def test_resource_penalty_rises_with_heavier_ops():
-    net = DartsSupernet(3, 10, channels=8, layers=3, algorithm="snas")
+    net = DartsSupernet(3, 10, channels=8, layers=3, algorithm=make_algorithm("snas"))
     costs = op_costs(net, torch.zeros(1, 3, 16, 16))
     for log in (False, True):
         penalty = {}
@@ -188,7 +191,7 @@ def test_resource_penalty_rises_with_heavier_ops():
 
 
 def test_resource_penalty_gradient_moves_alpha_towards_light_ops():
-    net = DartsSupernet(3, 10, channels=8, layers=3, algorithm="snas")
+    net = DartsSupernet(3, 10, channels=8, layers=3, algorithm=make_algorithm("snas"))
     costs = op_costs(net, torch.zeros(1, 3, 16, 16))
     for log in (False, True):
         alpha = torch.zeros(14, len(DARTS_OPS), requires_grad=True)
@@ -229,7 +232,7 @@ def test_snas_log_penalty_orders_the_ops_as_snas_cost_tables_do():
     """The log penalty of an edge is mean_c log(sum_k w_k cost_kc), so at a uniform mixture its
     gradient for op k is mean_c cost_kc / sum_j w_j cost_jc: none < skip < pools < dil3 < dil5
     < sep3 < sep5 with SNAS's tables (pools count FLOPs, so they weigh more than skip)."""
-    net = DartsSupernet(3, 10, channels=16, layers=8, algorithm="snas")
+    net = DartsSupernet(3, 10, channels=16, layers=8, algorithm=make_algorithm("snas"))
     costs = op_costs(net, torch.zeros(1, 3, 32, 32))
     hand = _snas_costs_by_hand(16, 32)  # the first cell's edges: C = 16 at 32 x 32
     table = costs["normal"][0]
@@ -268,7 +271,7 @@ def test_snas_log_penalty_is_the_log_of_the_mixed_cost_not_a_mixture_of_logs():
 
 def test_drnas_pruning_keeps_exactly_the_top_k_ops_per_edge():
     torch.manual_seed(0)
-    net = DartsSupernet(1, 10, channels=12, layers=3, algorithm="drnas", partial=6)
+    net = DartsSupernet(1, 10, channels=12, layers=3, algorithm=make_algorithm("drnas"), partial=6)
     assert net.ops == DARTS_OPS[1:]  # DrNAS's DARTS space has no 'none'
     with torch.no_grad():
         for a in net.arch_parameters():
@@ -296,8 +299,8 @@ def test_drnas_advance_prunes_widens_and_keeps_the_alphas(digits_prepared):
             }
         }
     )
+    from dnas.search.loop import make_supernet
     from dnas.search.steps import SearchState
-    from dnas.search.supernet import make_supernet
 
     torch.manual_seed(0)
     net = make_supernet(p.search, digits_prepared, generator=torch.Generator())
@@ -341,7 +344,13 @@ def test_drnas_advance_prunes_widens_and_keeps_the_alphas(digits_prepared):
 def test_gdas_frc_searches_normal_cells_only():
     gen = torch.Generator().manual_seed(0)
     net = DartsSupernet(
-        1, 10, channels=8, layers=5, fixed_reduction=True, algorithm="gdas", generator=gen
+        1,
+        10,
+        channels=8,
+        layers=5,
+        fixed_reduction=True,
+        algorithm=make_algorithm("gdas"),
+        generator=gen,
     )
     assert list(net.alphas) == ["normal"]
     assert sum(isinstance(c, FixedReductionCell) for c in net.cells) == 2
@@ -383,7 +392,9 @@ def test_frc_retraining_cell_pools_s0_with_stride_2_and_the_search_cell_x0_plus_
     count = sum(p.numel() for p in release.parameters())
     assert count == sum(p.numel() for p in search.parameters())
     # Where each version is used: the FRC search network and the retrained GDAS_F1 network.
-    net = DartsSupernet(1, 10, channels=8, layers=5, fixed_reduction=True, algorithm="gdas")
+    net = DartsSupernet(
+        1, 10, channels=8, layers=5, fixed_reduction=True, algorithm=make_algorithm("gdas")
+    )
     assert {c.version for c in net.cells if isinstance(c, FixedReductionCell)} == {"search"}
     retrained = build_network(net.derive(), 1, 10, 8, 5)
     frc = [c for c in retrained.cells if isinstance(c, FixedReductionCell)]
@@ -402,7 +413,7 @@ def test_snas_keeps_every_edge_with_its_argmax_op():
 def test_nb201_all_ops_algorithms_run_and_derive():
     for algorithm in ("darts", "snas", "drnas"):
         gen = torch.Generator().manual_seed(0)
-        net = Nb201Supernet(1, 10, 4, 1, algorithm=algorithm, generator=gen)
+        net = Nb201Supernet(1, 10, 4, 1, algorithm=make_algorithm(algorithm), generator=gen)
         net(torch.randn(2, 1, 8, 8), 10.0).sum().backward()
         assert all(a.grad is not None for a in net.arch_parameters())
         assert net.derive().arch.count("~") == 6
@@ -490,7 +501,7 @@ def test_both_tracks_take_the_first_order_gradient_through_one_contract():
     from dnas.search.rnn import RNNSupernet
 
     torch.manual_seed(0)
-    cnn = DartsSupernet(1, 10, channels=4, layers=3, algorithm="darts").double()
+    cnn = DartsSupernet(1, 10, channels=4, layers=3, algorithm=make_algorithm("darts")).double()
     rnn = RNNSupernet(12, 5, 5, "softmax").double()
     x, y = _batch(8, 1)
     tokens = torch.randint(0, 12, (4, 3))

@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from dnas.algorithms import ALGORITHMS, able
 from dnas.errors import UserError, first_line
 
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -538,31 +539,27 @@ class Search(Optim):
     @field_validator("algorithm")
     @classmethod
     def _known_algorithm(cls, name: str) -> str:
-        from dnas.search.registry import ALGORITHMS
-
         if name not in ALGORITHMS:
             close = difflib.get_close_matches(name, ALGORITHMS, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ValueError(
-                f"unknown algorithm {_short_repr(name)}; known: {', '.join(ALGORITHMS)}{hint}"
+                f"unknown algorithm {_short_repr(name)}; known:"
+                f" {', '.join(map(repr, ALGORITHMS))}{hint}"
             )
         return name
 
     @model_validator(mode="after")
     def _algorithm_options(self) -> Search:
-        from dnas.search.registry import ALGORITHMS  # the algorithms say what they combine with
-
-        algorithm = ALGORITHMS[self.algorithm]
+        algorithm = ALGORITHMS[self.algorithm]  # what it combines with (dnas.algorithms)
         if self.order == 2 and not algorithm.second_order:
-            able = " or ".join(n for n, a in ALGORITHMS.items() if a.second_order)
             raise ValueError(
-                f"order 2 (the unrolled step) needs algorithm {able}, not "
+                f"order 2 (the unrolled step) needs algorithm {able('second_order')}, not "
                 f"{self.algorithm!r}; set search.order to 1"
             )
         if self.space == "rnn" and not algorithm.recurrent:
-            able = " or ".join(n for n, a in ALGORITHMS.items() if a.recurrent)
             raise ValueError(
-                f"space rnn is searched with algorithm {able}, not {self.algorithm!r}"
+                f"space rnn is searched with algorithm {able('recurrent')}, not"
+                f" {self.algorithm!r}"
             )
         if self.benchmark is not None and self.space != "nb201":
             raise ValueError(
@@ -583,10 +580,10 @@ class Search(Optim):
             raise ValueError("fixed_reduction needs space darts (NB201 has no reduction cell)")
         stages = len(self.partial_channels)
         if stages > 1 and not algorithm.progressive:
-            able = " or ".join(n for n, a in ALGORITHMS.items() if a.progressive)
             raise ValueError(
                 "partial_channels with more than one stage is a progressive schedule"
-                f" (DrNAS's); set search.algorithm to {able} or partial_channels to [1]"
+                f" (DrNAS's); set search.algorithm to {able('progressive')} or"
+                " partial_channels to [1]"
             )
         if len(self.keep_ops) != stages - 1:
             raise ValueError(

@@ -58,6 +58,7 @@ from typing import Any
 
 import yaml
 
+from dnas.algorithms import ALGORITHMS
 from dnas.errors import UserError
 from dnas.io import atomic_path
 from dnas.io import md_cell as cell
@@ -633,18 +634,14 @@ def t975(df: float) -> float:
 
 
 def _baseline_search(name: Any) -> bool:
-    """Whether `search.algorithm` names a baseline (random search), by the registry."""
-    from dnas.search.registry import ALGORITHMS
-
-    cls = ALGORITHMS.get(name) if isinstance(name, str) else None
-    return cls is not None and cls.baseline
+    """Whether `search.algorithm` names a baseline (random search), by dnas.algorithms."""
+    spec = ALGORITHMS.get(name) if isinstance(name, str) else None
+    return spec is not None and spec.baseline
 
 
 def _baseline_knobs() -> set[str]:
     """The baselines' own knobs: they do nothing in a searched group."""
-    from dnas.search.registry import ALGORITHMS
-
-    return {f"search.{k}" for cls in ALGORITHMS.values() if cls.baseline for k in cls.knobs}
+    return {f"search.{k}" for spec in ALGORITHMS.values() if spec.baseline for k in spec.knobs}
 
 
 def _is_random(key: str, value: Any) -> bool:

@@ -1,14 +1,15 @@
 """What a search algorithm is to the rest of the code: one small interface
 (docs/architecture.md#search-algorithms).
 
-Each algorithm is one module of `dnas.search` holding one subclass of `Algorithm`, listed in
-`dnas.search.registry`; nothing else names an algorithm. The subclass says:
+Each algorithm is one module of `dnas.search` holding one subclass of `Algorithm`, and one row
+of `dnas.algorithms`; `dnas.search.registry` maps names to the classes; nothing else names an
+algorithm. The subclass says:
 
-- what it may be combined with (class attributes read by `dnas.config` and the loops):
-  `uses_tau` (it samples at a Gumbel temperature), `second_order` (DARTS's unrolled step),
-  `recurrent` (it can search the recurrent cell), `progressive` (several partial-channel
-  stages), `single_level` (weights and alphas from one backward pass of the training loss),
-  `tau_schedules` (the `search.tau_schedule` values that fit it);
+- what it may be combined with: its row in `dnas.algorithms` (read by `dnas.config` before
+  any search code is imported), copied onto the class: `uses_tau` (it samples at a Gumbel
+  temperature), `second_order` (DARTS's unrolled step), `recurrent` (it can search the
+  recurrent cell), `progressive` (several partial-channel stages), `single_level` (weights and
+  alphas from one backward pass of the training loss), `baseline`, `tau_schedules`;
 - its architecture parameters: `init_alphas`, `searches_none` (whether 'none' is an op of the
   DARTS space for it);
 - how an edge mixes its ops: `draw` (one forward pass's weights for every searched cell);
@@ -17,9 +18,9 @@ Each algorithm is one module of `dnas.search` holding one subclass of `Algorithm
   draws every rank must share under torchrun);
 - how it derives the genotype: `derive_all_edges` (the DARTS-space rule over every edge rather
   than the two strongest inputs);
-- which knobs it reads: `knobs`, the `search.*` keys of its own (`SHARED_KNOBS` are every
-  algorithm's; a test checks that each key of `search` belongs somewhere);
-- its loop: `run` (the shared CNN loop, `dnas.search.loop`, unless it has its own).
+- which knobs it reads: `knobs` (its row's), the `search.*` keys of its own (`SHARED_KNOBS`
+  are every algorithm's; a test checks that each key of `search` belongs somewhere);
+- its loop: `run`, when it has its own; the others run `dnas.search.loop`'s shared one.
 
 An instance holds the settings it was made with (`configure`), so a supernet is built with
 everything it needs and nothing is set on it later.
@@ -32,6 +33,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
+from dnas.algorithms import ALGORITHMS, ARCH_STEP_KNOBS, SHARED_KNOBS, AlgorithmSpec
+
+__all__ = ["ARCH_STEP_KNOBS", "SHARED_KNOBS", "Algorithm", "Draw"]
+
 if TYPE_CHECKING:
     from dnas.config import Search
 
@@ -40,36 +45,33 @@ if TYPE_CHECKING:
 # every op but 'none').
 Draw = tuple[torch.Tensor, list[int] | None, list[list[int]] | None]
 
-# The search.* knobs of every algorithm (or of the search around it: the data, the space, the
-# weights' optimiser, the NAS-Bench-201 lookup, the recurrent track's section).
-SHARED_KNOBS = (
-    "dataset", "space", "algorithm", "epochs", "batch_size", "channels", "layers", "lr",
-    "lr_min", "momentum", "nesterov", "weight_decay", "grad_clip", "augment", "zero_grad",
-    "drop_path", "fixed_reduction", "benchmark", "rnn",
-)  # fmt: skip
-# The knobs of the algorithms with an architecture step (all but random search).
-ARCH_STEP_KNOBS = (
-    "order", "arch_optimizer", "arch_lr", "arch_betas", "arch_weight_decay", "arch_grad_clip",
-    "step_order", "partial_channels",
-)  # fmt: skip
-
 
 class Algorithm:
-    """The base: what every algorithm shares; subclasses override what differs."""
+    """The base: what every algorithm shares; subclasses override what differs. The facts of
+    `dnas.algorithms`' row (uses_tau, second_order, recurrent, progressive, single_level,
+    baseline, tau_schedules, knobs) are class attributes of the subclass too."""
 
     name: ClassVar[str]
-    doc: ClassVar[str] = ""  # one line for `dnas` messages and the docs
-    uses_tau: ClassVar[bool] = False
-    second_order: ClassVar[bool] = False
-    recurrent: ClassVar[bool] = False
-    progressive: ClassVar[bool] = False
-    single_level: ClassVar[bool] = False
-    baseline: ClassVar[bool] = False  # learns no architecture (the report compares with it)
-    tau_schedules: ClassVar[tuple[str, ...]] = ("to_last_epoch", "to_end")
-    searches_none: ClassVar[bool] = True
-    derive_all_edges: ClassVar[bool] = False
-    shared_noise: ClassVar[bool] = False
-    knobs: ClassVar[tuple[str, ...]] = ()
+    spec: ClassVar[AlgorithmSpec]
+    uses_tau: ClassVar[bool]
+    second_order: ClassVar[bool]
+    recurrent: ClassVar[bool]
+    progressive: ClassVar[bool]
+    single_level: ClassVar[bool]
+    baseline: ClassVar[bool]
+    tau_schedules: ClassVar[tuple[str, ...]]
+    knobs: ClassVar[tuple[str, ...]]
+    # How it treats the space (the search code's own facts, not the params check's):
+    searches_none: ClassVar[bool] = True  # 'none' is one of the DARTS space's ops for it
+    derive_all_edges: ClassVar[bool] = False  # the genotype rule over every incoming edge
+    shared_noise: ClassVar[bool] = False  # its draws must be the same on every rank
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.spec = ALGORITHMS[cls.name]
+        for flag in ("uses_tau", "second_order", "recurrent", "progressive", "single_level",
+                     "baseline", "tau_schedules", "knobs"):  # fmt: skip
+            setattr(cls, flag, getattr(cls.spec, flag))
 
     def __init__(self, settings: Search | None = None) -> None:
         self.settings = settings
@@ -133,12 +135,9 @@ class Algorithm:
 
     # -- the loop ------------------------------------------------------------------------------
 
-    @classmethod
-    def run(cls, p, data, device, live_dir, checkpoint_dir=None):
-        """Search: the shared CNN loop (dnas.search.loop)."""
-        from dnas.search.loop import run_search_loop
-
-        return run_search_loop(p, data, device, live_dir, checkpoint_dir)
+        # An algorithm with a loop of its own (random search) defines `run(p, data, device,
+    # live_dir, checkpoint_dir)` as a classmethod; the others run the shared CNN loop.
+    run: ClassVar[Callable | None] = None
 
     @classmethod
     def rnn_mixing(cls, gumbel: str) -> str:

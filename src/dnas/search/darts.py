@@ -10,15 +10,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from dnas.search.algorithm import ARCH_STEP_KNOBS, Algorithm
+from dnas.search.algorithm import Algorithm
 
 
 class DARTS(Algorithm):
     name = "darts"
-    doc = "softmax(alpha) mixes every op, first or second order"
-    second_order = True
-    recurrent = True
-    knobs = ARCH_STEP_KNOBS
 
     def mix(self, alpha, tau=None, mask=None, generator=None) -> torch.Tensor:
         if mask is not None:

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dnas.optim import sgd_cosine
-from dnas.search.algorithm import ARCH_STEP_KNOBS, Algorithm
+from dnas.search.algorithm import Algorithm
 from dnas.search.steps import SearchState
 from dnas.search.supernet import Supernet
 
@@ -45,12 +45,8 @@ if TYPE_CHECKING:
 
 class DrNAS(Algorithm):
     name = "drnas"
-    doc = "Dirichlet samples of every op, optionally progressive"
-    second_order = True
-    progressive = True
     searches_none = False
     shared_noise = True
-    knobs = ("keep_ops", "arch_warmup", "drnas_reg", "reg_scale", *ARCH_STEP_KNOBS)
 
     def mix(self, alpha, tau=None, mask=None, generator=None) -> torch.Tensor:
         # The Dirichlet sampler draws from the global generator (it takes none); the loop

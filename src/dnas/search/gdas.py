@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from dnas.search.algorithm import ARCH_STEP_KNOBS, Algorithm, Draw
+from dnas.search.algorithm import Algorithm, Draw
 from dnas.search.gumbel import hard_gumbel_softmax
 
 if TYPE_CHECKING:
@@ -33,11 +33,6 @@ if TYPE_CHECKING:
 
 class GDAS(Algorithm):
     name = "gdas"
-    doc = "one hard Gumbel sample per forward pass, only the sampled ops run"
-    uses_tau = True
-    recurrent = True
-    knobs = ("tau_max", "tau_min", "tau_schedule", "sample_per", "unselected_grad",
-             *ARCH_STEP_KNOBS)  # fmt: skip
 
     def __init__(
         self,

@@ -63,11 +63,16 @@ from dnas.search.record import (
 from dnas.search.registry import get_algorithm
 from dnas.search.snas import temperature as snas_temperature
 from dnas.search.steps import SearchState, StepContext, bilevel_iteration, joint_step, watch_test
-from dnas.search.supernet import make_supernet
+from dnas.search.supernet import Supernet, supernet_for
 
 # metrics/search.json's entries from the last epoch's values
 METRICS = {"valid_acc": "acc/valid", "valid_loss": "loss/valid", "train_acc": "acc/train",
            "train_loss": "loss/train"}  # fmt: skip
+
+
+def make_supernet(s: Search, data, stage: int = 0, **kw) -> Supernet:
+    """The supernet of the search `s` (`supernet_for` with the registry's algorithm)."""
+    return supernet_for(s, data, get_algorithm(s.algorithm), stage, **kw)
 
 
 def search_loaders(s: Search, algorithm: Algorithm, data: Prepared, device, seed: int):
@@ -141,7 +146,9 @@ def run_search(
     """Search with the algorithm `search.algorithm` names; with `checkpoint_dir`, checkpoint
     as `common.checkpoint_every` says and resume from a checkpoint of the same params and data
     (see dnas.checkpoint)."""
-    return get_algorithm(p.search.algorithm).run(p, data, device, live_dir, checkpoint_dir)
+    algorithm = get_algorithm(p.search.algorithm)
+    loop = algorithm.run or run_search_loop  # its own loop, or the shared one
+    return loop(p, data, device, live_dir, checkpoint_dir)
 
 
 def run_search_loop(

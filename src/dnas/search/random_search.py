@@ -63,7 +63,7 @@ from dnas.search.record import (
     write_genotype_log,
 )
 from dnas.search.steps import SearchState, StepContext, weight_step
-from dnas.search.supernet import Arch, Supernet, make_supernet
+from dnas.search.supernet import Arch, Supernet, supernet_for
 from dnas.spaces.genotype import Genotype
 
 ARCH_STREAM = 3  # the architectures' generator: common.seed + 3 (the Gumbel one is + 2)
@@ -71,9 +71,6 @@ ARCH_STREAM = 3  # the architectures' generator: common.seed + 3 (the Gumbel one
 
 class RandomSearch(Algorithm):
     name = "random"
-    doc = "random search with weight sharing, the baseline"
-    baseline = True
-    knobs = ("random_samples", "random_score_batches", "random_finalists")
 
     def draw(self, net, tau, detach_alpha) -> list[Draw]:
         return net.fixed_draws()  # the architecture `set_arch` gave
@@ -163,7 +160,7 @@ def run_random_search(
     seed_everything(seed)
     fast = FastPath.resolve(p.common, device)
     fast.apply_backends(device)
-    net = fast.model(make_supernet(s, data).to(device))
+    net = fast.model(supernet_for(s, data, RandomSearch).to(device))
     gen = torch.Generator().manual_seed(seed + ARCH_STREAM)
     kw = {"augment": s.augment, "shuffle": True}
     train = split_loader(data, "search_train", s.batch_size, device, seed=seed, **kw)

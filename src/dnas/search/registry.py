@@ -1,12 +1,11 @@
-"""The search algorithms by name: the one place that lists them (`search.algorithm`).
-
-Adding an algorithm: one module of `dnas.search` with an `Algorithm` subclass
-(`dnas.search.algorithm`), one line here, a preset and a test
-(docs/architecture.md#search-algorithms).
+"""The search algorithms' classes by name (`search.algorithm`): the one module of the search
+that imports them. Which algorithms exist, and what each combines with, is `dnas.algorithms`'
+table; each row's module holds the class this maps its name to.
 """
 
 from __future__ import annotations
 
+from dnas.algorithms import ALGORITHMS as SPECS
 from dnas.search.algorithm import Algorithm
 from dnas.search.darts import DARTS
 from dnas.search.drnas import DrNAS
@@ -20,7 +19,12 @@ ALGORITHMS: dict[str, type[Algorithm]] = {
 
 
 def get_algorithm(name: str) -> type[Algorithm]:
-    try:
-        return ALGORITHMS[name]
-    except KeyError:
-        raise ValueError(f"unknown algorithm {name!r}; known: {', '.join(ALGORITHMS)}") from None
+    if name not in ALGORITHMS:
+        known = ", ".join(map(repr, SPECS))
+        raise ValueError(f"unknown algorithm {name!r}; known: {known}")
+    return ALGORITHMS[name]
+
+
+def make_algorithm(name: str) -> Algorithm:
+    """An instance of algorithm `name` with its defaults (to build a supernet by hand)."""
+    return get_algorithm(name).configure(None)

@@ -50,14 +50,7 @@ COSTS = ("size", "flops", "mac")
 
 class SNAS(Algorithm):
     name = "snas"
-    doc = "single level, soft Gumbel samples of every op, a resource penalty"
-    uses_tau = True
-    single_level = True
-    tau_schedules = ("to_last_epoch", "to_end", "snas")
     derive_all_edges = True
-    knobs = ("tau_max", "tau_min", "tau_schedule", "resource_lambda", "resource_log",
-             "arch_optimizer", "arch_lr", "arch_betas", "arch_weight_decay", "arch_grad_clip",
-             "partial_channels")  # fmt: skip
 
     def init_alphas(self, n_edges: int, n_ops: int) -> torch.Tensor:
         return 1.0 + 0.01 * torch.randn(n_edges, n_ops)

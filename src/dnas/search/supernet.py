@@ -252,19 +252,15 @@ class Supernet(nn.Module):
 
     def _configure(
         self,
-        algorithm: Algorithm | str,
+        algorithm: Algorithm,
         generator: torch.Generator | None,
         alphas: nn.ParameterDict | None,
         n_edges: int,
     ) -> None:
-        """Everything the forward pass reads besides the modules: the algorithm (an instance,
-        or a name for its defaults), the Gumbel generator, the alphas (`alphas`: reuse these,
-        as DrNAS's next stage does; new ones are drawn either way, so the random stream after
-        construction does not depend on it) and the masks."""
-        if isinstance(algorithm, str):
-            from dnas.search.registry import get_algorithm
-
-            algorithm = get_algorithm(algorithm).configure(None)
+        """Everything the forward pass reads besides the modules: the algorithm (an instance:
+        `dnas.search.registry.make_algorithm` gives one by name), the Gumbel generator, the
+        alphas (`alphas`: reuse these, as DrNAS's next stage does; new ones are drawn either
+        way, so the random stream after construction does not depend on it) and the masks."""
         self.algorithm = algorithm
         self.generator = generator
         n_ops = len(self.ops)
@@ -403,7 +399,7 @@ class DartsSupernet(Supernet):
         steps: int = darts.STEPS,
         stem_multiplier: int = 3,
         *,
-        algorithm: Algorithm | str,
+        algorithm: Algorithm,
         fixed_reduction: bool = False,
         partial: int = 1,
         generator: torch.Generator | None = None,
@@ -411,10 +407,6 @@ class DartsSupernet(Supernet):
     ) -> None:
         super().__init__()
         self.steps = steps
-        if isinstance(algorithm, str):
-            from dnas.search.registry import get_algorithm
-
-            algorithm = get_algorithm(algorithm).configure(None)
         # DrNAS searches the DARTS space without 'none' (docs/algorithms.md#drnas).
         self.ops = DARTS_OPS if algorithm.searches_none else DARTS_OPS[1:]
         self.cell_types = ("normal",) if fixed_reduction else ("normal", "reduce")
@@ -533,7 +525,7 @@ class Nb201Supernet(Supernet):
         num_classes: int,
         channels: int,
         layers: int,
-        algorithm: Algorithm | str,
+        algorithm: Algorithm,
         partial: int = 1,
         generator: torch.Generator | None = None,
         alphas: nn.ParameterDict | None = None,
@@ -619,7 +611,7 @@ def build_supernet(
     num_classes: int,
     channels: int,
     layers: int,
-    algorithm: Algorithm | str,
+    algorithm: Algorithm,
     fixed_reduction: bool = False,
     partial: int = 1,
     generator: torch.Generator | None = None,
@@ -634,21 +626,21 @@ def build_supernet(
     return SUPERNETS[space](in_channels, num_classes, channels, layers, **kw)
 
 
-def make_supernet(
+def supernet_for(
     s: Search,
     data,
+    algorithm: type[Algorithm],
     stage: int = 0,
     *,
     generator: torch.Generator | None = None,
     alphas: nn.ParameterDict | None = None,
 ) -> Supernet:
     """The supernet of the search `s` on `data` (its channels and classes), at DrNAS stage
-    `stage`'s partial channels, configured with the search's algorithm."""
-    from dnas.search.registry import get_algorithm
-
+    `stage`'s partial channels, with `algorithm` configured from `s` (the loops take the class
+    from `dnas.search.registry`)."""
     net_class = SUPERNETS[s.space]
-    algorithm = get_algorithm(s.algorithm).configure(s, net_class.unselected_grad_auto)
+    configured = algorithm.configure(s, net_class.unselected_grad_auto)
     return build_supernet(
-        s.space, data.channels, data.num_classes, s.channels, s.layers, algorithm,
+        s.space, data.channels, data.num_classes, s.channels, s.layers, configured,
         s.fixed_reduction, s.partial_channels[stage], generator, alphas,
     )  # fmt: skip
