@@ -4,7 +4,7 @@ AutoDL's RANDOM-NAS ran it for NAS-Bench-201's RSPS row; docs/algorithms.md#rand
 The baseline a differentiable search has to beat at the same budget. It has two phases:
 
 1. **Uniform single-path training.** Each weight step draws one architecture uniformly at
-   random (`sample_arch`) and trains the shared weights of the supernet on it: SGD with the
+   random (`Supernet.random_arch`) and trains the shared weights of the supernet on it: SGD with the
    search's momentum, weight decay, cosine schedule and gradient clipping, one search-train
    batch per step (`dnas.search.steps.weight_step`). Only the drawn ops run. There are no
    architecture parameters to learn and no architecture step.
