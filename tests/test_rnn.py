@@ -316,7 +316,8 @@ def test_soft_and_darts_modes_run_every_op():
         return wrapped
 
     cell.activations = {op: counting(op, fn) for op, fn in cell.activations.items()}
-    cell(torch.randn(2, 3, 4), torch.zeros(3, 4), tau=1.0)
+    cell.begin(1.0)
+    cell(torch.randn(2, 3, 4), torch.zeros(3, 4))
     assert calls == dict.fromkeys(RNN_OPS[1:], 8 * 2)  # every node, every step
 
 
@@ -332,7 +333,7 @@ def test_the_search_cell_samples_at_the_temperature_it_is_given():
         expected = torch.softmax((cell.alpha + g) / tau, dim=-1)
         torch.testing.assert_close(cell._weights, expected)
     with pytest.raises(ValueError, match="pass tau"):
-        cell(torch.randn(2, 3, 4), torch.zeros(3, 4))
+        cell.begin(None)
 
 
 def test_unrolled_gradient_matches_exact_autograd():

@@ -43,23 +43,16 @@ def dropout_mask(shape, p: float, like: torch.Tensor) -> torch.Tensor | None:
 
 
 class RecurrentCell(nn.Module):
-    """Runs a cell over a sequence; subclasses define `step` (one time step) and may prepare
-    per-sequence state (the search cell's architecture sample) in `begin`."""
+    """Runs a cell over a sequence; subclasses define `step` (one time step). (The search
+    cell draws its sequence's architecture before the sequence: `dnas.search.rnn`.)"""
 
     nhid: int
-
-    def begin(self, tau: float | None, detach_alpha: bool = False) -> None:
-        """Called once per sequence before the first step; `tau` is the search cell's Gumbel
-        temperature (None for a discrete cell), `detach_alpha` keeps gradients from its alpha."""
 
     def step(self, x, h, x_mask, h_mask) -> torch.Tensor:
         raise NotImplementedError
 
-    def forward(
-        self, x, h, x_mask=None, h_mask=None, tau: float | None = None, detach_alpha: bool = False
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x, h, x_mask=None, h_mask=None) -> tuple[torch.Tensor, torch.Tensor]:
         """x (T, B, ninp), h (B, nhid) -> outputs (T, B, nhid), last state (B, nhid)."""
-        self.begin(tau, detach_alpha)
         outputs = []
         for t in range(x.shape[0]):
             h = self.step(x[t], h, x_mask, h_mask)
@@ -125,17 +118,9 @@ class RNNLanguageModel(nn.Module):
     def init_hidden(self, batch_size: int) -> torch.Tensor:
         return self.encoder.weight.new_zeros(batch_size, self.nhid)
 
-    def forward(
-        self,
-        tokens: torch.Tensor,
-        hidden: torch.Tensor,
-        tau: float | None = None,
-        detach_alpha: bool = False,
-    ):
+    def forward(self, tokens: torch.Tensor, hidden: torch.Tensor):
         """tokens (T, B) -> (logits (T, B, V), last hidden (B, nhid), raw outputs, dropped
-        outputs); the outputs feed the AR and TAR penalties. `tau`: the search cell's Gumbel
-        temperature (None for a discrete cell and for DARTS mixing); `detach_alpha`: the search
-        cell's weight step (no gradient reaches alpha)."""
+        outputs); the outputs feed the AR and TAR penalties."""
         weight = self.encoder.weight
         drop = self.training
         if drop and self.dropoute > 0:  # whole words, the same for the batch
@@ -147,7 +132,7 @@ class RNNLanguageModel(nn.Module):
             emb = emb * dropout_mask((1, batch, emb.shape[-1]), self.dropouti, emb)
         x_mask = dropout_mask((batch, emb.shape[-1]), self.dropoutx, emb) if drop else None
         h_mask = dropout_mask((batch, self.nhid), self.dropouth, emb) if drop else None
-        raw, hidden = self.cell(emb, hidden, x_mask, h_mask, tau, detach_alpha)
+        raw, hidden = self.cell(emb, hidden, x_mask, h_mask)
         out = raw
         if drop and self.dropout > 0:
             out = raw * dropout_mask((1, batch, self.nhid), self.dropout, raw)
@@ -170,16 +155,15 @@ def lm_loss(
     hidden: torch.Tensor,
     ar: float = 0.0,
     tar: float = 0.0,
-    tau: float | None = None,
-    detach_alpha: bool = False,
+    **search,
 ):
-    """(loss with the activation penalties, the plain cross-entropy, next hidden); `tau` and
-    `detach_alpha` go to the model's forward pass (the search cell's Gumbel temperature, and
-    whether its weight step keeps gradients from alpha).
+    """(loss with the activation penalties, the plain cross-entropy, next hidden); `search`
+    goes to a search model's forward pass (`tau`, the Gumbel temperature, and `detach_alpha`,
+    whether its weight step keeps gradients from alpha: dnas.search.rnn.RNNSupernet).
 
     AR = ar * mean(dropped_output^2); TAR = tar * mean((raw_t - raw_{t-1})^2) (`beta` in
     docs/algorithms.md#rnn-retraining), as the awd-lstm-lm family regularises."""
-    logits, hidden, raw, dropped = model(tokens, hidden, tau, detach_alpha)
+    logits, hidden, raw, dropped = model(tokens, hidden, **search)
     raw_loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
     loss = raw_loss
     if ar > 0:

@@ -160,6 +160,19 @@ class RNNSupernet(RNNLanguageModel):
         cell = RNNSearchCell(emsize, nhid, mode, generator=generator)
         super().__init__(cell, vocab_size, emsize, nhid, **dropouts)
 
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        hidden: torch.Tensor,
+        tau: float | None = None,
+        detach_alpha: bool = False,
+    ):
+        """The language model's forward pass under one architecture draw at Gumbel temperature
+        `tau` (None for softmax mixing); `detach_alpha`: the weight step (no gradient reaches
+        alpha)."""
+        self.cell.begin(tau, detach_alpha)
+        return super().forward(tokens, hidden)
+
     def arch_parameters(self) -> list[nn.Parameter]:
         return [self.cell.alpha]
 

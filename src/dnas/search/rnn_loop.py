@@ -146,7 +146,7 @@ def rnn_weight_step(net, w_opt, s: Search, batch: tuple, tau):
     x, y, hidden = batch
     clear_weight_grads(w_opt, s.zero_grad)  # zeros: a node's W that no edge used still decays
     r = s.rnn
-    loss, raw_loss, hidden = lm_loss(net, x, y, hidden, r.alpha, r.beta, tau, detach_alpha=True)
+    loss, raw_loss, hidden = lm_loss(net, x, y, hidden, r.alpha, r.beta, tau=tau, detach_alpha=True)
     loss.backward()
     if s.grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(net.weight_parameters(), s.grad_clip)
