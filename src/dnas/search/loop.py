@@ -110,19 +110,21 @@ def search_epoch(
     state = run.begin_epoch(lambda: {"sums": torch.zeros(4, dtype=torch.float64), "n": [0, 0]})
     sums = state["sums"].to(ctx.device)  # loss*n, correct (train, valid)
     n_train, n_valid = state["n"]
-    for t in dist.shards(train):
+    for train_batch in dist.shards(train):
         key = (seed, epoch, run.guard.step)
-        n_train += t.n
+        n_train += train_batch.n
         if single_level:
-            lt, sums_t = joint_step(st, ctx, t, tau, key)
-            run.guard.observe(lt)
+            train_loss, train_sums = joint_step(st, ctx, train_batch, tau, key)
+            run.guard.observe(train_loss)
         else:
-            v = dist.shard(*valid.next_batch())
-            n_valid += v.n
-            (lt, sums_t), (lv, sums_v) = bilevel_iteration(st, ctx, t, v, tau, key, arch_moves)
-            run.guard.observe(lt, lv)
-            sums[2:] += sums_v
-        sums[:2] += sums_t
+            valid_batch = dist.shard(*valid.next_batch())
+            n_valid += valid_batch.n
+            (train_loss, train_sums), (valid_loss, valid_sums) = bilevel_iteration(
+                st, ctx, train_batch, valid_batch, tau, key, arch_moves
+            )
+            run.guard.observe(train_loss, valid_loss)
+            sums[2:] += valid_sums
+        sums[:2] += train_sums
         n = [n_train, n_valid]
         run.step_done(
             epoch, lambda sums=sums, n=n: {"sums": dist.all_reduce_sum(sums).cpu(), "n": n}

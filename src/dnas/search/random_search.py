@@ -193,12 +193,12 @@ def run_random_search(
         net.train()
         state = run.begin_epoch(lambda: {"sums": torch.zeros(2, dtype=torch.float64), "n": 0})
         sums, n_train = state["sums"].to(device), state["n"]
-        for t in dist.shards(train):
+        for batch in dist.shards(train):
             net.set_arch(net.random_arch(gen))
-            loss, sums_t = weight_step(st, ctx, t, None, (seed, epoch, run.guard.step))
+            loss, batch_sums = weight_step(st, ctx, batch, None, (seed, epoch, run.guard.step))
             run.guard.observe(loss)
-            sums += sums_t
-            n_train += t.n
+            sums += batch_sums
+            n_train += batch.n
             run.step_done(
                 epoch,
                 lambda sums=sums, n=n_train: {"sums": dist.all_reduce_sum(sums).cpu(), "n": n},
