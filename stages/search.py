@@ -1,8 +1,9 @@
 """Stage `search`: run the architecture search, write genotype.json and metrics/search.json.
 
-`search.space: rnn` searches the recurrent cell on a text corpus (dnas.search.rnn_loop); the
-other spaces search CNN cells (dnas.search.loop), data-parallel under
-`torchrun --nproc_per_node N -m stages.search` (README "Many GPUs"); rank 0 writes the outputs."""
+`search.space: rnn` (a space on the text track, `Space.text`) searches the recurrent cell on a
+text corpus (dnas.search.rnn_loop); the other spaces search CNN cells (dnas.search.loop),
+data-parallel under `torchrun --nproc_per_node N -m stages.search` (README "Many GPUs"); rank 0
+writes the outputs."""
 
 from dnas import distributed
 from dnas.config import load_params
@@ -12,6 +13,7 @@ from dnas.io import MEASURED, write_json
 from dnas.runner import stage_run
 from dnas.runtime import out_of_memory_hint, pick_device
 from dnas.spaces.genotype import save_genotype
+from dnas.spaces.registry import get_space
 
 
 def main() -> None:
@@ -20,7 +22,7 @@ def main() -> None:
         device = pick_device(p.common.device, p.common.threads)
         data = load_prepared(PREPARED_ROOT / p.search.dataset)
         s = p.search
-        if s.space == "rnn":
+        if get_space(s.space).text:
             if distributed.world_size() > 1:
                 raise UserError("the recurrent search runs in one process; run it without torchrun")
             from dnas.search.rnn_loop import run_rnn_search as run

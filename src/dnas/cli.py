@@ -52,26 +52,29 @@ def _genotype_show(args: argparse.Namespace) -> None:
 
 def default_size(name: str, space: str, dataset: str) -> tuple[int, int]:
     """(channels, layers) of the papers' evaluation networks
-    (docs/algorithms.md#nas-bench-201-space, docs/algorithms.md#cnn-retraining): NB201
-    C=16 with 5 cells per stage; DARTS space C=36 and 20 cells on small images, the
-    genotype's published ImageNet width (48 if it has none) and 14 cells on ImageNet."""
+    (docs/algorithms.md#nas-bench-201-space, docs/algorithms.md#cnn-retraining): the space's
+    `paper_size` (NB201 C=16 with 5 cells per stage; DARTS space C=36 and 20 cells) on small
+    images; for a space with the ImageNet network (DARTS) on ImageNet, the genotype's published
+    ImageNet width (48 if it has none) and 14 cells."""
     from dnas.spaces.published import published
+    from dnas.spaces.registry import get_space
 
-    if space == "nb201":
-        return 16, 5
-    if dataset == "imagenet":
+    kind = get_space(space)
+    if kind.imagenet and dataset == "imagenet":
         entry = published(name)
         return (entry.imagenet_channels if entry else 48), 14
-    return 36, 20
+    return kind.paper_size
 
 
 def _genotype_info(args: argparse.Namespace) -> None:
     from dnas.evaluate import DATASET_SHAPES, count_macs, count_parameters
     from dnas.models import build_network
     from dnas.spaces.published import resolve_genotype
+    from dnas.spaces.registry import get_space
 
     g = resolve_genotype(args.genotype, key="genotype")
-    if g.space == "rnn":
+    space = get_space(g.space)
+    if space.text:
         return _recurrent_info(args, g)
     args.dataset = args.dataset or "cifar10"
     if args.dataset not in DATASET_SHAPES:
@@ -98,10 +101,7 @@ def _genotype_info(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps({"params": params, "macs": macs}, sort_keys=True))
         return
-    if g.space == "nb201":
-        size = f"{layers} cells per stage"
-    else:
-        size = f"{layers} cells, {network} network"
+    size = space.size_text(layers, network)
     print(f"{args.genotype} on {args.dataset} (C={channels}, {size})")
     print(f"  parameters:     {params:,} ({params / 1e6:.3f}M, without the auxiliary head)")
     print(f"  multiply-adds:  {macs:,} ({macs / 1e6:.1f}M, conv + linear, one image)")
@@ -195,9 +195,10 @@ def _nb201_lookup(args: argparse.Namespace) -> None:
     arch = args.arch
     if "|" not in arch:  # a genotype file
         from dnas.spaces.genotype import load_genotype
+        from dnas.spaces.registry import get_space
 
         g = load_genotype(arch)
-        if g.space != "nb201" or not g.arch:
+        if not get_space(g.space).benchmark or not g.arch:
             raise UserError(f"{arch}: a {g.space} genotype; the benchmark holds NB201 cells")
         arch = g.arch
     row = Benchmark.open(root).lookup(arch)

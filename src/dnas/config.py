@@ -452,6 +452,20 @@ class RnnTrain(Section):
         return self
 
 
+def spaces() -> dict:
+    """The search spaces by name (dnas.spaces.registry; lazy: the spaces import torch)."""
+    from dnas.spaces.registry import SPACES
+
+    return SPACES
+
+
+def space_of(name: str):
+    """The search space `name` (`dnas.spaces.space.Space`): what a check asks of it."""
+    from dnas.spaces.registry import get_space
+
+    return get_space(name)
+
+
 class Search(Optim):
     """The search stage. Which reference each option follows is in the README's compatibility
     table and in the docstrings of `dnas.search` (docs/algorithms.md)."""
@@ -556,12 +570,12 @@ class Search(Optim):
                 f"order 2 (the unrolled step) needs algorithm {able('second_order')}, not "
                 f"{self.algorithm!r}; set search.order to 1"
             )
-        if self.space == "rnn" and not algorithm.recurrent:
+        if space_of(self.space).text and not algorithm.recurrent:
             raise ValueError(
-                f"space rnn is searched with algorithm {able('recurrent')}, not"
+                f"space {self.space} is searched with algorithm {able('recurrent')}, not"
                 f" {self.algorithm!r}"
             )
-        if self.benchmark is not None and self.space != "nb201":
+        if self.benchmark is not None and not space_of(self.space).benchmark:
             raise ValueError(
                 f"benchmark (a NAS-Bench-201 lookup) needs space nb201, not {self.space!r};"
                 " set search.benchmark to null"
@@ -576,7 +590,7 @@ class Search(Optim):
                 f"random_finalists ({self.random_finalists}) must not exceed random_samples"
                 f" ({self.random_samples})"
             )
-        if self.fixed_reduction and self.space != "darts":
+        if self.fixed_reduction and space_of(self.space).fixed_cell is None:
             raise ValueError("fixed_reduction needs space darts (NB201 has no reduction cell)")
         stages = len(self.partial_channels)
         if stages > 1 and not algorithm.progressive:
@@ -678,7 +692,7 @@ class Params(Section):
                     f"{stage}.dataset is {name!r} but prepare.datasets {prepared}"
                     f" does not prepare it; add it there"
                 )
-        self._text_track("search", self.search.space == "rnn")
+        self._text_track("search", space_of(self.search.space).text)
         lm = train_is_language_model(self)
         if lm is not None:
             self._text_track("train", lm)
@@ -690,8 +704,9 @@ class Params(Section):
         name = getattr(self, stage).dataset
         text = is_text(name, self.prepare)
         if stage == "search":
-            what = "search.space is 'rnn' (the recurrent cell)"
-            fix = "set search.space to darts or nb201"
+            what = f"search.space is {self.search.space!r} (the recurrent cell)"
+            images = [n for n, kind in spaces().items() if not kind.text]
+            fix = f"set search.space to {' or '.join(images)}"
         else:
             what = f"train.genotype {_short_repr(self.train.genotype)} is a recurrent cell"
             if self.train.genotype.strip() == "searched":
@@ -717,9 +732,10 @@ def check_track(genotype: Any, spec: str, dataset: str, prepare: Prepare) -> boo
     cell on a text corpus, is a `UserError` (the train stage's check, which the validate stage
     makes first)."""
     text = is_text(dataset, prepare)
-    if (genotype.space == "rnn") != text:
-        kind = "a recurrent cell" if genotype.space == "rnn" else f"a {genotype.space} CNN cell"
-        need = "a text corpus" if genotype.space == "rnn" else "an image dataset"
+    recurrent = space_of(genotype.space).text
+    if recurrent != text:
+        kind = "a recurrent cell" if recurrent else f"a {genotype.space} CNN cell"
+        need = "a text corpus" if recurrent else "an image dataset"
         shown = _short_repr(spec)
         where = f"train.dataset {dataset!r}"
         raise UserError(f"train.genotype {shown} is {kind}: {where} must be {need}")
@@ -731,14 +747,14 @@ def train_is_language_model(p: Params) -> bool | None:
     recurrent genotype, False for CNN cells, None for a genotype file (known when it is read)."""
     spec = p.train.genotype.strip()
     if spec in ("searched", "random"):  # random: a random cell of the search space
-        return p.search.space == "rnn"
+        return space_of(p.search.space).text
     if spec.startswith("|"):
         return False
     from dnas.spaces.published import published  # lazy: it imports torch
 
     entry = published(spec)
     if entry is not None:
-        return entry.genotype.space == "rnn"
+        return space_of(entry.genotype.space).text
     return None
 
 
@@ -811,7 +827,7 @@ def _require_language_model_knobs(params: Params, raw: dict, source: str) -> Non
     `dvc exp show`, list only what the CNN stages read. A run that needs them must have them in
     its file: DVC tracks the file, not this module's defaults."""
     needed = []
-    if params.search.space == "rnn":
+    if space_of(params.search.space).text:
         needed.append("search")
     if train_is_language_model(params):
         needed.append("train")

@@ -26,6 +26,7 @@ from dnas.models import build_model
 from dnas.models.rnn_lm import count_lm_parameters, lm_parameters
 from dnas.runtime import FastPath
 from dnas.spaces.genotype import Genotype
+from dnas.spaces.registry import get_space
 
 
 @dataclass(frozen=True)
@@ -90,19 +91,16 @@ def count_macs(model: nn.Module, input_shape: tuple[int, int, int]) -> int:
     return total
 
 
-# The papers' evaluation sizes (docs/algorithms.md#parameter-and-multiply-add-counts): the DARTS
-# space at C=36 with 20 cells, NB201 at C=16 with 5 cells per stage, and the PTB language model
-# at emsize = nhid = 850 (docs/algorithms.md#rnn-retraining).
-PAPER_SIZES = {"darts": (36, 20), "nb201": (16, 5)}
-LM_PAPER_SIZE = 850
-
-
 def genotype_params(genotype: Genotype, data) -> int:
-    """Parameters of a genotype's network at the papers' evaluation size, on `data`'s inputs
-    and classes (CNN, without the auxiliary head) or vocabulary (language model)."""
-    if genotype.space == "rnn":
-        return lm_parameters(genotype, data.vocab_size, LM_PAPER_SIZE)
-    c, layers = PAPER_SIZES[genotype.space]
+    """Parameters of a genotype's network at the papers' evaluation size (its space's
+    `paper_size`, docs/algorithms.md#parameter-and-multiply-add-counts: the DARTS space at C=36
+    with 20 cells, NB201 at C=16 with 5 cells per stage, the PTB language model at emsize = nhid
+    = 850), on `data`'s inputs and classes (CNN, without the auxiliary head) or vocabulary
+    (language model)."""
+    space = get_space(genotype.space)
+    if space.text:
+        return lm_parameters(genotype, data.vocab_size, space.paper_size)
+    c, layers = space.paper_size
     config = {"in_channels": data.channels, "num_classes": data.num_classes, "channels": c,
               "layers": layers}  # fmt: skip
     return count_parameters(build_model(genotype, config))

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import io
 import json
-import pprint
 import warnings
 from pathlib import Path
 
@@ -29,7 +28,8 @@ from torch import nn
 from dnas.errors import UserError
 from dnas.io import write_bytes
 from dnas.models import load_model
-from dnas.spaces.genotype import CellSpec, Genotype
+from dnas.spaces.genotype import Genotype
+from dnas.spaces.registry import get_space
 
 MODEL_FILE = "model.ts"
 GENOTYPE_FILE = "genotype.py"
@@ -85,67 +85,12 @@ def trace(model: nn.Module, mean: list, std: list, chw: list[int]) -> torch.jit.
     return traced
 
 
-def _py(value: object, indent: int) -> str:
-    """`value` as Python source, wrapped to fit 100 columns at `indent`."""
-    text = pprint.pformat(value, width=100 - indent, compact=True)
-    return text.replace("\n", "\n" + " " * indent)
-
-
-def _cell_lists(cell: CellSpec) -> tuple[list, list, list[int]]:
-    flat = [(op, j) for node in cell.nodes for op, j in node]
-    nodes = [tuple(node) for node in cell.nodes]
-    return flat, nodes, list(cell.concat)
-
-
-def _genotype_call(normal, normal_concat, reduce, reduce_concat) -> str:
-    fields = {"normal": normal, "normal_concat": normal_concat, "reduce": reduce,
-              "reduce_concat": reduce_concat}  # fmt: skip
-    lines = [f"    {k}={_py(v, 4 + len(k) + 1)}," for k, v in fields.items()]
-    return "Genotype(\n" + "\n".join(lines) + "\n)"
-
-
 def genotype_source(genotype: Genotype, origin: str) -> str:
-    """The text of genotype.py: runs with the standard library only."""
+    """The text of genotype.py: runs with the standard library only. Its body is the space's
+    (`Space.python_source`: DARTS's namedtuple, NB201's string and per-node list)."""
     head = f'"""The cells of the network in {MODEL_FILE}, written by `dnas export` from {origin}.\n'
-    if genotype.space == "nb201":
-        cell = genotype.cells["cell"]
-        nodes = [tuple(node) for node in cell.nodes]
-        return (
-            f"{head}\n"
-            "`arch` is the NAS-Bench-201 architecture string (`|op~input|+|...|`, one `+` per\n"
-            "node); `genotype` the same cell in AutoDL's per-node form (the list its `Structure`\n"
-            "takes): for nodes 1, 2, 3, a tuple of (op, input node) pairs; node 0 is the cell's\n"
-            'input and the cell outputs node 3.\n"""\n\n'
-            f"arch = {genotype.arch!r}\n\n"
-            f"genotype = {_py(nodes, 11)}\n"
-        )
-    normal, normal_nodes, normal_concat = _cell_lists(genotype.cells["normal"])
-    if "reduce" in genotype.cells:
-        reduce, reduce_nodes, reduce_concat = _cell_lists(genotype.cells["reduce"])
-    else:
-        reduce = reduce_nodes = reduce_concat = None
-    sizes = [len(node) for node in genotype.cells["normal"].nodes]
-    fixed = (
-        "`reduce` is None: the network uses GDAS's fixed reduction cell, as GDAS's genotype file\n"
-        "writes it.\n"
-        if reduce is None
-        else ""
-    )
-    return (
-        f"{head}\n"
-        "`genotype` is in DARTS's form (its cnn/genotypes.py): `normal` and `reduce` list the\n"
-        "(op, input node) pairs of the cell's nodes in order (here "
-        f"{', '.join(map(str, sizes))} per node of the normal cell);\n"
-        "nodes 0 and 1 are the outputs of the two previous cells, 2, 3, ... the cell's own\n"
-        "nodes, and the cell outputs the concatenation of the nodes in `*_concat`.\n"
-        "`genotype_nodes` holds the same cells in AutoDL's form: one tuple of (op, input node)\n"
-        f'pairs per node.\n{fixed}"""\n\n'
-        "from collections import namedtuple\n\n"
-        'Genotype = namedtuple("Genotype", "normal normal_concat reduce reduce_concat")\n\n'
-        f"genotype = {_genotype_call(normal, normal_concat, reduce, reduce_concat)}\n\n"
-        "genotype_nodes = "
-        f"{_genotype_call(normal_nodes, normal_concat, reduce_nodes, reduce_concat)}\n"
-    )
+    body = get_space(genotype.space).python_source(genotype.cells, genotype.arch)
+    return f"{head}\n{body}"
 
 
 def export(
@@ -157,7 +102,7 @@ def export(
 
     model, config = load_model(model_path, "cpu")
     genotype: Genotype = config["genotype"]
-    if genotype.space == "rnn":
+    if get_space(genotype.space).text:
         raise UserError(
             f"{model_path}: a language model (recurrent cell); dnas export writes image "
             "classifiers only (load a language model with dnas.models.load_model, docs/api.md)"

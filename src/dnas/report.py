@@ -120,9 +120,11 @@ def benchmark_value(params: dict[str, Any], metrics: dict[str, dict]) -> float |
     """An NB201 search run with `search.benchmark`: the benchmark's recorded test accuracy
     (200 epochs) of the found cell on `train.dataset`, as the papers report it; else None."""
     from dnas.benchmarks import NB201_TEST_DATASET
+    from dnas.spaces.registry import find_space
 
     dataset = NB201_TEST_DATASET.get(str(params.get("train.dataset")))
-    if params.get("search.space") != "nb201" or dataset is None:
+    space = find_space(params.get("search.space"))
+    if space is None or not space.benchmark or dataset is None:
         return None
     if params.get("train.genotype", "searched") != "searched":
         return None  # the lookup is the searched cell's; this run retrains another one

@@ -79,8 +79,10 @@ def genotype_consistent(genotype: dict, search_metrics: dict, data) -> list[Find
     at the papers' size has exactly `genotype_params` parameters."""
     from dnas.evaluate import genotype_params
     from dnas.spaces.genotype import Genotype
+    from dnas.spaces.registry import find_space
 
-    if genotype.get("space") not in ("darts", "nb201") or "genotype_params" not in search_metrics:
+    space = find_space(genotype.get("space"))
+    if space is None or space.text or "genotype_params" not in search_metrics:
         return []
     counted = genotype_params(Genotype.from_json(genotype), data)
     if counted != search_metrics["genotype_params"]:

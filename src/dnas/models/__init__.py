@@ -3,8 +3,10 @@ file format they are saved in."""
 
 from __future__ import annotations
 
+import importlib
 import io
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -12,10 +14,10 @@ from torch import nn
 
 from dnas.errors import UserError, unpickling_reason
 from dnas.io import write_bytes
-from dnas.models.cell_net import CellNetwork, ImageNetCellNetwork
-from dnas.models.nb201_net import Nb201Network
-from dnas.models.rnn_lm import build_lm
+from dnas.models import cell_net, nb201_net, rnn_lm  # noqa: F401  (the builders spaces name)
 from dnas.spaces.genotype import Genotype
+from dnas.spaces.registry import get_space
+from dnas.spaces.space import Space
 
 NETWORKS = ("cifar", "imagenet")
 
@@ -34,32 +36,33 @@ def build_network(
     DARTS space: `layers` cells with two reductions (docs/algorithms.md#cnn-retraining), behind the
     CIFAR stem (`network="cifar"`) or the ImageNet mobile stem (`network="imagenet"`).
     NAS-Bench-201: `layers` cells per stage (N in docs/algorithms.md#nas-bench-201-space).
+    A recurrent cell is a language model: `build_model`.
     """
     if network not in NETWORKS:
         raise ValueError(f"unknown network {network!r}; known: {', '.join(NETWORKS)}")
-    if genotype.space == "darts":
-        cls = ImageNetCellNetwork if network == "imagenet" else CellNetwork
-        return cls(genotype, in_channels, num_classes, channels, layers, auxiliary)
-    if genotype.space == "nb201":
-        return Nb201Network(genotype.cells["cell"], in_channels, num_classes, channels, layers)
-    raise ValueError(f"unknown space {genotype.space!r}")
+    if get_space(genotype.space).text:
+        raise ValueError(
+            f"a {genotype.space} genotype is a language model's cell; build it with build_model"
+        )
+    config = {"in_channels": in_channels, "num_classes": num_classes, "channels": channels,
+              "layers": layers, "auxiliary": auxiliary, "network": network}  # fmt: skip
+    return build_model(genotype, config)
+
+
+def network_builder(space: Space) -> Callable[[Genotype, dict], nn.Module]:
+    """The builder `space.network` names ("module:function" inside dnas.models), imported here:
+    the spaces sit below the networks, which import them (dnas.spaces.space)."""
+    module, _, name = space.network.partition(":")
+    if not module.startswith(f"{__name__}."):
+        raise ValueError(f"space {space.name}: network {space.network!r} is not in {__name__}")
+    return getattr(importlib.import_module(module), name)
 
 
 def build_model(genotype: Genotype, config: dict) -> nn.Module:
-    """The network a model file describes: a language model for a recurrent genotype (config:
-    `rnn_lm.BUILD_KEYS`), else the CNN of `build_network` (config: in_channels, num_classes,
-    channels, layers, and optionally auxiliary, network)."""
-    if genotype.space == "rnn":
-        return build_lm(genotype, config)
-    return build_network(
-        genotype,
-        config["in_channels"],
-        config["num_classes"],
-        config["channels"],
-        config["layers"],
-        config.get("auxiliary", False),
-        config.get("network", "cifar"),
-    )
+    """The network a model file describes, built by its space's builder (`Space.network`): a
+    language model for a recurrent genotype (config: `rnn_lm.BUILD_KEYS`), else a CNN (config:
+    in_channels, num_classes, channels, layers, and optionally auxiliary, network)."""
+    return network_builder(get_space(genotype.space))(genotype, config)
 
 
 def save_model(path: str | Path, model: nn.Module, genotype: Genotype, config: dict) -> None:

@@ -206,3 +206,19 @@ class ImageNetCellNetwork(_CellStack):
         """Logits; in training mode with an auxiliary head, (logits, auxiliary logits)."""
         s0 = self.stem0(x)
         return self._head(s0, self.stem1(s0))
+
+
+def build(genotype: Genotype, config: dict) -> _CellStack:
+    """The DARTS space's network (`spaces.darts.SPACE.network`): config in_channels,
+    num_classes, channels, layers, and optionally auxiliary and network ("cifar", the default,
+    or "imagenet": the ImageNet mobile stem)."""
+    imagenet = config.get("network", "cifar") == "imagenet"
+    cls = ImageNetCellNetwork if imagenet else CellNetwork
+    return cls(
+        genotype,
+        config["in_channels"],
+        config["num_classes"],
+        config["channels"],
+        config["layers"],
+        config.get("auxiliary", False),
+    )

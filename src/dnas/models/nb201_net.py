@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dnas.spaces.genotype import CellSpec
+from dnas.spaces.genotype import CellSpec, Genotype
 from dnas.spaces.ops import ResNetBasicBlock, nb201_op
 
 
@@ -60,3 +60,15 @@ class Nb201Network(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x).flatten(1))
+
+
+def build(genotype: Genotype, config: dict) -> Nb201Network:
+    """The NAS-Bench-201 space's network (`spaces.nb201.SPACE.network`): config in_channels,
+    num_classes, channels, layers (cells per stage); no auxiliary head, one stem."""
+    return Nb201Network(
+        genotype.cells["cell"],
+        config["in_channels"],
+        config["num_classes"],
+        config["channels"],
+        config["layers"],
+    )

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dnas.spaces.genotype import Genotype
+from dnas.spaces.registry import get_space
 from dnas.spaces.rnn import ACTIVATIONS, INIT_RANGE, highway, initial_state
 
 EMBED_INIT_RANGE = 0.1
@@ -142,7 +143,7 @@ class RNNLanguageModel(nn.Module):
 
 def build_lm(genotype: Genotype, config: dict) -> RNNLanguageModel:
     """The language model of a recurrent genotype; `config` holds BUILD_KEYS."""
-    if genotype.space != "rnn":
+    if not get_space(genotype.space).text:
         raise ValueError(f"a language model needs a recurrent (rnn) genotype, not {genotype.space}")
     cell = DartsRNNCell(genotype, config["emsize"], config["nhid"])
     return RNNLanguageModel(cell, **{k: config[k] for k in BUILD_KEYS})

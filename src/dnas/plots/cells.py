@@ -16,6 +16,7 @@ from matplotlib.patches import Circle, FancyArrowPatch
 
 from dnas.plots.style import FAMILY_COLORS, FAMILY_LABELS, op_family, plt
 from dnas.spaces.published import SEARCHED
+from dnas.spaces.registry import find_space
 
 INCH_PER_UNIT = 0.85  # scale of the cell drawings
 NODE_R = 0.36  # node radius, data units
@@ -195,7 +196,8 @@ def cells_heading(source: str, space: str, cells: Sequence[str]) -> str:
     """The figure's title: which cells these are (searched, or what was retrained instead)."""
     heading = "Searched cells" if source == SEARCHED else f"Trained cells: {source}"
     heading += f" ({space})" if space else ""
-    if space == "darts" and list(cells) == ["normal"]:
+    kind = find_space(space)
+    if kind is not None and kind.fixed_cells == tuple(cells):
         heading += ", fixed reduction cell"
     return heading
 

@@ -1,9 +1,12 @@
 """Genotypes: the discrete architecture a search produces, and its JSON form.
 
-A cell has `inputs` input nodes (0 .. inputs-1); `nodes[i]` is node `inputs + i` and lists its
+A genotype names its space and holds that space's cells (`CellSpec`, dnas.spaces.cell: a cell
+has `inputs` input nodes (0 .. inputs-1); `nodes[i]` is node `inputs + i` and lists its
 incoming edges as (op, input node). The cell output concatenates (DARTS) or is (NB201) the
-nodes in `concat`. A DARTS genotype with only a "normal" cell uses GDAS-FRC's fixed reduction
-cell (docs/algorithms.md#gdas-frc-fixed-reduction-cell; `reduce=None` in the CVPR genotype file).
+nodes in `concat`). What a well-formed genotype of a space is, the space says
+(dnas.spaces.registry, dnas.spaces.space.Space). A DARTS genotype with only a "normal" cell
+uses GDAS-FRC's fixed reduction cell (docs/algorithms.md#gdas-frc-fixed-reduction-cell;
+`reduce=None` in the CVPR genotype file).
 `genotype.json` holds the space, the op set, the cells, the final op probabilities per edge, and for
 NAS-Bench-201 the standard architecture string. A recurrent genotype (space `rnn`,
 docs/algorithms.md#darts-recurrent-space) has one cell "rnn" with one input node (s0), 8 nodes of
@@ -20,15 +23,16 @@ from typing import Any
 
 from dnas.errors import UserError, first_line
 from dnas.io import write_json
-from dnas.spaces.ops import DARTS_OPS, NB201_OPS, RNN_OPS
+from dnas.spaces.cell import CellSpec, Edge, short_repr
+from dnas.spaces.nb201 import to_string as nb201_string
+from dnas.spaces.registry import SPACES, find_space, get_space
 
-SPACE_OPS = {"darts": DARTS_OPS, "nb201": NB201_OPS, "rnn": RNN_OPS}
-SPACE_CELLS = {"darts": ("normal", "reduce"), "nb201": ("cell",), "rnn": ("rnn",)}
-# (input nodes, intermediate nodes) of a cell: DARTS 2 inputs and 4 nodes (darts.STEPS),
-# NAS-Bench-201 1 input and 3 nodes (nb201.NODES - 1), the recurrent cell s0 and 8 nodes
-# (rnn.STEPS); the networks are built for exactly these (tests/test_hostile_params.py checks
-# them against the modules).
-SPACE_SHAPE = {"darts": (2, 4), "nb201": (1, 3), "rnn": (1, 8)}
+# Per space, from the registry: the op set, the cells, and (input nodes, intermediate nodes) of
+# a cell, for which the networks are built (tests/test_hostile_params.py checks the shapes
+# against the modules).
+SPACE_OPS = {name: s.ops for name, s in SPACES.items()}
+SPACE_CELLS = {name: s.cells for name, s in SPACES.items()}
+SPACE_SHAPE = {name: (s.inputs, s.nodes) for name, s in SPACES.items()}
 MAX_INPUTS = max(i for i, _ in SPACE_SHAPE.values())
 MAX_NODES = max(n for _, n in SPACE_SHAPE.values())
 MAX_EDGES = 64  # probs: edges per cell (DARTS 14, NB201 6, recurrent 36)
@@ -36,69 +40,7 @@ MAX_OPS = 16  # probs: ops per edge (DARTS 8, NB201 5, recurrent 5)
 # genotype.json is a few kilobytes; a file of megabytes is not one (and would be slow to read).
 MAX_GENOTYPE_BYTES = 1024 * 1024
 
-Edge = tuple[str, int]
-
-
-@dataclass(frozen=True)
-class CellSpec:
-    """A cell. A node's incoming edges are summed, so their order carries no meaning: they are
-    kept sorted by (input node, op), and two equal architectures are equal objects and write
-    byte-equal JSON (so DVC does not retrain an architecture it has already trained)."""
-
-    inputs: int
-    nodes: tuple[tuple[Edge, ...], ...]
-    concat: tuple[int, ...]
-
-    def __post_init__(self) -> None:
-        canonical = tuple(tuple(sorted(node, key=lambda e: (e[1], e[0]))) for node in self.nodes)
-        object.__setattr__(self, "nodes", canonical)
-
-    def to_json(self) -> dict:
-        return {
-            "inputs": self.inputs,
-            "nodes": [[[op, j] for op, j in node] for node in self.nodes],
-            "concat": list(self.concat),
-        }
-
-    @classmethod
-    def from_json(cls, d: Any, name: str = "cell") -> CellSpec:
-        """A cell from its JSON form. Strict: `inputs`, the input indices and `concat` must be
-        JSON integers (not 1.7, true or "2"), each edge an [op, input] pair; a cell larger
-        than any space's (MAX_NODES) is refused before it is read further."""
-        where = f"cell {name!r}"
-        if not isinstance(d, dict):
-            raise ValueError(f"{where}: expected an object with inputs, nodes, concat")
-        missing = [k for k in ("inputs", "nodes", "concat") if k not in d]
-        if missing:
-            raise ValueError(f"{where}: no {', '.join(map(repr, missing))} entry")
-        inputs = _strict_int(d["inputs"], f"{where} inputs")
-        if not 1 <= inputs <= MAX_INPUTS:
-            raise ValueError(f"{where} inputs: {inputs}; a cell has 1 or 2 input nodes")
-        nodes_json, concat_json = d["nodes"], d["concat"]
-        for key, value in (("nodes", nodes_json), ("concat", concat_json)):
-            if not isinstance(value, list):
-                raise ValueError(f"{where} {key}: expected a list, got {type(value).__name__}")
-        if len(nodes_json) > MAX_NODES:
-            raise ValueError(
-                f"{where}: {len(nodes_json)} nodes; a cell of these spaces has at most {MAX_NODES}"
-            )
-        nodes = []
-        for i, node in enumerate(nodes_json):
-            node_id = inputs + i
-            if not isinstance(node, list) or len(node) > MAX_NODES + MAX_INPUTS:
-                raise ValueError(f"{where} node {node_id}: expected a short list of [op, input]")
-            edges = []
-            for edge in node:
-                if not (isinstance(edge, list) and len(edge) == 2 and isinstance(edge[0], str)):
-                    raise ValueError(
-                        f"{where} node {node_id}: {_short(edge)} is not an [op, input] pair"
-                    )
-                edges.append((edge[0], _strict_int(edge[1], f"{where} node {node_id} input")))
-            nodes.append(tuple(edges))
-        if len(concat_json) > MAX_NODES + MAX_INPUTS:
-            raise ValueError(f"{where} concat: {len(concat_json)} entries, more than the nodes")
-        concat = tuple(_strict_int(c, f"{where} concat") for c in concat_json)
-        return cls(inputs=inputs, nodes=tuple(nodes), concat=concat)
+__all__ = ["CellSpec", "Edge", "Genotype", "load_genotype", "nb201_string", "save_genotype"]
 
 
 @dataclass(frozen=True)
@@ -110,7 +52,7 @@ class Genotype:
 
     @property
     def ops(self) -> tuple[str, ...]:
-        return SPACE_OPS[self.space]
+        return get_space(self.space).ops
 
     def to_json(self) -> dict:
         return {
@@ -132,10 +74,11 @@ class Genotype:
             if key not in d:
                 raise ValueError(f"no {key!r} entry")
         space, cells = d["space"], d["cells"]
-        if not isinstance(space, str) or space not in SPACE_OPS:
-            raise ValueError(f"unknown space {_short(space)}; known: {', '.join(SPACE_OPS)}")
-        if not isinstance(cells, dict) or not 1 <= len(cells) <= len(SPACE_CELLS[space]):
-            raise ValueError(f"cells: expected an object of the cells {list(SPACE_CELLS[space])}")
+        sp = find_space(space)
+        if sp is None:
+            raise ValueError(f"unknown space {_short(space)}; known: {', '.join(SPACES)}")
+        if not isinstance(cells, dict) or not 1 <= len(cells) <= len(sp.cells):
+            raise ValueError(f"cells: expected an object of the cells {list(sp.cells)}")
         probs = d.get("probs") or {}
         _check_probs(probs)
         arch = d.get("arch")
@@ -143,13 +86,16 @@ class Genotype:
             raise ValueError(f"arch: expected a string or null, got {type(arch).__name__}")
         g = cls(
             space=space,
-            cells={name: CellSpec.from_json(c, name) for name, c in cells.items()},
+            cells={
+                name: CellSpec.from_json(c, name, MAX_INPUTS, MAX_NODES)
+                for name, c in cells.items()
+            },
             probs=probs,
             arch=arch,
         )
         g.validate()
-        if space == "nb201":
-            written = nb201_string(g.cells["cell"])
+        written = sp.arch(g.cells)
+        if written is not None:
             if arch is not None and arch.strip() != written:
                 raise ValueError(f"arch {_short(arch)} is not the cell's string {written!r}")
             g = cls(space=space, cells=g.cells, probs=probs, arch=written)
@@ -177,81 +123,16 @@ class Genotype:
         }
 
     def validate(self) -> None:
-        """Raise ValueError if the genotype is not a well-formed architecture of its space."""
-        if self.space not in SPACE_OPS:
-            raise ValueError(f"unknown space {self.space!r}; known: {', '.join(SPACE_OPS)}")
-        allowed = [set(SPACE_CELLS[self.space])]
-        if self.space == "darts":  # no "reduce": GDAS-FRC's fixed reduction cell
-            allowed.append({"normal"})
-        if set(self.cells) not in allowed:
-            raise ValueError(
-                f"a {self.space} genotype has cells {list(SPACE_CELLS[self.space])}"
-                f"{' (or only normal, for a fixed reduction cell)' if len(allowed) > 1 else ''}"
-                f", got {sorted(self.cells)}"
-            )
+        """Raise ValueError if the genotype is not a well-formed architecture of its space
+        (its cells, or without the fixed cell (DARTS: GDAS-FRC's fixed reduction cell), each
+        as `Space.check_cell` reads it)."""
+        space = get_space(self.space)
+        space.check_cells(set(self.cells))
         for name, cell in self.cells.items():
-            _check_cell(self.space, self.ops, name, cell)
+            space.check_cell(name, cell)
 
 
-def _check_cell(space: str, ops: tuple[str, ...], name: str, cell: CellSpec) -> None:
-    """A cell of `space` exactly as its network reads it (SPACE_SHAPE): the input nodes, the
-    number of nodes, the edges of each node (distinct inputs, known ops, from earlier nodes)
-    and the output nodes; a ValueError naming what differs."""
-    inputs, n_nodes = SPACE_SHAPE[space]
-    where = f"cell {name!r}"
-    if cell.inputs != inputs:
-        raise ValueError(f"{where} inputs: {cell.inputs}; a {space} cell has {inputs} input nodes")
-    if len(cell.nodes) != n_nodes:
-        raise ValueError(f"{where}: {len(cell.nodes)} nodes; a {space} cell has {n_nodes}")
-    for i, node in enumerate(cell.nodes):
-        node_id = inputs + i
-        if not node:
-            raise ValueError(f"{where} node {node_id} has no inputs")
-        for op, j in node:
-            if op not in ops:
-                raise ValueError(f"{where} node {node_id}: unknown op {_short(op)}")
-            if not 0 <= j < node_id:
-                raise ValueError(f"{where} node {node_id}: bad input node {j}")
-        sources = [j for _, j in node]
-        if len(set(sources)) != len(sources):
-            raise ValueError(f"{where} node {node_id}: an input node listed twice {sources}")
-        if space == "rnn" and len(node) != 1:
-            raise ValueError(
-                f"{where}: a recurrent cell has 1 input node and exactly one "
-                "(op, predecessor) per node"
-            )
-        if space == "nb201" and sorted(sources) != list(range(node_id)):
-            raise ValueError(
-                f"{where} node {node_id} must have exactly one edge from each of nodes "
-                f"0..{node_id - 1}"
-            )
-    last = inputs + n_nodes
-    concat = list(cell.concat)
-    if not concat or any(not 0 <= c < last for c in concat) or len(set(concat)) != len(concat):
-        raise ValueError(f"{where}: bad concat {concat}")
-    if space == "nb201" and concat != [last - 1]:
-        raise ValueError(f"{where}: bad concat {concat}; an NB201 cell outputs node {last - 1}")
-
-
-def nb201_string(cell: CellSpec) -> str:
-    """The NAS-Bench-201 architecture string of a cell (docs/algorithms.md#nas-bench-201-
-    architecture-string): per node, `op~input` in input order, nodes joined by '+'."""
-    return "+".join(
-        "|" + "|".join(f"{op}~{j}" for op, j in sorted(node, key=lambda e: e[1])) + "|"
-        for node in cell.nodes
-    )
-
-
-def _strict_int(value: Any, what: str) -> int:
-    """A JSON integer: not a bool, a float (1.7, 1e9) or a string."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{what}: {_short(value)} is not an integer")
-    return value
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+_short = short_repr
 
 
 def _check_probs(probs: Any) -> None:

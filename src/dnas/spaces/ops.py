@@ -14,20 +14,14 @@ import math
 import torch
 from torch import nn
 
-DARTS_OPS = (
-    "none",
-    "max_pool_3x3",
-    "avg_pool_3x3",
-    "skip_connect",
-    "sep_conv_3x3",
-    "sep_conv_5x5",
-    "dil_conv_3x3",
-    "dil_conv_5x5",
-)
+# The op names are the spaces' own (each space's module, without torch, so that the params
+# check can ask the spaces without importing torch); the recurrent cell's activations and their
+# functions live in spaces/rnn.py.
+from dnas.spaces.darts import DARTS_OPS
+from dnas.spaces.nb201 import NB201_OPS
+from dnas.spaces.rnn import RNN_OPS
 
-NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
-# The recurrent cell's activations (their functions live in spaces/rnn.py).
-RNN_OPS = ("none", "tanh", "relu", "sigmoid", "identity")
+__all__ = ["DARTS_OPS", "NB201_OPS", "RNN_OPS"]  # and the op modules below
 
 
 def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:

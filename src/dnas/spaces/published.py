@@ -32,12 +32,11 @@ import numpy as np
 from dnas.errors import UserError
 from dnas.spaces import nb201
 from dnas.spaces.genotype import CellSpec, Genotype, load_genotype
-from dnas.spaces.ops import DARTS_OPS, NB201_OPS, RNN_OPS
+from dnas.spaces.registry import get_space
 
 SEARCHED = "searched"
 RANDOM = "random"
 RANDOM_STREAM = 24  # the draw's own stream of common.seed, apart from the weights' and the data's
-RNN_NODES = 8  # spaces.rnn.STEPS, not imported: the params check imports this module
 
 
 @dataclass(frozen=True)
@@ -164,8 +163,9 @@ def published(name: str) -> Published | None:
 
 
 def genotype_kind(spec: str) -> str:
-    """What a `train.genotype` value names, checked in this order: "searched", "published" (a
-    published name), "nb201" (an architecture string) or "file" (anything else)."""
+    """What a `train.genotype` value names, checked in this order: "searched", "random",
+    "published" (a published name), "string" (a NAS-Bench-201 architecture string) or "file"
+    (anything else)."""
     spec = spec.strip()
     if spec == SEARCHED:
         return "searched"
@@ -174,7 +174,7 @@ def genotype_kind(spec: str) -> str:
     if published(spec) is not None:
         return "published"
     if spec.startswith("|"):
-        return "nb201"
+        return "string"
     return "file"
 
 
@@ -185,13 +185,13 @@ def genotype_source(spec: str) -> str:
     kind = genotype_kind(spec)
     if kind == "published":
         return f"published {published(spec).name}"
-    names = {"searched": SEARCHED, "nb201": "NB201 string", "random": "random cell"}
+    names = {"searched": SEARCHED, "string": "NB201 string", "random": "random cell"}
     return names.get(kind, f"file {spec}")
 
 
 def random_genotype(space: str, seed: int, fixed_reduction: bool = False) -> Genotype:
     """A uniformly random cell of `space`, the same for the same `seed`
-    (docs/algorithms.md#random-cells):
+    (docs/algorithms.md#random-cells; each space's `random_cells` says how it draws):
 
     - darts: every node takes 2 distinct inputs, each pair of earlier states equally likely,
       each edge an op uniform over the 7 ops other than 'none' (the DARTS rule's cells; a
@@ -200,28 +200,10 @@ def random_genotype(space: str, seed: int, fixed_reduction: bool = False) -> Gen
       benchmark's 15,625 cells is equally likely, as AutoDL's random sampling draws them;
     - rnn: every node one predecessor uniform over the earlier nodes and an op uniform over the
       4 ops other than 'none' (the DARTS recurrent rule)."""
+    sp = get_space(space)
     rng = np.random.default_rng([seed, RANDOM_STREAM])
-    if space == "nb201":
-        nodes = [tuple((NB201_OPS[rng.integers(len(NB201_OPS))], j) for j in range(i))
-                 for i in range(1, nb201.NODES)]  # fmt: skip
-        cell = CellSpec(inputs=1, nodes=tuple(nodes), concat=(nb201.NODES - 1,))
-        return Genotype("nb201", {"cell": cell}, arch=nb201.to_string(cell))
-    if space == "rnn":
-        ops = [op for op in RNN_OPS if op != "none"]
-        steps = range(1, RNN_NODES + 1)
-        nodes = tuple(((ops[rng.integers(len(ops))], int(rng.integers(i))),) for i in steps)
-        return Genotype("rnn", {"rnn": CellSpec(inputs=1, nodes=nodes, concat=tuple(steps))})
-    if space != "darts":
-        raise ValueError(f"unknown space {space!r}")
-    ops = [op for op in DARTS_OPS if op != "none"]
-    cells = {}
-    for name in ("normal",) if fixed_reduction else ("normal", "reduce"):
-        nodes = []
-        for i in range(2, 6):
-            inputs = sorted(int(j) for j in rng.choice(i, size=2, replace=False))
-            nodes.append(tuple((ops[rng.integers(len(ops))], j) for j in inputs))
-        cells[name] = CellSpec(inputs=2, nodes=tuple(nodes), concat=(2, 3, 4, 5))
-    return Genotype("darts", cells)
+    cells = sp.random_cells(rng, fixed_reduction)
+    return Genotype(sp.name, cells, arch=sp.arch(cells))
 
 
 def resolve_genotype(
@@ -250,13 +232,13 @@ def resolve_genotype(
         return random_genotype(space, seed, fixed_reduction)
     if kind == "published":
         return published(spec).genotype
-    if kind == "nb201":
+    if kind == "string":
         try:
             cell = nb201.from_string(spec)
         except ValueError as exc:
             why = f"{_shown(spec)} is not a NAS-Bench-201 string: {_cut(exc)}"
             raise UserError(f"{key}: {why}") from None
-        return Genotype("nb201", {"cell": cell}, arch=nb201.to_string(cell))
+        return Genotype(nb201.SPACE.name, {"cell": cell}, arch=nb201.to_string(cell))
     shown = _shown(spec)
     if spec.endswith(".json") or is_file(spec):
         if not is_file(spec):

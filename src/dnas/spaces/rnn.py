@@ -14,26 +14,34 @@ f is one of none (the edge contributes nothing), tanh, relu, sigmoid, identity. 
 variational dropout masks, drawn once per sequence and shared by every time step; they are
 off in evaluation. A genotype lists (op, predecessor) per node and concatenates 1..8
 (averaged here); the search supernet lives in `dnas.search.rnn`, the language model around the
-cell in `dnas.models.rnn_lm`.
+cell in `dnas.models.rnn_lm`. `SPACE` is the space for the rest of the code
+(dnas.spaces.space, dnas.spaces.registry).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from dnas.spaces.genotype import CellSpec
-from dnas.spaces.ops import RNN_OPS  # noqa: F401  (the op names sit beside the other spaces')
+from dnas.spaces.cell import CellSpec
+from dnas.spaces.space import Space
 
+if TYPE_CHECKING:
+    import torch
+
+# The recurrent cell's activations; their functions below (ACTIVATIONS). Torch is imported only
+# where a tensor is made: the params check asks this module's SPACE without torch.
+RNN_OPS = ("none", "tanh", "relu", "sigmoid", "identity")
 STEPS = 8  # intermediate nodes; node 0 is s0
 # The cell's weights are uniform in [-0.04, 0.04] (docs/algorithms.md#darts-recurrent-space).
 INIT_RANGE = 0.04
 
+# The tensor methods run the same kernels as torch.tanh, F.relu and torch.sigmoid.
 ACTIVATIONS = {
-    "tanh": torch.tanh,
-    "relu": F.relu,
-    "sigmoid": torch.sigmoid,
+    "tanh": lambda h: h.tanh(),
+    "relu": lambda h: h.relu(),
+    "sigmoid": lambda h: h.sigmoid(),
     "identity": lambda h: h,
 }
 
@@ -50,7 +58,7 @@ def edge_labels(steps: int = STEPS) -> list[str]:
 
 def highway(s_prev: torch.Tensor, c: torch.Tensor, h: torch.Tensor, op: str) -> torch.Tensor:
     """s = s_prev + sigmoid(c) * (f(h) - s_prev): the gated update of one edge."""
-    return s_prev + torch.sigmoid(c) * (ACTIVATIONS[op](h) - s_prev)
+    return s_prev + c.sigmoid() * (ACTIVATIONS[op](h) - s_prev)
 
 
 def initial_state(
@@ -61,6 +69,8 @@ def initial_state(
     h_mask: torch.Tensor | None,
 ) -> torch.Tensor:
     """s0 = h_prev + sigmoid(c0) * (tanh(h0) - h_prev), with c0, h0 from [x, h_prev] @ W0."""
+    import torch
+
     xm = x * x_mask if x_mask is not None else x
     hm = h_prev * h_mask if h_mask is not None else h_prev
     xh = torch.cat([xm, hm], dim=-1)
@@ -85,3 +95,35 @@ def derive_cell(weights: np.ndarray, ops: tuple[str, ...] = RNN_OPS, keep_none: 
         nodes.append(((ops[int(k)], int(j)),))
         start += i
     return CellSpec(inputs=1, nodes=tuple(nodes), concat=tuple(range(1, steps + 1)))
+
+
+class RnnSpace(Space):
+    def check_node(self, where: str, node_id: int, sources: list[int]) -> None:
+        if len(sources) != 1:
+            raise ValueError(
+                f"{where}: a recurrent cell has 1 input node and exactly one "
+                "(op, predecessor) per node"
+            )
+
+    def random_cells(self, rng: np.random.Generator, fixed: bool) -> dict[str, CellSpec]:
+        """Every node one predecessor uniform over the earlier nodes and an op uniform over the
+        4 ops other than 'none' (the DARTS recurrent rule)."""
+        ops = [op for op in self.ops if op != "none"]
+        steps = range(1, STEPS + 1)
+        nodes = tuple(((ops[rng.integers(len(ops))], int(rng.integers(i))),) for i in steps)
+        return {"rnn": CellSpec(inputs=1, nodes=nodes, concat=tuple(steps))}
+
+
+# The DARTS recurrent space: 5 activations, one cell "rnn" of s0 and 8 nodes, the language
+# model of dnas.models.rnn_lm on the text track, counted at emsize = nhid = 850 (the PTB model,
+# docs/algorithms.md#rnn-retraining).
+SPACE = RnnSpace(
+    name="rnn",
+    ops=RNN_OPS,
+    cells=("rnn",),
+    inputs=1,
+    nodes=STEPS,
+    network="dnas.models.rnn_lm:build_lm",
+    paper_size=850,
+    text=True,
+)

@@ -31,6 +31,7 @@ from dnas.models import build_model
 from dnas.runner import EpochRunner, log_values
 from dnas.runtime import FastPath, seed_everything
 from dnas.spaces.genotype import Genotype
+from dnas.spaces.registry import get_space
 from dnas.train.schedule import sgd_schedule
 
 
@@ -68,6 +69,7 @@ def run_train(
     With `checkpoint_dir`, checkpoint as `common.checkpoint_every` says and resume from a
     checkpoint of the same params, genotype and data (see dnas.checkpoint)."""
     t = p.train
+    space = get_space(genotype.space)
     seed_everything(p.common.seed)
     fast = FastPath.resolve(p.common, device)
     fast.apply_backends(device)
@@ -76,9 +78,9 @@ def run_train(
         "num_classes": data.num_classes,
         "channels": t.channels,
         "layers": t.layers,
-        "auxiliary": t.auxiliary_weight > 0 and genotype.space == "darts",
+        "auxiliary": t.auxiliary_weight > 0 and space.auxiliary,
     }
-    if genotype.space == "darts" and network_kind(p) == "imagenet":
+    if space.imagenet and network_kind(p) == "imagenet":
         config["network"] = "imagenet"  # only when set, so CIFAR model files stay as they were
     model = fast.model(build_model(genotype, config).to(device))
     forward = fast.compiled(model)
