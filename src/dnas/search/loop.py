@@ -47,7 +47,7 @@ from dnas.evaluate import genotype_params
 from dnas.optim import arch_optimizer, sgd_cosine
 from dnas.runner import EpochRunner
 from dnas.runtime import FastPath, seed_everything
-from dnas.search import drnas
+from dnas.search import budget, drnas
 from dnas.search.gdas import tau_at
 from dnas.search.record import (
     SearchResult,
@@ -153,6 +153,7 @@ def run_search(
 ) -> SearchResult:
     """Search; with `checkpoint_dir`, checkpoint as `common.checkpoint_every` says and resume
     from a checkpoint of the same params and data (see dnas.checkpoint)."""
+    p = budget.resolve(p, data)  # search.arch_lr: auto -> a number
     s = p.search
     if s.algorithm == "random":  # no architecture to learn: its own loop
         from dnas.search.random_search import run_random_search
@@ -218,6 +219,7 @@ def run_search(
     run.run(one_epoch, functools.partial(replay_log, run, live_dir))
     genotype = st.net.derive()
     metrics = final_metrics(run, device, s.epochs, genotype_params(genotype, data), METRICS)
+    metrics["arch_lr"] = s.arch_lr
     if bench is not None:
         metrics["benchmark"] = nb201_bench.metrics_row(bench.lookup(genotype.arch))
     return SearchResult(genotype=genotype, metrics=metrics)

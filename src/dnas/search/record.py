@@ -15,6 +15,7 @@ import torch
 from dnas import distributed as dist
 from dnas.io import round_floats, write_json
 from dnas.runner import EpochRunner
+from dnas.search.budget import settled_report
 from dnas.spaces.genotype import Genotype
 from dvclive import Live
 
@@ -47,10 +48,12 @@ def replay_log(run: EpochRunner, live_dir, live: Live) -> None:
 
 def final_metrics(run: EpochRunner, device, epochs: int, size: int, names: dict[str, str]) -> dict:
     """A search's metrics: each of `names` (metric -> key) from the last epoch's values, the
-    architecture summary, the genotype's parameters at the papers' size (`size`) and the
-    measured cost."""
+    architecture summary, whether the cells settled (dnas.search.budget), the genotype's
+    parameters at the papers' size (`size`) and the measured cost."""
     summary = run.log[0][-1]["values"]
+    cells = [h.get("genotype") for h in run.log[0]]
     return {
+        **settled_report(cells, epochs),  # whether the cells settled (docs/algorithms.md)
         **{metric: summary[key] for metric, key in names.items()},
         "final_tau": summary["tau"],
         "arch_entropy": summary["arch/entropy"],
