@@ -13,6 +13,7 @@ which cells changed after each epoch, how many final epochs left the genotype un
 search's own `settled` report.
 
     python bench/mnist5k_search.py --arch-lr auto 0.03 --seeds 0 1 2
+    python bench/mnist5k_search.py --epochs 30 --set arch_weight_decay=0   # other params
 """
 
 from __future__ import annotations
@@ -68,12 +69,14 @@ def edges_changed(before: dict, after: dict) -> int:
     return count
 
 
-def run_one(work: Path, npz: Path, arch_lr, seed: int, epochs: int, size: int) -> dict:
+def run_one(
+    work: Path, npz: Path, arch_lr, seed: int, epochs: int, size: int, extra: dict | None = None
+) -> dict:
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["common"].update(seed=seed, threads=1)
     raw["prepare"].update(datasets=["mnist5k"], custom={
         "mnist5k": {"path": str(npz), "format": "npz", "size": size, "flip": False}})  # fmt: skip
-    raw["search"].update(dataset="mnist5k", epochs=epochs, arch_lr=arch_lr)
+    raw["search"].update(dataset="mnist5k", epochs=epochs, arch_lr=arch_lr, **(extra or {}))
     raw["train"].update(dataset="mnist5k")
     (work / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     env = {**os.environ, "PYTHONPATH": "src", "OMP_NUM_THREADS": "1"}
@@ -101,6 +104,7 @@ def run_one(work: Path, npz: Path, arch_lr, seed: int, epochs: int, size: int) -
              if "arch_lr" in line or "settled" in line]  # fmt: skip
     return {
         "seed": seed,
+        "search": extra or {},
         "arch_lr_param": arch_lr,
         "arch_lr": metrics.get("arch_lr", arch_lr),
         "epochs": epochs,
@@ -130,6 +134,8 @@ def main() -> None:
     ap.add_argument("--train-per-class", type=int, default=300)
     ap.add_argument("--test-per-class", type=int, default=100)
     ap.add_argument("--work", type=Path, default=None, help="keep the pipeline copy here")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="other search params, e.g. tau_max=1 (YAML values)")  # fmt: skip
     a = ap.parse_args()
     work = a.work or Path(tempfile.mkdtemp(prefix="mnist5k-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -141,7 +147,8 @@ def main() -> None:
     for lr in a.arch_lr:
         lr = lr if lr == "auto" else float(lr)
         for seed in a.seeds:
-            print(json.dumps(run_one(work, npz, lr, seed, a.epochs, a.size)), flush=True)
+            extra = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in a.set)}
+            print(json.dumps(run_one(work, npz, lr, seed, a.epochs, a.size, extra)), flush=True)
     if a.work is None:
         shutil.rmtree(work)
 

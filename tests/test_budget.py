@@ -147,7 +147,7 @@ def test_not_settled_prints_what_to_do(capsys):
     settled_report([A, B, A, B], 4)
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and "did not settle" in out and "epoch 4 of 4" in out
-    assert "search.epochs" in out and "search.arch_lr" in out
+    assert "search.epochs" in out and "search.arch_weight_decay" in out
     settled_report([B, A, A, A], 4)
     assert capsys.readouterr().out == ""
 

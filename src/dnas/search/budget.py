@@ -74,7 +74,7 @@ def resolve(p, data):
         print(
             f"search: arch_lr auto = {lr:g} for {steps} architecture steps"
             f" ({moving_epochs(s)} epochs x {steps_per_epoch(s, data.card)};"
-            f" {ANCHOR_LR:.0e} x {ANCHOR_STEPS:,} / steps{capped})",
+            f" 3e-4 x {ANCHOR_STEPS:,} / steps{capped})",
             flush=True,
         )
     return p.model_copy(update={"search": s.model_copy(update={"arch_lr": lr})})
@@ -100,8 +100,9 @@ def settled_report(cells: list[dict], epochs: int) -> dict:
         n = len(cells)
         print(
             f"note: search: the cells did not settle: the genotype last changed in epoch"
-            f" {n - unchanged} of {n} (settled = unchanged over the last {SETTLE_EPOCHS});"
-            " more search.epochs or a larger search.arch_lr let it settle",
+            f" {n - unchanged} of {n} (settled = unchanged over the last {SETTLE_EPOCHS} epochs);"
+            " more search.epochs or search.arch_weight_decay: 0 change fewer edges per epoch;"
+            " a larger search.arch_lr changes more (docs/algorithms.md)",
             flush=True,
         )
     return {"settled": settled, "unchanged_epochs": unchanged}
