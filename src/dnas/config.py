@@ -486,7 +486,9 @@ class Search(Optim):
     # GDAS-FRC: the fixed reduction cell, only normal cells searched
     # (docs/algorithms.md#gdas-frc-fixed-reduction-cell).
     fixed_reduction: bool = False
-    arch_lr: PositiveFloat = 0.03
+    # auto: derived from the number of architecture steps (dnas.search.budget,
+    # docs/algorithms.md#the-architecture-step-size-arch_lr-auto); a number is used as it is.
+    arch_lr: PositiveFloat | Literal["auto"] = "auto"
     arch_betas: Annotated[list[Fraction], Field(min_length=2, max_length=2)] = [0.5, 0.999]
     arch_weight_decay: NonNegFloat = 1.0e-3
     # adam (GDAS, DARTS, DrNAS) | sgd (SNAS on one GPU: plain SGD, no weight decay,
@@ -541,6 +543,21 @@ class Search(Optim):
     # The recurrent search (space rnn). Left out of model_dump, so the CNN checkpoints'
     # fingerprints stay as they were.
     rnn: RnnSearch = Field(default_factory=RnnSearch, exclude=True)
+
+    @field_validator("arch_lr", mode="before")
+    @classmethod
+    def _arch_lr(cls, value: Any) -> Any:  # one message, not one per member of the union
+        if isinstance(value, str) and value.strip() == "auto":
+            return "auto"
+        try:
+            number = float(value) if isinstance(value, (str, int, float)) else None
+        except ValueError:
+            number = None
+        if isinstance(value, bool) or number is None or not 0 < number < float("inf"):
+            raise ValueError(
+                f"{_short_repr(value)} is not a step size; expected a number > 0 or auto"
+            )
+        return number  # beyond float32: refused by _fits_the_arithmetic
 
     @model_validator(mode="after")
     def _tau_order(self) -> Search:

@@ -16,6 +16,10 @@ from dnas.plots.style import message_figure, op_family, plt
 
 TICK_FONT = 8  # points: 12 px at the default 110 dpi
 PANEL_W, PANEL_H = 1.75, 1.45  # inches per edge panel (with its spacing)
+# The y-range of every panel, fixed: a range fitted to the data made a search that did not move
+# (every probability 0.19-0.21) look like one that did; on 0-1 a flat search is flat lines on
+# the dotted uniform level 1/K.
+Y_RANGE = (0.0, 1.0)
 
 _EDGE_RE = re.compile(r"^\s*(\d+)\s*<-\s*(\d+)\s*$")
 
@@ -37,7 +41,8 @@ def _op_colors(ops: Sequence[str]) -> dict[str, Any]:
 
 def arch_probs_figure(rows: list[dict[str, Any]], geno: dict[str, Any]) -> Figure:
     """A panel per edge (per cell, a row per target node and a column per source node), one
-    line per op; all panels share one y-range so that edges compare at a glance. The legend
+    line per op and a dotted line at the uniform level 1/K; all panels share the fixed y-range
+    0-1 so that edges and runs compare at a glance. The legend
     sits in an empty corner of the grid where it fits there without covering a panel, else
     below the grid."""
     if not rows:
@@ -48,15 +53,6 @@ def arch_probs_figure(rows: list[dict[str, Any]], geno: dict[str, Any]) -> Figur
         fig = _draw(df, geno, legend_inside=False)
     assert fig is not None
     return fig
-
-
-def prob_range(probs: Sequence[float], n_ops: Sequence[int]) -> tuple[float, float]:
-    """The y-range of every panel: all the probabilities and the uniform lines 1/K, padded a
-    little, within [0, 1]."""
-    values = [*probs, *(1 / max(1, k) for k in n_ops)]
-    lo, hi = min(values), max(values)
-    pad = max(0.04 * (hi - lo), 0.004)
-    return max(0.0, lo - pad), min(1.0, hi + pad)
 
 
 def _draw(df: pd.DataFrame, geno: dict[str, Any], legend_inside: bool) -> Figure | None:
@@ -94,8 +90,6 @@ def _draw(df: pd.DataFrame, geno: dict[str, Any], legend_inside: bool) -> Figure
             shape = (math.ceil(len(edges) / ncols), ncols)
         blocks.append((cell, edges, slots, shape))
     groups = df.groupby(["cell", "edge", "op"], sort=False)
-    n_ops = df.groupby(["cell", "edge"])["op"].nunique()
-    ylim = prob_range(df["prob"].tolist(), n_ops.tolist())
 
     nrows = max(shape[0] for *_, shape in blocks)
     width_ratios: list[float] = []
@@ -152,7 +146,7 @@ def _draw(df: pd.DataFrame, geno: dict[str, Any], legend_inside: bool) -> Figure
                 )
             k = max(1, len(edge_ops))
             ax.axhline(1 / k, color="black", ls=":", lw=1.0, zorder=0)
-            ax.set_ylim(*ylim)
+            ax.set_ylim(*Y_RANGE)
             ax.tick_params(labelsize=TICK_FONT, length=2, pad=1.5)
             ax.xaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))
             ax.yaxis.set_major_locator(MaxNLocator(nbins=4))

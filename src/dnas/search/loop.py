@@ -50,7 +50,7 @@ from dnas.evaluate import genotype_params
 from dnas.optim import arch_optimizer, sgd_cosine
 from dnas.runner import EpochRunner
 from dnas.runtime import FastPath, seed_everything
-from dnas.search import drnas
+from dnas.search import budget, drnas
 from dnas.search.algorithm import Algorithm
 from dnas.search.gdas import tau_at
 from dnas.search.record import (
@@ -148,6 +148,7 @@ def run_search(
     """Search with the algorithm `search.algorithm` names; with `checkpoint_dir`, checkpoint
     as `common.checkpoint_every` says and resume from a checkpoint of the same params and data
     (see dnas.checkpoint)."""
+    p = budget.resolve(p, data)  # search.arch_lr: auto -> a number
     algorithm = get_algorithm(p.search.algorithm)
     loop = algorithm.run or run_search_loop  # its own loop, or the shared one
     return loop(p, data, device, live_dir, checkpoint_dir)
@@ -226,6 +227,7 @@ def run_search_loop(
     genotype = st.net.derive()
     size = genotype_params(genotype, data)
     metrics = final_metrics(run, device, s.epochs, size, METRICS, algorithm.uses_tau)
+    metrics["arch_lr"] = s.arch_lr
     if bench is not None:
         metrics["benchmark"] = nb201_bench.metrics_row(bench.lookup(genotype.arch))
     return SearchResult(genotype=genotype, metrics=metrics)

@@ -15,6 +15,7 @@ import torch
 from dnas import distributed as dist
 from dnas.io import round_floats, write_json
 from dnas.runner import EpochRunner
+from dnas.search.budget import settled_report
 from dnas.spaces.genotype import Genotype
 from dvclive import Live
 
@@ -50,10 +51,13 @@ def final_metrics(
 ) -> dict:
     """A search's metrics: each of `names` (metric -> key) from the last epoch's values, the
     last temperature (`uses_tau`: for the algorithms that sample with one), the architecture
-    summary, the genotype's parameters at the papers' size (`size`) and the measured cost."""
+    summary, whether the cells settled (dnas.search.budget), the genotype's parameters at the
+    papers' size (`size`) and the measured cost."""
     summary = run.log[0][-1]["values"]
     tau = {"final_tau": summary["tau"]} if uses_tau else {}
+    cells = [h.get("genotype") for h in run.log[0]]
     return {
+        **settled_report(cells, epochs),  # whether the cells settled (docs/algorithms.md)
         **{metric: summary[key] for metric, key in names.items()},
         **tau,
         "arch_entropy": summary["arch/entropy"],

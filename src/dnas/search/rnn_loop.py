@@ -43,7 +43,7 @@ from dnas.models.rnn_lm import DROPOUT_KEYS, lm_arch_loss, lm_loss
 from dnas.optim import arch_optimizer, weight_sgd
 from dnas.runner import EpochRunner, to_cpu
 from dnas.runtime import seed_everything
-from dnas.search import record
+from dnas.search import budget, record
 from dnas.search.architect import ClippedUnroll, arch_gradient
 from dnas.search.gdas import tau_at
 from dnas.search.registry import get_algorithm
@@ -72,6 +72,7 @@ def run_rnn_search(
     checkpoint_dir: str | Path | None = None,
 ) -> record.SearchResult:
     """Search a recurrent cell; checkpoints and resume as the CNN search (dnas.checkpoint)."""
+    p = budget.resolve(p, data)  # search.arch_lr: auto -> a number
     s, r = p.search, p.search.rnn
     seed_everything(p.common.seed)
     gumbel = torch.Generator(device=device).manual_seed(p.common.seed + 2)
@@ -121,6 +122,7 @@ def run_rnn_search(
     size = genotype_params(genotype, data)
     uses_tau = get_algorithm(s.algorithm).uses_tau
     metrics = record.final_metrics(run, device, s.epochs, size, METRICS, uses_tau)
+    metrics["arch_lr"] = s.arch_lr
     return record.SearchResult(genotype=genotype, metrics=metrics)
 
 
