@@ -65,7 +65,8 @@ def arch_steps(s, card: dict) -> int:
 
 def resolve(p, data):
     """`p` with `search.arch_lr: auto` replaced by its number for `data` (a prepared dataset),
-    printed once; `p` itself when arch_lr is a number or the algorithm has no alphas (a baseline: random search)."""
+    printed once; `p` itself when arch_lr is a number or the algorithm has no alphas (a
+    baseline: random search)."""
     s = p.search
     if s.arch_lr != "auto" or ALGORITHMS[s.algorithm].baseline:
         return p
