@@ -37,7 +37,8 @@ def _tiny_params(base: dict) -> dict:
 def repo(tmp_path_factory):
     path = tmp_path_factory.mktemp("pipeline")
     home = tmp_path_factory.mktemp("home")
-    for item in ("src", "stages", "dvc.yaml", ".dvc/config", ".dvcignore", ".gitignore"):
+    for item in ("src", "stages", "dvc.yaml", "advanced.yaml", ".dvc/config", ".dvcignore",
+                 ".gitignore"):
         src = ROOT / item
         dst = path / item
         dst.parent.mkdir(parents=True, exist_ok=True)
