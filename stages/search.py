@@ -4,9 +4,6 @@
 other spaces search CNN cells (dnas.search.loop), data-parallel under
 `torchrun --nproc_per_node N -m stages.search` (README "Many GPUs"); rank 0 writes the outputs."""
 
-import hashlib
-import json
-
 from dnas import distributed
 from dnas.config import load_params
 from dnas.data import PREPARED_ROOT, load_prepared
@@ -14,19 +11,7 @@ from dnas.errors import UserError, run_main
 from dnas.io import MEASURED, write_json
 from dnas.runner import stage_run
 from dnas.runtime import out_of_memory_hint, pick_device
-from dnas.spaces.genotype import Genotype
-
-
-def cells_id(genotype: Genotype) -> str:
-    """A short name of the searched architecture: the space and the first 12 hex digits of the
-    SHA-256 of its cells' canonical JSON (sorted keys, no spaces). The train stage tracks this
-    key of genotype.json, not the cells' lists (one column each in `dvc exp show`, the node
-    lists hundreds of characters wide), nor the op probabilities (a search ending in the same
-    cells with other probabilities does not retrain)."""
-    d = genotype.to_json()
-    text = json.dumps({"space": d["space"], "cells": d["cells"]}, sort_keys=True,
-                      separators=(",", ":"))  # fmt: skip
-    return f"{d['space']}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+from dnas.stage_inputs import cells_id
 
 
 def main() -> None:
@@ -50,8 +35,9 @@ def main() -> None:
             with out_of_memory_hint("search", sizes):
                 result = run(p, data, device, "dvclive/search", "checkpoints/search")
             if writes:
-                write_json("genotype.json", {**result.genotype.to_json(),
-                                             "cells_id": cells_id(result.genotype)})  # fmt: skip
+                # with its short name, which the train stage tracks (dvc.yaml)
+                genotype = result.genotype.to_json()
+                write_json("genotype.json", {**genotype, "cells_id": cells_id(genotype)})
                 # The run's timings and memory are measurements of this machine, not results:
                 # they go beside the outputs, in a file DVC does not track (docs/pipeline.md).
                 metrics = dict(result.metrics)

@@ -7,6 +7,7 @@ and a bad `-S` value. Also checks that identical seeds give byte-identical outpu
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -116,7 +117,10 @@ def test_repro_runs_every_stage_then_nothing(repo):
 
 
 def test_train_reruns_only_when_the_cells_change(repo):
+    from dnas.stage_inputs import cells_id
+
     path, run = repo
+    assert json.loads((path / "genotype.json").read_text())["cells_id"].startswith("darts-")
     genotype_file = path / "genotype.json"
     original = genotype_file.read_text()
     g = json.loads(original)
@@ -126,6 +130,11 @@ def test_train_reruns_only_when_the_cells_change(repo):
     _, out = run("dvc", "repro", "--single-item", "train")
     assert "Running stage 'train'" not in out
     g["cells"]["normal"]["nodes"][0][0] = ["avg_pool_3x3", 0]
+    genotype_file.write_text(json.dumps(g))
+    # cells edited by hand, their cells_id left: train refuses them (DVC tracks cells_id)
+    code, out = run("dvc", "repro", "--single-item", "train", check=False)
+    assert code != 0 and "cells_id" in out and "Traceback" not in out, out
+    g["cells_id"] = cells_id(g)  # as the search stage writes it
     genotype_file.write_text(json.dumps(g))
     _, out = run("dvc", "status", "train")
     assert "genotype.json" in out and "modified" in out
@@ -162,6 +171,33 @@ def test_experiment_reruns_search_and_shows_in_metrics(repo):
     assert md_cell(brief["normal"]) in lines["tau7"] and md_cell(brief["reduce"]) in lines["tau7"]
     run("git", "checkout", "-q", ".")
     run("dvc", "checkout", "-q")
+
+
+def test_an_advanced_knob_or_a_source_file_reruns_only_the_stages_that_read_it(repo):
+    """A knob of advanced.yaml (not a column of `dvc exp show`) set as the README says reruns
+    the stages that read it and no other (through data/stages/<stage>.json); so does a change
+    to a source file (through the hashes in those files), the validate stage aside."""
+    path, run = repo
+    _, out = run("dvc", "exp", "run", "-S", "advanced.yaml:train.momentum=0.8", "-n", "mom")
+    assert "Running stage 'train'" in out, out
+    for stage in ("prepare@digits", "search"):
+        assert f"Running stage '{stage}'" not in out, out
+    assert yaml.safe_load((path / "advanced.yaml").read_text())["train"]["momentum"] == 0.8
+    _, table = run("dvc", "exp", "show", "--md")
+    assert "advanced.yaml" in table.splitlines()[0] and "momentum" not in table, table
+    run("git", "checkout", "-q", ".")
+    run("dvc", "checkout", "-q")
+    plots_code = path / "src" / "dnas" / "plots" / "__init__.py"
+    original = plots_code.read_bytes()
+    try:
+        plots_code.write_bytes(original + b"\n# a change to the plotting code\n")
+        _, out = run("dvc", "repro")
+        ran = set(re.findall(r"Running stage '([^']+)'", out))
+        assert ran == {"validate", "plots"}, out
+    finally:
+        plots_code.write_bytes(original)
+    run("dvc", "repro")
+    _status_clean(run)
 
 
 def test_nb201_space_runs_end_to_end(repo):
@@ -238,7 +274,9 @@ def test_dvc_status_is_clean_after_each_documented_workflow(repo):
 def test_a_permuted_but_equal_genotype_does_not_retrain(repo):
     """Genotypes are written in one canonical order: the same architecture with its edges in
     another order gives the same bytes, so DVC sees nothing to retrain."""
-    from dnas.spaces.genotype import CellSpec, Genotype, save_genotype
+    from dnas.io import write_json
+    from dnas.spaces.genotype import CellSpec, Genotype
+    from dnas.stage_inputs import cells_id
 
     path, run = repo
     original = (path / "genotype.json").read_bytes()
@@ -252,7 +290,8 @@ def test_a_permuted_but_equal_genotype_does_not_retrain(repo):
         probs=g.probs,
         arch=g.arch,
     )
-    save_genotype(path / "genotype.json", permuted)
+    written = permuted.to_json()  # as the search stage writes it
+    write_json(path / "genotype.json", {**written, "cells_id": cells_id(written)})
     assert (path / "genotype.json").read_bytes() == original
     _, out = run("dvc", "status", "train")
     assert "genotype.json" not in out, out

@@ -383,8 +383,7 @@ def test_exp_show_md_of_the_default_is_at_most_60_well_formed_columns(tmp_path):
     count, each key of params.yaml is a column, advanced.yaml and each stage's inputs file one
     column each (a hash), and neither the genotype's cell lists nor any source path is one."""
     from dnas.io import write_json
-    from dnas.spaces.genotype import load_genotype
-    from stages.search import cells_id
+    from dnas.stage_inputs import cells_id
     from tests.test_config import _leaves
 
     work, home = tmp_path / "work", tmp_path / "home"
@@ -392,8 +391,8 @@ def test_exp_show_md_of_the_default_is_at_most_60_well_formed_columns(tmp_path):
     home.mkdir()
     env = _env(home, work)
     _copy_checkout(work)
-    genotype = load_genotype(work / "genotype.json")
-    write_json(work / "genotype.json", {**genotype.to_json(), "cells_id": cells_id(genotype)})
+    genotype = json.loads((work / "genotype.json").read_text())
+    write_json(work / "genotype.json", {**genotype, "cells_id": cells_id(genotype)})
 
     def sh(script: str) -> str:
         proc = subprocess.run(["bash", "-c", f"set -e\n{script}"], cwd=work, env=env,

@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from dnas.errors import UserError
 from dnas.io import write_bytes
 
 # What each stage reads of the params (a whole section, or one key). The prepare stage's
@@ -136,3 +137,33 @@ def write_stage_inputs(params: dict, out: str | Path = STAGES_ROOT, root: Path =
     for stage in STAGE_KNOBS:
         text = json.dumps(stage_inputs(stage, params, root), indent=1, sort_keys=True) + "\n"
         write_bytes(out / f"{stage}.json", text.encode())
+
+
+def cells_id(genotype: dict) -> str:
+    """A short name of a genotype's architecture (its JSON form, `Genotype.to_json()`): the
+    space and the first 12 hex digits of the SHA-256 of its space and cells as canonical JSON
+    (sorted keys, no spaces). The search stage writes it into genotype.json, and the train stage
+    tracks that key instead of the cells' lists (one `dvc exp show` column each, the node lists
+    hundreds of characters wide) or the op probabilities (a search ending in the same cells with
+    other probabilities does not retrain)."""
+    text = json.dumps({"space": genotype["space"], "cells": genotype["cells"]}, sort_keys=True,
+                      separators=(",", ":"))  # fmt: skip
+    return f"{genotype['space']}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+
+def check_cells_id(path: str | Path) -> None:
+    """A genotype file whose `cells_id` is not that of its cells (edited by hand) would retrain
+    cells DVC does not know changed: refuse it. A file without one (not written by the search
+    stage) passes."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        recorded = data.get("cells_id") if isinstance(data, dict) else None
+        actual = cells_id(data) if recorded is not None else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # the genotype reader gives the error for a missing or malformed file
+    if recorded != actual:
+        raise UserError(
+            f"{path}: cells_id {recorded!r} is not that of its cells ({actual!r}), and the "
+            "train stage tracks the cells by it; rerun the search (`dvc repro -f search`), or "
+            "retrain cells of your own with train.genotype=FILE"
+        )
