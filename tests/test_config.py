@@ -187,20 +187,24 @@ def test_config_defaults_are_params_yaml():
 
 
 def test_each_knob_has_one_file_and_the_merge_is_by_key(tmp_path):
-    """params.yaml and advanced.yaml share no key (a knob is set in one place); a key given in
-    both is params.yaml's (a preset copied over params.yaml wins over advanced.yaml), and a
-    bad value in advanced.yaml is named with both files."""
+    """params.yaml and advanced.yaml share no key; they merge section by section; a key given
+    in both is refused (else `dvc exp run -S` of one file could be silently overridden by the
+    other), and a bad value in advanced.yaml is named with both files."""
     from dnas.config import with_advanced
 
     ours = _leaves(yaml.safe_load((ROOT / "params.yaml").read_text()))
     advanced = _leaves(yaml.safe_load((ROOT / "advanced.yaml").read_text()))
     assert ours and advanced and not set(ours) & set(advanced)
     (tmp_path / "advanced.yaml").write_text("search: {momentum: 0.5, lr_min: 0.002}\n")
-    merged, source = with_advanced({"search": {"momentum": 0.7}}, tmp_path / "params.yaml")
-    assert merged == {"search": {"momentum": 0.7, "lr_min": 0.002}}
+    merged, source = with_advanced({"search": {"epochs": 3}}, tmp_path / "params.yaml")
+    assert merged == {"search": {"epochs": 3, "momentum": 0.5, "lr_min": 0.002}}
     assert source == f"{tmp_path / 'params.yaml'} + {tmp_path / 'advanced.yaml'}"
     (tmp_path / "params.yaml").write_text("search: {epochs: 3}\n")
     assert load_params(tmp_path / "params.yaml").search.momentum == 0.5
+    (tmp_path / "params.yaml").write_text("search: {epochs: 3, momentum: 0.7}\n")
+    with pytest.raises(UserError, match=r"search\.momentum is also in .*advanced\.yaml"):
+        load_params(tmp_path / "params.yaml")
+    (tmp_path / "params.yaml").write_text("search: {epochs: 3}\n")
     (tmp_path / "advanced.yaml").write_text("search: {momentum: fast}\n")
     with pytest.raises(UserError, match=r"params\.yaml \+ .*advanced\.yaml: search\.momentum"):
         load_params(tmp_path / "params.yaml")

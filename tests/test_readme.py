@@ -37,19 +37,19 @@ SKIP = {
     "pip install -e .": "needs the network (PyPI); the test runs in the installed env",
     ". .venv/bin/activate": "activates the venv that the skipped pip install fills",
     "pytest": "the test suite itself (CI runs it)",
-    "cp presets/gdas-cifar10.yaml params.yaml": "its runs need the CIFAR-10 download and a GPU",
+    "dnas params use gdas-cifar10": "its runs need the CIFAR-10 download and a GPU",
     'git commit -am "preset gdas-cifar10"': "commits the skipped CIFAR-10 preset",
-    "cp presets/gdas-nb201-cifar10.yaml params.yaml": "needs CIFAR-10 and the NATS-Bench files",
+    "dnas params use gdas-nb201-cifar10": "needs CIFAR-10 and the NATS-Bench files",
     'git commit -am "preset gdas-nb201-cifar10"': "commits the skipped NB201 preset",
-    "dvc exp run search --queue -S 'common.seed=range(0,3)' -S search.benchmark=/data/"
-    "NATS-tss-v1_0-3ffb9-simple": "needs the NATS-Bench benchmark files (a download)",
+    "dvc exp run search --queue -S 'common.seed=range(0,3)' -S advanced.yaml:search.benchmark="
+    "/data/NATS-tss-v1_0-3ffb9-simple": "needs the NATS-Bench benchmark files (a download)",
     "PYTHONPATH=src torchrun --standalone --nproc_per_node 4 -m stages.search": "needs 4 GPUs",
     "PYTHONPATH=src torchrun --standalone --nproc_per_node 4 -m stages.train": "needs 4 GPUs",
     "CUDA_VISIBLE_DEVICES=0 dvc exp run --temp -S common.seed=0 &": "needs 2 GPUs",
     "CUDA_VISIBLE_DEVICES=1 dvc exp run --temp -S common.seed=1 &": "needs 2 GPUs",
     "wait": "waits for the two GPU runs above",
-    "dvc exp run --queue -S common.seed=0 -S common.device=cuda:0": "needs a GPU",
-    "dvc exp run --queue -S common.seed=1 -S common.device=cuda:1": "needs 2 GPUs",
+    "dvc exp run --queue -S common.seed=0 -S advanced.yaml:common.device=cuda:0": "needs a GPU",
+    "dvc exp run --queue -S common.seed=1 -S advanced.yaml:common.device=cuda:1": "needs 2 GPUs",
     "dvc queue start -j 2": "runs the two GPU experiments above",
 }
 

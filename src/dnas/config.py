@@ -802,7 +802,7 @@ def _require_language_model_knobs(params: Params, raw: dict, source: str) -> Non
         raise UserError(
             f"{source}: {' and '.join(missing)} missing: the language-model track needs its "
             "knobs in the params file; start from a language-model preset "
-            "(cp presets/rnn-pydoc.yaml params.yaml)"
+            "(dnas params use rnn-pydoc)"
         )
 
 
@@ -949,9 +949,10 @@ ADVANCED_FILE = "advanced.yaml"
 
 
 def with_advanced(raw: Any, path: str | Path) -> tuple[Any, str]:
-    """`raw` (the parsed params file at `path`) laid over the ADVANCED_FILE beside it, section
-    by section (a key in both: `raw`'s wins), and the name to give in messages. A file with no
-    ADVANCED_FILE beside it (a preset, a test's own) stands alone."""
+    """`raw` (the parsed params file at `path`) and the ADVANCED_FILE beside it, merged section
+    by section, and the name to give in messages. A key in both is an error: a knob has one
+    home, so that `dvc exp run -S` of either file is never overridden by the other. A file
+    with no ADVANCED_FILE beside it (a preset, a test's own) stands alone."""
     extra = Path(path).parent / ADVANCED_FILE
     if Path(path).name == ADVANCED_FILE or not extra.is_file() or not isinstance(raw, dict):
         return raw, str(path)
@@ -964,6 +965,12 @@ def with_advanced(raw: Any, path: str | Path) -> tuple[Any, str]:
     for section, value in raw.items():
         below = merged.get(section)
         if isinstance(below, dict) and isinstance(value, dict):
+            both = sorted(set(below) & set(value))
+            if both:
+                raise UserError(
+                    f"{path}: {section}.{both[0]} is also in {extra}; give each knob in one of"
+                    " the two files (`dnas params use PRESET` writes a preset into both)"
+                )
             merged[section] = {**below, **value}
         else:
             merged[section] = value

@@ -186,7 +186,7 @@ def lock_agrees(lock: Any, read: Callable[[str], bytes | None]) -> bool:
     records for a stage equals the commit's params file, and every output file that git holds
     (metrics, genotype.json, ...) has the MD5 that dvc.lock records. `read(path)` gives a file
     of the commit (None if the commit has no such file). A commit whose params were changed and
-    committed without running the pipeline (`cp presets/X.yaml params.yaml && git commit`)
+    committed without running the pipeline (`dnas params use X && git commit`)
     still holds the metrics of the old params: this says False for it."""
     stages = (lock or {}).get("stages") if isinstance(lock, dict) else None
     if not isinstance(stages, dict) or not stages:
