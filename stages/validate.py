@@ -1,7 +1,7 @@
-"""Stage `validate`: check the whole params.yaml before any other stage runs, so a bad value
-stops the pipeline before DVC removes a single output (DVC deletes a stage's outputs just before
-it runs that stage; docs/pipeline.md). Exit status 2 and one `error: ...` line naming the key;
-otherwise one line.
+"""Stage `validate`: check params.yaml (with advanced.yaml) before any other stage runs, so a
+bad value stops the pipeline before DVC removes a single output (DVC deletes a stage's outputs
+just before it runs that stage; docs/pipeline.md). Exit status 2 and one `error: ...` line
+naming the key; otherwise one line.
 
 `--out FILE` also writes FILE (always the same bytes), an output the other stages can list as
 a dependency so that DVC runs this stage first without rerunning them when it passes.
