@@ -122,7 +122,7 @@ def snapshot(project: Path, skip: tuple[str, ...] = ("checkpoints",)) -> dict[st
 def write_params(project: Path, **sections) -> None:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     for section, values in {**TINY, **sections}.items():
-        params[section].update(values)
+        params.setdefault(section, {}).update(values)  # evaluate, plots: advanced.yaml's
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
