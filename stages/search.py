@@ -12,8 +12,8 @@ from dnas.errors import UserError, run_main
 from dnas.io import MEASURED, write_json
 from dnas.runner import stage_run
 from dnas.runtime import out_of_memory_hint, pick_device
-from dnas.spaces.genotype import save_genotype
 from dnas.spaces.registry import get_space
+from dnas.stage_inputs import cells_id
 
 
 def main() -> None:
@@ -37,7 +37,9 @@ def main() -> None:
             with out_of_memory_hint("search", sizes):
                 result = run(p, data, device, "dvclive/search", "checkpoints/search")
             if writes:
-                save_genotype("genotype.json", result.genotype)
+                # with its short name, which the train stage tracks (dvc.yaml)
+                genotype = result.genotype.to_json()
+                write_json("genotype.json", {**genotype, "cells_id": cells_id(genotype)})
                 # The run's timings and memory are measurements of this machine, not results:
                 # they go beside the outputs, in a file DVC does not track (docs/pipeline.md).
                 metrics = dict(result.metrics)

@@ -13,13 +13,16 @@ from dnas.io import write_json
 from dnas.models import save_model
 from dnas.runner import stage_run
 from dnas.runtime import out_of_memory_hint, pick_device
-from dnas.spaces.published import resolve_genotype
+from dnas.spaces.published import genotype_kind, resolve_genotype
+from dnas.stage_inputs import check_cells_id
 
 
 def main() -> None:
     p = load_params()
     with distributed.session(p.common.device):
         device = pick_device(p.common.device, p.common.threads)
+        if genotype_kind(p.train.genotype) == "searched":
+            check_cells_id("genotype.json")
         genotype = resolve_genotype(
             p.train.genotype, "genotype.json", space=p.search.space, seed=p.common.seed,
             fixed_reduction=p.search.fixed_reduction,

@@ -1,12 +1,14 @@
-"""Stage `validate`: check the whole params.yaml before any other stage runs, so a bad value
-stops the pipeline before DVC removes a single output (DVC deletes a stage's outputs just before
-it runs that stage; docs/pipeline.md). Exit status 2 and one `error: ...` line naming the key;
-otherwise one line.
+"""Stage `validate`: check params.yaml (with advanced.yaml) before any other stage runs, so a
+bad value stops the pipeline before DVC removes a single output (DVC deletes a stage's outputs
+just before it runs that stage; docs/pipeline.md). Exit status 2 and one `error: ...` line
+naming the key; otherwise one line.
 
 `--out FILE` also writes FILE (always the same bytes), an output the other stages can list as
 a dependency so that DVC runs this stage first without rerunning them when it passes.
 `--sources DIR` writes DIR/<dataset>.json, each dataset's own prepare settings, the file
-through which `prepare@<dataset>` tracks them (dnas.data.registry.source_settings)."""
+through which `prepare@<dataset>` tracks them (dnas.data.registry.source_settings).
+`--stages DIR` writes DIR/<stage>.json, the knobs each stage reads and the hashes of the source
+files it runs, the file through which that stage tracks them (dnas.stage_inputs)."""
 
 import argparse
 from pathlib import Path
@@ -17,6 +19,7 @@ from dnas.data.registry import check_cutout, write_source_settings
 from dnas.errors import run_main
 from dnas.io import write_bytes
 from dnas.spaces.published import genotype_kind, resolve_genotype
+from dnas.stage_inputs import write_stage_inputs
 
 
 def validate_params(path: str | Path = "params.yaml") -> Params:
@@ -51,10 +54,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", help="file to write when the params are valid")
     parser.add_argument("--sources", help="folder for each dataset's own prepare settings")
+    parser.add_argument("--stages", help="folder for each stage's knobs and source hashes")
     args = parser.parse_args()
     p = validate_params("params.yaml")
     if args.sources:
         write_source_settings(p.prepare, args.sources)
+    if args.stages:
+        write_stage_inputs(p.model_dump(mode="json"), args.stages)
     if args.out:
         write_bytes(args.out, b"params.yaml: ok\n")
     print(f"params.yaml: ok (datasets {', '.join(p.prepare.datasets)})")

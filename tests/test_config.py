@@ -142,10 +142,11 @@ PARAMS_FILES = ["params.yaml"] + sorted(
 
 @pytest.mark.parametrize("name", PARAMS_FILES)
 def test_params_files_list_every_key_so_exp_run_can_set_it(name):
-    """`dvc exp run -S search.order=2` can only override keys that the params file has."""
-    from dnas.config import Params
+    """`dvc exp run -S search.order=2` can only override keys that the params file has (a
+    preset alone; the project's params.yaml with advanced.yaml beside it)."""
+    from dnas.config import Params, with_advanced
 
-    raw = yaml.safe_load((ROOT / name).read_text())
+    raw, _ = with_advanced(yaml.safe_load((ROOT / name).read_text()), ROOT / name)
     missing = _missing_keys(Params, raw)
     p = load_params(ROOT / name)
     from dnas.config import train_is_language_model
@@ -173,6 +174,7 @@ def test_config_defaults_are_params_yaml():
     sections (`search.rnn`, `train.rnn`) are not in params.yaml; their defaults are the PTB
     recipe."""
     written = _leaves(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    written.update(_leaves(yaml.safe_load((ROOT / "advanced.yaml").read_text())))
     defaults = _leaves(parse_params({}).model_dump())
     missing = object()
     differ = {
@@ -182,6 +184,30 @@ def test_config_defaults_are_params_yaml():
     }
     assert differ == {}
     assert not any(k.startswith(("search.rnn.", "train.rnn.")) for k in written)
+
+
+def test_each_knob_has_one_file_and_the_merge_is_by_key(tmp_path):
+    """params.yaml and advanced.yaml share no key; they merge section by section; a key given
+    in both is refused (else `dvc exp run -S` of one file could be silently overridden by the
+    other), and a bad value in advanced.yaml is named with both files."""
+    from dnas.config import with_advanced
+
+    ours = _leaves(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    advanced = _leaves(yaml.safe_load((ROOT / "advanced.yaml").read_text()))
+    assert ours and advanced and not set(ours) & set(advanced)
+    (tmp_path / "advanced.yaml").write_text("search: {momentum: 0.5, lr_min: 0.002}\n")
+    merged, source = with_advanced({"search": {"epochs": 3}}, tmp_path / "params.yaml")
+    assert merged == {"search": {"epochs": 3, "momentum": 0.5, "lr_min": 0.002}}
+    assert source == f"{tmp_path / 'params.yaml'} + {tmp_path / 'advanced.yaml'}"
+    (tmp_path / "params.yaml").write_text("search: {epochs: 3}\n")
+    assert load_params(tmp_path / "params.yaml").search.momentum == 0.5
+    (tmp_path / "params.yaml").write_text("search: {epochs: 3, momentum: 0.7}\n")
+    with pytest.raises(UserError, match=r"search\.momentum is also in .*advanced\.yaml"):
+        load_params(tmp_path / "params.yaml")
+    (tmp_path / "params.yaml").write_text("search: {epochs: 3}\n")
+    (tmp_path / "advanced.yaml").write_text("search: {momentum: fast}\n")
+    with pytest.raises(UserError, match=r"params\.yaml \+ .*advanced\.yaml: search\.momentum"):
+        load_params(tmp_path / "params.yaml")
 
 
 @pytest.mark.parametrize("threads", [0, -1, 100_000, 1.5, "many", True])

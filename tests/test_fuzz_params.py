@@ -34,8 +34,12 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from dnas.config import with_advanced
+
 ROOT = Path(__file__).resolve().parents[1]
-BASE = yaml.safe_load((ROOT / "params.yaml").read_text())
+# Every knob: params.yaml with advanced.yaml under it, as the stages read them (written here
+# as one standalone file, which reads the same).
+BASE = with_advanced(yaml.safe_load((ROOT / "params.yaml").read_text()), ROOT / "params.yaml")[0]
 TIME_BOUND = 20  # seconds for one example, in-process or as a subprocess
 
 _COMMON = dict(

@@ -122,7 +122,7 @@ def snapshot(project: Path, skip: tuple[str, ...] = ("checkpoints",)) -> dict[st
 def write_params(project: Path, **sections) -> None:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     for section, values in {**TINY, **sections}.items():
-        params[section].update(values)
+        params.setdefault(section, {}).update(values)  # evaluate, plots: advanced.yaml's
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
@@ -317,7 +317,9 @@ def test_a_damaged_card_names_the_file_and_the_fix(project, how):
 
 def test_a_params_file_that_is_not_utf8(project):
     params = project / "params.yaml"
-    params.write_bytes(params.read_bytes().replace(b"auto", b"\xe9auto", 1))
+    text = params.read_bytes()
+    assert b"digits" in text
+    params.write_bytes(text.replace(b"digits", b"\xe9digits", 1))
     before = snapshot(project)
     proc = stage(project, "stages.search")
     assert_clean_failure(proc, "params.yaml", "UTF-8")

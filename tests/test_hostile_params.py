@@ -158,7 +158,7 @@ def test_dvc_keeps_train_outputs_when_the_genotype_is_malformed(tmp_path):
     for item in ("src", "stages"):
         shutil.copytree(ROOT / item, repo / item, ignore=shutil.ignore_patterns("__pycache__"))
     real = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    assert "data/params.ok" in real["train"]["deps"]  # train runs after validate
+    assert "data/stages/train.json" in real["train"]["deps"]  # train runs after validate
     write = (
         'python -c "import pathlib; [pathlib.Path(p).parent.mkdir(parents=True, exist_ok=True)'
         " or pathlib.Path(p).write_text('trained ' + p) for p in"
@@ -166,7 +166,7 @@ def test_dvc_keeps_train_outputs_when_the_genotype_is_malformed(tmp_path):
     )
     stand_in = {
         "cmd": write,
-        "deps": ["data/params.ok"],
+        "deps": ["data/stages/train.json"],
         "params": [p for p in real["train"]["params"] if isinstance(p, str)],
         "outs": real["train"]["outs"],
         "metrics": real["train"]["metrics"],
@@ -175,6 +175,7 @@ def test_dvc_keeps_train_outputs_when_the_genotype_is_malformed(tmp_path):
         yaml.safe_dump({"stages": {"validate": real["validate"], "train": stand_in}})
     )
     shutil.copy(ROOT / "params.yaml", repo / "params.yaml")
+    shutil.copy(ROOT / "advanced.yaml", repo / "advanced.yaml")
     env = _dvc_env(tmp_path / "home")
 
     def run(*cmd):
@@ -328,6 +329,7 @@ def test_a_genotype_of_8000_nodes_is_refused_at_once(tmp_path):
 
 def test_keep_ops_of_a_million_and_a_half_items(tmp_path):
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["search"]["keep_ops"] = []  # an advanced.yaml knob, set in params.yaml
     text = yaml.safe_dump(raw, sort_keys=False)
     text = text.replace("keep_ops: []", "keep_ops: [" + ", ".join(["1"] * 1_500_000) + "]")
     assert text.count(", 1") > 1_000_000
@@ -439,7 +441,7 @@ def test_duplicate_keys_are_refused_with_key_and_line(tmp_path, capsys):
     _fails_cleanly(capsys, _validate(path), "'space'")
 
 
-@pytest.mark.parametrize("drop", ["all", "plots", "common.device", "prepare.test_fraction"])
+@pytest.mark.parametrize("drop", ["all", "train", "common.seed", "search.dataset"])
 def test_a_file_dvc_yaml_cannot_resolve_is_refused(tmp_path, capsys, drop):
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     if drop == "all":

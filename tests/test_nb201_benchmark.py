@@ -446,7 +446,7 @@ def test_exp_run_with_a_benchmark_writes_the_lookup_metrics(repo, full_bench_dir
     path, run = repo
     _, out = run(
         "dvc", "exp", "run", "search", "-n", "lookup", "-S", "search.space=nb201",
-        "-S", f"search.benchmark={full_bench_dir}",
+        "-S", f"advanced.yaml:search.benchmark={full_bench_dir}",
     )  # fmt: skip
     assert "Running stage 'search'" in out and "Running stage 'train'" not in out
     arch = json.loads((path / "genotype.json").read_text())["arch"]

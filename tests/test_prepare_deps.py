@@ -54,7 +54,8 @@ def test_source_settings_hold_one_datasets_entries_only(tmp_path):
 
 def test_adding_a_custom_dataset_leaves_the_other_prepare_stages_alone(tmp_path):
     path, home = tmp_path / "repo", tmp_path / "home"
-    for item in ("src", "stages", "dvc.yaml", ".dvc/config", ".dvcignore", ".gitignore"):
+    for item in ("src", "stages", "dvc.yaml", "advanced.yaml", ".dvc/config", ".dvcignore",
+                 ".gitignore"):
         src, dst = ROOT / item, path / item
         dst.parent.mkdir(parents=True, exist_ok=True)
         if src.is_dir():
@@ -67,6 +68,9 @@ def test_adding_a_custom_dataset_leaves_the_other_prepare_stages_alone(tmp_path)
     params["prepare"]["datasets"] = ["digits", "a", "b"]
     params["prepare"]["custom"] = {"a": custom["a"], "b": custom["b"]}
     (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    advanced = yaml.safe_load((path / "advanced.yaml").read_text())
+    del advanced["prepare"]["custom"]  # moved to params.yaml (a knob lives in one file)
+    (path / "advanced.yaml").write_text(yaml.safe_dump(advanced, sort_keys=False))
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",

@@ -174,3 +174,54 @@ def test_gdas_cifar_presets_split_randomly_as_the_gdas_2019_code():
         p = parse_params(_raw(name))
         assert p.search.dataset == "cifar10"
         assert p.prepare.split_for("cifar10") == ("random", None), name
+
+
+def _params_files(root: Path) -> None:
+    for name in ("params.yaml", "advanced.yaml"):
+        (root / name).write_text((PRESET_DIR.parent / name).read_text())
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_params_use_writes_each_preset_into_the_two_files(tmp_path, name):
+    """`dnas params use NAME`: params.yaml keeps its keys (and its comments), advanced.yaml
+    takes the rest, and the two together are the preset exactly (read back as PyYAML reads
+    them: no value changed on the way, floats and lists included)."""
+    from dnas.config import load_params
+    from dnas.preset import use_preset
+    from tests.test_config import _leaves
+
+    _params_files(tmp_path)
+    layout = set(_leaves(yaml.safe_load((tmp_path / "params.yaml").read_text())))
+    use_preset(str(PRESET_DIR / f"{name}.yaml"), tmp_path)
+    top = _leaves(yaml.safe_load((tmp_path / "params.yaml").read_text()))
+    rest = _leaves(yaml.safe_load((tmp_path / "advanced.yaml").read_text()))
+    assert set(top) == layout and not set(top) & set(rest)
+    assert {**top, **rest} == _leaves(_raw(name))
+    assert "dvc exp run -S search.tau_max=10" in (tmp_path / "params.yaml").read_text()
+    p = load_params(tmp_path / "params.yaml", complete=True)
+    assert p == parse_params(_raw(name), name)
+
+
+def test_params_use_by_name_and_a_bad_preset_changes_nothing(tmp_path, monkeypatch, capsys):
+    """By name from the project root; one `error:` line for an unknown name or a bad file,
+    and neither params file changes."""
+    _params_files(tmp_path)
+    (tmp_path / "presets").mkdir()
+    (tmp_path / "presets" / "gdas-cifar10.yaml").write_text(
+        (PRESET_DIR / "gdas-cifar10.yaml").read_text()
+    )
+    monkeypatch.chdir(tmp_path)
+    cli_main(["params", "use", "gdas-cifar10"])
+    assert "wrote params.yaml and advanced.yaml" in capsys.readouterr().out
+    written = {n: (tmp_path / n).read_bytes() for n in ("params.yaml", "advanced.yaml")}
+    assert yaml.safe_load(written["advanced.yaml"])["train"]["cutout"] == 16
+    bad = tmp_path / "bad.yaml"
+    text = (PRESET_DIR / "gdas-cifar10.yaml").read_text()
+    bad.write_text(text.replace("cutout: 16", "cutout: x"))
+    for arg in ("no-such-preset", str(bad)):
+        with pytest.raises(SystemExit) as exc:
+            cli_main(["params", "use", arg])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+        assert {n: (tmp_path / n).read_bytes() for n in written} == written

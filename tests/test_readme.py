@@ -37,19 +37,19 @@ SKIP = {
     "pip install -e .": "needs the network (PyPI); the test runs in the installed env",
     ". .venv/bin/activate": "activates the venv that the skipped pip install fills",
     "pytest": "the test suite itself (CI runs it)",
-    "cp presets/gdas-cifar10.yaml params.yaml": "its runs need the CIFAR-10 download and a GPU",
+    "dnas params use gdas-cifar10": "its runs need the CIFAR-10 download and a GPU",
     'git commit -am "preset gdas-cifar10"': "commits the skipped CIFAR-10 preset",
-    "cp presets/gdas-nb201-cifar10.yaml params.yaml": "needs CIFAR-10 and the NATS-Bench files",
+    "dnas params use gdas-nb201-cifar10": "needs CIFAR-10 and the NATS-Bench files",
     'git commit -am "preset gdas-nb201-cifar10"': "commits the skipped NB201 preset",
-    "dvc exp run search --queue -S 'common.seed=range(0,3)' -S search.benchmark=/data/"
-    "NATS-tss-v1_0-3ffb9-simple": "needs the NATS-Bench benchmark files (a download)",
+    "dvc exp run search --queue -S 'common.seed=range(0,3)' -S advanced.yaml:search.benchmark="
+    "/data/NATS-tss-v1_0-3ffb9-simple": "needs the NATS-Bench benchmark files (a download)",
     "PYTHONPATH=src torchrun --standalone --nproc_per_node 4 -m stages.search": "needs 4 GPUs",
     "PYTHONPATH=src torchrun --standalone --nproc_per_node 4 -m stages.train": "needs 4 GPUs",
     "CUDA_VISIBLE_DEVICES=0 dvc exp run --temp -S common.seed=0 &": "needs 2 GPUs",
     "CUDA_VISIBLE_DEVICES=1 dvc exp run --temp -S common.seed=1 &": "needs 2 GPUs",
     "wait": "waits for the two GPU runs above",
-    "dvc exp run --queue -S common.seed=0 -S common.device=cuda:0": "needs a GPU",
-    "dvc exp run --queue -S common.seed=1 -S common.device=cuda:1": "needs 2 GPUs",
+    "dvc exp run --queue -S common.seed=0 -S advanced.yaml:common.device=cuda:0": "needs a GPU",
+    "dvc exp run --queue -S common.seed=1 -S advanced.yaml:common.device=cuda:1": "needs 2 GPUs",
     "dvc queue start -j 2": "runs the two GPU experiments above",
 }
 
@@ -370,3 +370,53 @@ def test_readme_and_docs_point_only_inside_the_repository():
                 for span in re.findall(r"`([^`]+)`", token.content):
                     assert not span.startswith("../"), (page.name, span)
         assert "DESIGN.md" not in text and "../shared" not in text, page.name
+
+
+# `dvc exp show --md` of the default, without flags: at most this many columns (issue 21).
+MAX_EXP_SHOW_COLUMNS = 60
+
+
+def test_exp_show_md_of_the_default_is_at_most_60_well_formed_columns(tmp_path):
+    """A copy of this checkout as committed (no `dvc repro`: exp show reads the files and
+    dvc.lock), genotype.json written as the search stage writes it (with `cells_id`):
+    `dvc exp show --md` has at most MAX_EXP_SHOW_COLUMNS columns, every row has the header's
+    count, each key of params.yaml is a column, advanced.yaml and each stage's inputs file one
+    column each (a hash), and neither the genotype's cell lists nor any source path is one."""
+    from dnas.io import write_json
+    from dnas.stage_inputs import cells_id
+    from tests.test_config import _leaves
+
+    work, home = tmp_path / "work", tmp_path / "home"
+    work.mkdir()
+    home.mkdir()
+    env = _env(home, work)
+    _copy_checkout(work)
+    genotype = json.loads((work / "genotype.json").read_text())
+    write_json(work / "genotype.json", {**genotype, "cells_id": cells_id(genotype)})
+
+    def sh(script: str) -> str:
+        proc = subprocess.run(["bash", "-c", f"set -e\n{script}"], cwd=work, env=env,
+                              capture_output=True, text=True)  # fmt: skip
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
+
+    sh("git init -q && git add -A && git commit -qm project")
+    shown = sh("dvc exp show --md")
+    _table_ok(shown)
+    tokens = MarkdownIt("commonmark").enable("table").parse(shown)
+    header = []
+    for i, tok in enumerate(tokens):
+        if tok.type == "th_open":
+            header.append(tokens[i + 1].content.strip())
+        if tok.type == "thead_close":
+            break
+    assert len(header) <= MAX_EXP_SHOW_COLUMNS, f"{len(header)} columns: {header}"
+    assert header[:2] == ["Experiment", "Created"]
+    ours = set(_leaves(yaml.safe_load((work / "params.yaml").read_text())))
+    assert ours <= set(header), ours - set(header)
+    stages = ["prepare", "search", "train", "evaluate", "plots"]
+    assert {"advanced.yaml", "cells_id", *(f"data/stages/{s}.json" for s in stages)} <= set(
+        header
+    )
+    assert not [c for c in header if c.startswith(("cells.", "src/dnas/", "stages/"))], header
+    assert not set(_leaves(yaml.safe_load((work / "advanced.yaml").read_text()))) & set(header)

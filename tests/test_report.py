@@ -397,3 +397,35 @@ def test_lock_agrees_reads_params_and_output_hashes():
     assert not lock_agrees(lock, {"metrics/train.json": metrics}.get)
     assert not lock_agrees(lock, {**files, "metrics/train.json": b'{"test_acc": 50}'}.get)
     assert not lock_agrees({"stages": {}}, files.get) and not lock_agrees(None, files.get)
+
+
+def test_a_run_split_over_params_and_advanced_yaml_is_named_after_its_preset():
+    """A run whose params.yaml holds only the often changed knobs and whose advanced.yaml (read
+    from git at its revision: `dvc exp show --json` does not carry it) holds the rest is the
+    preset it equals, as a run with the whole preset in params.yaml is."""
+    from dnas.report import group_runs, load_presets
+
+    preset = yaml.safe_load((PRESETS / "gdas-cifar10.yaml").read_text())
+    ours = yaml.safe_load((PRESETS.parent / "params.yaml").read_text())
+    top = {s: {k: preset[s][k] for k in keys} for s, keys in ours.items()}
+    rest = {s: {k: v for k, v in values.items() if k not in top.get(s, {})}
+            for s, values in preset.items()}  # fmt: skip
+    metrics = {"metrics/train.json": {"test_acc": 97.0}}
+    split = _rev("1" * 40, "split", top, metrics)
+    whole = _rev("2" * 40, "whole", {**preset, "common": {**preset["common"], "seed": 1}}, metrics)
+    rows = _exp_show(preset, [split, whole])
+    asked = []
+
+    def advanced(rev):
+        asked.append(rev)
+        return rest if rev == "1" * 40 else None
+
+    runs = parse_exp_show(rows, advanced=advanced)
+    assert "1" * 40 in asked
+    groups = group_runs(runs, load_presets(PRESETS))
+    assert [(g.preset, g.label, len(g.runs)) for g in groups] == [
+        ("gdas-cifar10", "gdas-cifar10", 2)
+    ]
+    # without advanced.yaml the split run is not the preset
+    alone = group_runs(parse_exp_show(rows), load_presets(PRESETS))
+    assert len(alone) == 2

@@ -501,7 +501,7 @@ def test_language_model_params_are_accepted():
 def test_the_language_model_track_needs_its_knobs_in_the_params_file(raw, missing):
     """CNN params files leave the rnn knobs out (so `dvc exp show` lists only what the CNN
     stages read); a language-model run without them is told where to start from."""
-    with pytest.raises(UserError, match=f"{missing}.*cp presets/rnn-pydoc.yaml params.yaml"):
+    with pytest.raises(UserError, match=f"{missing}.*dnas params use rnn-pydoc"):
         parse_params(raw)
 
 

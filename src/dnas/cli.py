@@ -1,6 +1,8 @@
 """The `dnas` command.
 
 dnas params check [FILE]     validate a params file (default: params.yaml)
+dnas params use PRESET       a preset (presets/<PRESET>.yaml, or a file) into params.yaml and
+                             advanced.yaml, each knob in the file it lives in
 dnas genotype show [NAME|FILE|NB201-STRING]
                              print a genotype's cells (default: genotype.json)
 dnas genotype info NAME|FILE|NB201-STRING [--dataset D] [--channels C] [--layers L] [--json]
@@ -24,6 +26,13 @@ import json
 from pathlib import Path
 
 from dnas.errors import UserError, run_main
+
+
+def _params_use(args: argparse.Namespace) -> None:
+    from dnas.preset import use_preset
+
+    top, rest = use_preset(args.preset)
+    print(f"wrote {top} and {rest} from {args.preset}")
 
 
 def _params_check(args: argparse.Namespace) -> None:
@@ -242,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = params.add_parser("check", help="validate a params file")
     check.add_argument("file", nargs="?", default="params.yaml")
     check.set_defaults(func=_params_check)
+    use = params.add_parser("use", help="write a preset into params.yaml and advanced.yaml")
+    use.add_argument("preset", help="a name of presets/ (gdas-cifar10) or a params file")
+    use.set_defaults(func=_params_use)
     genotype = sub.add_parser("genotype", help="genotypes").add_subparsers(
         dest="action", required=True
     )

@@ -189,7 +189,7 @@ def lock_agrees(lock: Any, read: Callable[[str], bytes | None]) -> bool:
     records for a stage equals the commit's params file, and every output file that git holds
     (metrics, genotype.json, ...) has the MD5 that dvc.lock records. `read(path)` gives a file
     of the commit (None if the commit has no such file). A commit whose params were changed and
-    committed without running the pipeline (`cp presets/X.yaml params.yaml && git commit`)
+    committed without running the pipeline (`dnas params use X && git commit`)
     still holds the metrics of the old params: this says False for it."""
     stages = (lock or {}).get("stages") if isinstance(lock, dict) else None
     if not isinstance(stages, dict) or not stages:
@@ -245,8 +245,40 @@ def git_lock_agrees(rev: str, cwd: str | Path | None = None) -> bool | None:
         return False
 
 
+def git_advanced(rev: str, cwd: str | Path | None = None) -> dict | None:
+    """advanced.yaml as committed at `rev` (the rarely changed knobs, which `dvc exp show
+    --json` does not carry: it is a plain dependency, not a params file); None when git does not
+    have it there."""
+    try:
+        done = subprocess.run(
+            ["git", "show", f"{rev}:advanced.yaml"], cwd=cwd, capture_output=True, check=False
+        )
+    except FileNotFoundError:
+        return None
+    if done.returncode != 0:
+        return None
+    try:
+        data = yaml.safe_load(done.stdout)
+    except yaml.YAMLError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _lay_over(base: dict | None, top: dict) -> dict:
+    """params.yaml's data `top` over advanced.yaml's `base`, section by section, as
+    dnas.config.with_advanced reads them."""
+    out = dict(base or {})
+    for section, value in top.items():
+        below = out.get(section)
+        both = isinstance(below, dict) and isinstance(value, dict)
+        out[section] = {**below, **value} if both else value
+    return out
+
+
 def parse_exp_show(
-    rows: list, own_results: Callable[[str], bool | None] | None = None
+    rows: list,
+    own_results: Callable[[str], bool | None] | None = None,
+    advanced: Callable[[str], dict | None] | None = None,
 ) -> list[Run]:
     """Runs with a result from `dvc exp show --json`: baselines and their experiments, the
     workspace and failed experiments left out, each run once.
@@ -257,7 +289,9 @@ def parse_exp_show(
     into params.yaml and committed, whose metrics are still the old params'). An experiment
     counts unless it says False (`dvc exp run` commits params, dvc.lock and results together).
     Without `own_results` no baseline counts. Two revisions with the same params and seed
-    are one run (a baseline and its `-S common.seed=0` experiment): the first is kept."""
+    are one run (a baseline and its `-S common.seed=0` experiment): the first is kept.
+    `advanced(rev)` gives the revision's advanced.yaml (`git_advanced`), under its params.yaml:
+    a run's params are both files, as the stages read them."""
     if not isinstance(rows, list):
         raise UserError("dvc exp show --json: expected a list of revisions")
     runs: dict[tuple, Run] = {}
@@ -272,7 +306,8 @@ def parse_exp_show(
         if own is False or (baseline and own is not True):
             return
         params_files = _data(entry, "params")
-        params = flatten(params_files.get("params.yaml", {}))
+        below = params_files.get("advanced.yaml") or (advanced(rev) if advanced else None)
+        params = flatten(_lay_over(below, params_files.get("params.yaml", {})))
         metrics = _data(entry, "metrics")
         value = run_value(params, metrics)
         if value is None:
@@ -596,7 +631,7 @@ def exp_show_json(all_commits: bool = False) -> list:
 
 def report(rows_json: list, preset_dir: Path, out_md: Path | None, out_png: Path | None) -> str:
     """Build the report from `dvc exp show --json` output; write the files; return markdown."""
-    runs = parse_exp_show(rows_json, own_results=git_lock_agrees)
+    runs = parse_exp_show(rows_json, own_results=git_lock_agrees, advanced=git_advanced)
     if not runs:
         raise UserError(
             "no experiment with results: run some first (`dvc exp run`), see the README section"

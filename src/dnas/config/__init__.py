@@ -42,6 +42,7 @@ from dnas.config.common import (  # noqa: F401
     Common,
 )
 from dnas.config.params import (  # noqa: F401
+    ADVANCED_FILE,
     MAX_PARAMS_BYTES,
     MAX_PARAMS_NODES,
     MAX_PROBLEMS_SHOWN,
@@ -61,6 +62,7 @@ from dnas.config.params import (  # noqa: F401
     parse_params,
     read_params_file,
     train_is_language_model,
+    with_advanced,
 )
 from dnas.config.prepare import (  # noqa: F401
     Custom,

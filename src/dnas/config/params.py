@@ -201,7 +201,7 @@ def _require_language_model_knobs(params: Params, raw: dict, source: str) -> Non
         raise UserError(
             f"{source}: {' and '.join(missing)} missing: the language-model track needs its "
             "knobs in the params file; start from a language-model preset "
-            "(cp presets/rnn-pydoc.yaml params.yaml)"
+            "(dnas params use rnn-pydoc)"
         )
 
 
@@ -211,26 +211,13 @@ def _require_language_model_knobs(params: Params, raw: dict, source: str) -> Non
 REQUIRED_KEYS = (
     "common",
     "common.seed",
-    "common.threads",
-    "common.device",
-    "common.compile",
-    "common.bf16",
-    "common.channels_last",
-    "common.cudnn_benchmark",
     "prepare",
     "prepare.datasets",
-    "prepare.seed",
-    "prepare.raw_dir",
-    "prepare.test_fraction",
     "search",
     "search.dataset",
     "train",
     "train.dataset",
     "train.genotype",
-    "evaluate",
-    "evaluate.batch_size",
-    "plots",
-    "plots.dpi",
 )
 
 # A params file is a few kilobytes; PyYAML reads about 150 kB a second, so a file of
@@ -356,11 +343,48 @@ def read_params_file(path: str | Path) -> Any:
     return raw
 
 
+# The rarely changed knobs: a second file beside params.yaml, same sections, read under it
+# (docs/pipeline.md, "Two params files"). DVC shows every key of params.yaml in `dvc exp show`;
+# this file shows as one column (its hash).
+ADVANCED_FILE = "advanced.yaml"
+
+
+def with_advanced(raw: Any, path: str | Path) -> tuple[Any, str]:
+    """`raw` (the parsed params file at `path`) and the ADVANCED_FILE beside it, merged section
+    by section, and the name to give in messages. A key in both is an error: a knob has one
+    home, so that `dvc exp run -S` of either file is never overridden by the other. A file
+    with no ADVANCED_FILE beside it (a preset, a test's own) stands alone."""
+    extra = Path(path).parent / ADVANCED_FILE
+    if Path(path).name == ADVANCED_FILE or not extra.is_file() or not isinstance(raw, dict):
+        return raw, str(path)
+    base = read_params_file(extra)
+    if base is None:
+        return raw, str(path)
+    if not isinstance(base, dict):
+        raise UserError(f"{extra}: expected a mapping of sections, got {type(base).__name__}")
+    merged = dict(base)
+    for section, value in raw.items():
+        below = merged.get(section)
+        if isinstance(below, dict) and isinstance(value, dict):
+            both = sorted(set(below) & set(value))
+            if both:
+                raise UserError(
+                    f"{path}: {section}.{both[0]} is also in {extra}; give each knob in one of"
+                    " the two files (`dnas params use PRESET` writes a preset into both)"
+                )
+            merged[section] = {**below, **value}
+        else:
+            merged[section] = value
+    return merged, f"{path} + {extra}"
+
+
 def load_params(path: str | Path = "params.yaml", complete: bool = False) -> Params:
-    """The params of a file. `complete`: also require every key dvc.yaml reads
-    (REQUIRED_KEYS; the validate stage and `dnas params check`)."""
+    """The params of a file, over the ADVANCED_FILE beside it (`with_advanced`). `complete`:
+    also require every key dvc.yaml reads from the file itself (REQUIRED_KEYS; the validate
+    stage and `dnas params check`)."""
     raw = read_params_file(path)
-    params = parse_params(raw, str(path))
+    merged, source = with_advanced(raw, path)
+    params = parse_params(merged, source)
     if complete:
         _check_complete(raw or {}, str(path))
     return params
