@@ -119,7 +119,8 @@ if params.get("search.dataset") == "cifar10": pass
     assert name_comparisons(fine, names) == []
     # the scan covers the files that asked by name before the registry
     scanned = {p.relative_to(ROOT).as_posix() for p in _scanned()}
-    for rel in ("config/search.py", "config/params.py", "cli.py", "spaces/genotype.py", "models/__init__.py", "report.py"):
+    for rel in ("config/search.py", "config/params.py", "cli.py", "spaces/genotype.py",
+                "models/__init__.py", "report.py"):  # fmt: skip
         assert f"src/dnas/{rel}" in scanned
     assert "stages/search.py" in scanned
 
