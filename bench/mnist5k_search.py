@@ -115,7 +115,6 @@ def run_one(
         "edges_changed": [edges_changed(a, b) for a, b in zip(cells, cells[1:])],
         "unchanged_epochs_bench": unchanged,
         "settled": metrics.get("settled"),
-        "unchanged_epochs": metrics.get("unchanged_epochs"),
         "valid_acc": metrics["valid_acc"],
         "seconds_per_epoch": json.loads((work / "measurements/search.json").read_text())[
             "seconds_per_epoch"

@@ -95,8 +95,9 @@ def unchanged_epochs(cells: list[dict]) -> int:
 
 
 def settled_report(cells: list[dict], epochs: int) -> dict:
-    """metrics/search.json's `settled` and `unchanged_epochs`; prints a note when the cells did
-    not settle, saying what to change."""
+    """metrics/search.json's `settled` (the count of unchanged final epochs is in the note and
+    in dvclive/search/genotypes.json: one metric column fewer in `dvc exp show`); prints a note
+    when the cells did not settle, saying what to change."""
     unchanged = unchanged_epochs(cells)
     settled = unchanged >= SETTLE_EPOCHS
     if not settled and dist.is_main():
@@ -108,4 +109,4 @@ def settled_report(cells: list[dict], epochs: int) -> dict:
             " a larger search.arch_lr changes more (docs/algorithms.md)",
             flush=True,
         )
-    return {"settled": settled, "unchanged_epochs": unchanged}
+    return {"settled": settled}
