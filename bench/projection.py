@@ -110,8 +110,9 @@ def gdas_iteration(
     fast.apply_backends(device)
     search = {
         "space": w["space"], "algorithm": "gdas", "channels": w["channels"],
-        "layers": w["layers"], "batch_size": w["batch"], "sample_per": w["sample_per"],
-        "unselected_grad": w["unselected_grad"], "arch_lr": 3e-4, "tau_max": 10.0,
+        "layers": w["layers"], "batch_size": w["batch"],
+        "sample_per": w.get("sample_per", "network"),
+        "unselected_grad": w.get("unselected_grad", "auto"), "arch_lr": 3e-4, "tau_max": 10.0,
         "lr": 0.025, "weight_decay": 5e-4, "grad_clip": 5.0, "arch_weight_decay": 1e-3,
         "arch_betas": [0.5, 0.999],
     }  # fmt: skip

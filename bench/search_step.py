@@ -262,7 +262,7 @@ def measure(space: str, args, device, fast: FastPath) -> dict:
         "size": args.size,
         "subnets": args.subnets,
         "rounds": args.rounds,
-        "unselected_grad": net.unselected_grad,
+        "unselected_grad": net.algorithm.unselected_grad(),
         "fast_path": {k: getattr(fast, k) for k in ("bf16", "channels_last")},
         "none_edges_per_cell": round(
             statistics.mean(sum(k == 0 for k in idx) for a in archs for idx in a.values()), 2
