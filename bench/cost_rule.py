@@ -78,6 +78,8 @@ def loader(shape: Shape, batch: int, device, seed: int = 0, augment: bool = True
 def search_step(p: Params, shape: Shape, device):
     """One default search iteration per call (new architecture draws each time)."""
     s = p.search
+    if s.arch_lr == "auto":  # the step size does not change a step's time
+        s = s.model_copy(update={"arch_lr": 3e-4})
     fast = FastPath.resolve(p.common, device)
     gumbel = torch.Generator(device=device).manual_seed(p.common.seed + 2)
     net = fast.model(make_supernet(s, shape, generator=gumbel).to(device))

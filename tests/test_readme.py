@@ -226,7 +226,10 @@ class Workspace:
         while time.monotonic() < end:
             status = self.sh("dvc queue status")
             if not re.search(r"\b(Queued|Running)\b", status):
-                assert "Failed" not in status, status
+                if "Failed" in status:  # the failed tasks' own output, to see why
+                    failed = re.findall(r"^\S+\s+(\S+)\s+.*\bFailed\b", status, re.M)
+                    logs = "\n".join(self.sh(f"dvc queue logs {name} || true") for name in failed)
+                    raise AssertionError(f"{status}\n{logs[-4000:]}")
                 return
             time.sleep(3)
         raise AssertionError(f"the queue did not finish:\n{status}")

@@ -36,6 +36,11 @@ def arch_optimizer(s: Search, net, weight_decay: float | None = None) -> torch.o
     """Adam (GDAS, DARTS, DrNAS) or plain SGD (SNAS on one GPU) on `net`'s alphas, with
     `weight_decay` (None: search.arch_weight_decay; the algorithm may set its own, as DrNAS's
     l2 regulariser, docs/algorithms.md#drnas)."""
+    if not isinstance(s.arch_lr, float):  # `auto`: the search resolves it first
+        raise ValueError(
+            f"search.arch_lr {s.arch_lr!r} is not a number: resolve it with"
+            " dnas.search.budget.resolve (run_search does) before building the optimiser"
+        )
     wd = s.arch_weight_decay if weight_decay is None else weight_decay
     params = net.arch_parameters()
     if s.arch_optimizer == "sgd":
