@@ -143,6 +143,29 @@ def test_unchanged_epochs_counts_the_final_epochs_without_a_change(history, unch
     assert report == {"settled": unchanged >= 2}
 
 
+def test_a_node_whose_two_inputs_swap_rank_is_unchanged():
+    """The DARTS rule lists a node's inputs by rank; two epochs whose only difference is which
+    of the same two kept inputs ranks first derive the same cell (a node sums its inputs), and
+    the settled check, on Genotype.brief, sees no change."""
+    import numpy as np
+
+    from dnas.spaces import darts
+    from dnas.spaces.genotype import Genotype
+
+    ops = darts.DARTS_OPS
+    sep3, skip = ops.index("sep_conv_3x3"), ops.index("skip_connect")
+    epochs = []
+    for first, second in ((0.6, 0.4), (0.4, 0.6)):  # node 2's inputs 0 and 1 swap rank
+        probs = np.full((len(darts.edges(darts.STEPS)), len(ops)), 0.01)
+        probs[0, sep3], probs[1, skip] = first, second
+        probs[2:, sep3] = 0.5  # every later edge: the same op and rank in both epochs
+        cell = darts.derive_cell(probs, ops)
+        epochs.append(Genotype("darts", {"normal": cell, "reduce": cell}).brief())
+    assert epochs[0]["normal"].startswith("sep_conv_3x3(0) skip_connect(1) |"), epochs[0]
+    assert epochs[0] == epochs[1]
+    assert unchanged_epochs([epochs[0], epochs[1], epochs[1]]) == 2
+
+
 def test_not_settled_prints_what_to_do(capsys):
     settled_report([A, B, A, B], 4)
     out = capsys.readouterr().out
