@@ -18,6 +18,7 @@ from dnas.errors import UserError
 from dnas.search import registry
 from dnas.search.algorithm import Algorithm
 from dnas.search.loop import run_search
+from tests.test_spaces_registry import name_comparisons
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
@@ -30,29 +31,34 @@ def _sources(*folders: str):
             yield path.relative_to(ROOT).as_posix(), ast.parse(path.read_text())
 
 
-def _mentions_algorithm(node: ast.AST) -> bool:
-    text = ast.unparse(node)
-    return "algorithm" in text
-
-
 def test_no_code_compares_an_algorithms_name_outside_the_registry():
+    """The spaces' scanner (tests/test_spaces_registry.py), asked about algorithms."""
     names = set(registry.ALGORITHMS)
     found = []
-    for rel, tree in _sources("src", "stages"):
+    for rel, _ in _sources("src", "stages"):
         if rel in REGISTRIES:
             continue
-        for node in ast.walk(tree):
-            if not isinstance(node, ast.Compare):
-                continue
-            sides = [node.left, *node.comparators]
-            literals = set()
-            for side in sides:
-                for sub in ast.walk(side):
-                    if isinstance(sub, ast.Constant) and isinstance(sub.value, str):
-                        literals.add(sub.value)
-            if literals & names and any(_mentions_algorithm(side) for side in sides):
-                found.append(f"{rel}:{node.lineno}: {ast.unparse(node)}")
+        source = (ROOT / rel).read_text()
+        hits = name_comparisons(source, set(), word="algorithm", names=names)
+        found += [f"{rel}:{line}: {code}" for line, code in hits]
     assert not found, "\n".join(found)
+
+
+def test_the_scan_finds_an_algorithms_name_compared():
+    flagged = """
+if s.algorithm == "gdas": pass
+if ident.get("search.algorithm") != "random": pass
+if get_algorithm(n).name in ("darts", "drnas"): pass
+if algorithm_name == "x": pass
+"""
+    hits = name_comparisons(flagged, set(), word="algorithm", names=set(registry.ALGORITHMS))
+    assert [line for line, _ in hits] == [2, 3, 4, 5]
+    fine = """
+if ALGORITHMS[s.algorithm].single_level: pass
+if kind == "random": pass
+if mode == "softmax": pass
+"""
+    assert name_comparisons(fine, set(), word="algorithm", names=set(registry.ALGORITHMS)) == []
 
 
 SUPERNET_STATE = {"generator", "sample_per", "unselected_grad", "algorithm", "alphas",

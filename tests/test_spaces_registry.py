@@ -24,19 +24,19 @@ from tests.importgraph import ROOT, import_graph
 ALLOWED = {"src/dnas/spaces/registry.py"}
 
 
-def _names_a_space(node: ast.expr) -> bool:
-    """`space`, `x.space`, `genotype.space`, `self.search.space`, `space_name`, and the
-    lookups `d["space"]`, `d.get("search.space")`."""
+def _names_a(node: ast.expr, word: str) -> bool:
+    """With word "space": `space`, `x.space`, `genotype.space`, `self.search.space`,
+    `space_name`, and the lookups `d["space"]`, `d.get("search.space")`."""
     if isinstance(node, ast.Name):
-        return node.id == "space" or node.id.endswith("_space") or node.id.startswith("space_")
+        return node.id == word or node.id.endswith(f"_{word}") or node.id.startswith(f"{word}_")
     if isinstance(node, ast.Attribute):
-        return node.attr == "space"
+        return node.attr == word
     key = None
     if isinstance(node, ast.Subscript):
         key = node.slice
     elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args:
         key = node.args[0] if node.func.attr == "get" else None
-    return isinstance(key, ast.Constant) and str(key.value).split(".")[-1] == "space"
+    return isinstance(key, ast.Constant) and str(key.value).split(".")[-1] == word
 
 
 def _literals(node: ast.expr) -> list[str]:
@@ -55,19 +55,29 @@ def _space_only_names() -> set[str]:
     return set(SPACES) - set(ALGORITHMS)
 
 
-def name_comparisons(source: str, space_names: set[str]) -> list[tuple[int, str]]:
-    """(line, code) of every comparison of a space-naming expression with a string literal, or
-    of anything with a literal that only a space is called (`kind == "nb201"`). For `in`, the
+def name_comparisons(
+    source: str, space_names: set[str], word: str = "space", names: set[str] = frozenset()
+) -> list[tuple[int, str]]:
+    """(line, code) of every comparison of a `word`-naming expression (a space, an algorithm)
+    with a string literal, of anything with a literal in `space_names` (names only that kind of
+    thing has: `kind == "nb201"`), and of any comparison holding a literal in `names` anywhere
+    in a side whose code mentions `word` (`get_algorithm(n).name == "gdas"`). For `in`, the
     literals are those of the collection on the right (`"rnn" in raw` asks for a key)."""
     found = []
     for node in ast.walk(ast.parse(source)):
         if not isinstance(node, ast.Compare):
             continue
         operands = [node.left, *node.comparators]
+        if names:
+            inside = {sub.value for side in operands for sub in ast.walk(side)
+                      if isinstance(sub, ast.Constant) and isinstance(sub.value, str)}  # fmt: skip
+            if inside & names and any(word in ast.unparse(side) for side in operands):
+                found.append((node.lineno, ast.unparse(node)))
+                continue
         for op, left, right in zip(node.ops, operands, operands[1:]):
             membership = isinstance(op, (ast.In, ast.NotIn))
             literals = _literals(right) if membership else _literals(left) + _literals(right)
-            named = _names_a_space(left) or (not membership and _names_a_space(right))
+            named = _names_a(left, word) or (not membership and _names_a(right, word))
             if (literals and named) or set(literals) & space_names:
                 found.append((node.lineno, ast.unparse(node)))
                 break
