@@ -6,7 +6,8 @@ label) is cut, stratified and seeded, into 300 training and 100 test images per 
 1,000), written as the project's own-data .npz (docs/data.md#custom-datasets) and prepared at
 16x16 (`prepare.custom.<name>.size`). The search is the default's (params.yaml) but for the
 dataset, `search.epochs` (10: 47 iterations each, so 470 architecture steps), `common.seed` and
-`search.arch_lr`. It runs in a temporary copy of the pipeline (src/, stages/, params.yaml), the
+`search.arch_lr`. It runs in a temporary copy of the pipeline (src/, stages/, and params.yaml
+with advanced.yaml's knobs merged in), the
 stages as dvc.yaml calls them (`python -m stages.prepare`, `python -m stages.search`), one
 thread. Prints one JSON object per run: the resolved arch_lr, the entropy after every epoch,
 which cells changed after each epoch, how many final epochs left the genotype unchanged, and the
@@ -73,6 +74,8 @@ def run_one(
     work: Path, npz: Path, arch_lr, seed: int, epochs: int, size: int, extra: dict | None = None
 ) -> dict:
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section, knobs in yaml.safe_load((ROOT / "advanced.yaml").read_text()).items():
+        raw.setdefault(section, {}).update(knobs)  # one file: the copy has no advanced.yaml
     raw["common"].update(seed=seed, threads=1)
     raw["prepare"].update(datasets=["mnist5k"], custom={
         "mnist5k": {"path": str(npz), "format": "npz", "size": size, "flip": False}})  # fmt: skip
@@ -132,6 +135,8 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=16)
     ap.add_argument("--train-per-class", type=int, default=300)
     ap.add_argument("--test-per-class", type=int, default=100)
+    ap.add_argument("--cut-seed", type=int, default=0,
+                    help="the seed of the train/test cut (another seed: other images)")  # fmt: skip
     ap.add_argument("--work", type=Path, default=None, help="keep the pipeline copy here")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="other search params, e.g. tau_max=1 (YAML values)")  # fmt: skip
@@ -140,9 +145,9 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     if not (work / "src").exists():
         pipeline_copy(work)
-    npz = work / "mnist5k.npz"
+    npz = work / f"mnist5k-cut{a.cut_seed}.npz" if a.cut_seed else work / "mnist5k.npz"
     if not npz.exists():
-        convert(a.csv, npz, a.train_per_class, a.test_per_class)
+        convert(a.csv, npz, a.train_per_class, a.test_per_class, a.cut_seed)
     for lr in a.arch_lr:
         lr = lr if lr == "auto" else float(lr)
         for seed in a.seeds:

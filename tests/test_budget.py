@@ -171,6 +171,7 @@ def test_not_settled_prints_what_to_do(capsys):
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and "did not settle" in out and "epoch 4 of 4" in out
     assert "search.epochs" in out and "search.arch_weight_decay" in out
+    assert "search.arch_lr_schedule: cosine" in out
     settled_report([B, A, A, A], 4)
     assert capsys.readouterr().out == ""
 
@@ -226,3 +227,108 @@ def test_arch_probs_axis_is_fixed_from_0_to_1_with_the_uniform_level_marked():
             assert levels == [pytest.approx(1 / len(ops))]
     finally:
         plt.close(fig)
+
+
+# --- the alphas' step schedule (search.arch_lr_schedule) -----------------------------------
+
+
+def _search(**knobs):
+    return parse_params({"search": {"arch_lr": 0.05, **knobs}}).search
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 3, 10, 20, 240])
+def test_cosine_arch_step_starts_at_arch_lr_falls_and_averages_half(epochs):
+    """The cosine's own facts: the first epoch steps at arch_lr, each later one less, never
+    0 (no floor, but the last epoch starts before the cosine's end), and the mean step over the
+    epochs is (1 + 1/epochs) / 2 of arch_lr (the sum of cos(pi k / n) over k < n is 1)."""
+    from dnas.optim import arch_lr_at
+
+    s = _search(epochs=epochs, arch_lr_schedule="cosine")
+    steps = [arch_lr_at(s, e) for e in range(epochs)]
+    assert steps[0] == pytest.approx(0.05)
+    assert all(a > b > 0 for a, b in zip(steps, steps[1:])), steps
+    assert sum(steps) / epochs == pytest.approx(0.05 * (1 + 1 / epochs) / 2)
+    if epochs == 10:  # docs/algorithms.md: the last of 10 epochs steps at 2.4 % of arch_lr
+        assert steps[-1] / 0.05 == pytest.approx(0.0245, abs=5e-4)
+    constant = _search(epochs=epochs, arch_lr_schedule="constant")
+    assert {arch_lr_at(constant, e) for e in range(epochs)} == {0.05}
+
+
+def _spy_on_arch_steps(monkeypatch, module) -> list[float]:
+    """Records the alphas' optimiser's step size at every step it takes in `module`'s loop."""
+    seen: list[float] = []
+    real = module.arch_optimizer
+
+    def spying(*args, **kwargs):
+        opt = real(*args, **kwargs)
+        step = opt.step
+
+        def recorded(*a, **kw):
+            seen.append(opt.param_groups[0]["lr"])
+            return step(*a, **kw)
+
+        opt.step = recorded
+        return opt
+
+    monkeypatch.setattr(module, "arch_optimizer", spying)
+    return seen
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "constant"])
+def test_the_search_loop_steps_the_alphas_at_the_schedule(
+    digits_prepared, tmp_path, monkeypatch, schedule
+):
+    """Every architecture step of epoch e is taken at the schedule's step for e; the first
+    epoch of a cosine search is the constant search's, bit for bit (the op probabilities it
+    logs), the later ones move less."""
+    import torch
+
+    from dnas.search import loop
+
+    seen = _spy_on_arch_steps(monkeypatch, loop)
+    knobs = {"epochs": 3, "channels": 4, "layers": 1, "arch_lr_schedule": schedule}
+    loop.run_search(parse_params({"search": knobs}), digits_prepared, torch.device("cpu"),
+                    tmp_path / schedule)  # fmt: skip
+    per_epoch = len(seen) // 3
+    assert len(seen) == 3 * per_epoch > 0
+    factors = [1.0, 0.75, 0.25] if schedule == "cosine" else [1.0, 1.0, 1.0]
+    for epoch, factor in enumerate(factors):
+        got = seen[epoch * per_epoch : (epoch + 1) * per_epoch]
+        assert got == pytest.approx([seen[0] * factor] * per_epoch), (epoch, got)
+
+
+def _probs_by_epoch(live) -> dict[int, list]:
+    rows = json.loads((live / "plots/custom/arch_probs.json").read_text())
+    out: dict[int, list] = {}
+    for r in rows:
+        out.setdefault(r["epoch"], []).append((r["cell"], r["edge"], r["op"], r["prob"]))
+    return out
+
+
+def test_a_cosine_search_is_the_constant_one_in_its_first_epoch(digits_prepared, tmp_path):
+    import torch
+
+    from dnas.search.loop import run_search
+
+    probs = {}
+    for schedule in ("cosine", "constant"):
+        knobs = {"epochs": 3, "channels": 4, "layers": 1, "arch_lr_schedule": schedule}
+        run_search(parse_params({"search": knobs}), digits_prepared, torch.device("cpu"),
+                   tmp_path / schedule)  # fmt: skip
+        probs[schedule] = _probs_by_epoch(tmp_path / schedule)
+    assert probs["cosine"][0] == probs["constant"][0]
+    assert probs["cosine"][2] != probs["constant"][2]
+
+
+def test_the_recurrent_search_steps_the_alphas_at_the_schedule(tmp_path, monkeypatch):
+    import torch
+
+    from dnas.search import rnn_loop
+    from tests.test_rnn import tiny_corpus, tiny_params
+
+    seen = _spy_on_arch_steps(monkeypatch, rnn_loop)
+    p = tiny_params(search__epochs=3, search__arch_lr_schedule="cosine")
+    rnn_loop.run_rnn_search(p, tiny_corpus(tmp_path), torch.device("cpu"), tmp_path / "live")
+    assert seen and seen[0] == pytest.approx(3.0e-3)
+    distinct = sorted({round(v / 3.0e-3, 9) for v in seen}, reverse=True)
+    assert distinct == pytest.approx([1.0, 0.75, 0.25])  # one step size per epoch, falling

@@ -27,8 +27,8 @@ SHARED_KNOBS = (
 )  # fmt: skip
 # The knobs of the algorithms with an architecture step (all but random search).
 ARCH_STEP_KNOBS = (
-    "order", "arch_optimizer", "arch_lr", "arch_betas", "arch_weight_decay", "arch_grad_clip",
-    "step_order", "partial_channels",
+    "order", "arch_optimizer", "arch_lr", "arch_lr_schedule", "arch_betas", "arch_weight_decay",
+    "arch_grad_clip", "step_order", "partial_channels",
 )  # fmt: skip
 TAU_KNOBS = ("tau_max", "tau_min", "tau_schedule")
 LINEAR_SCHEDULES = ("to_last_epoch", "to_end")

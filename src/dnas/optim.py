@@ -2,11 +2,13 @@
 (and optionally Nesterov) for the CNNs, plain for the language models (awd-lstm-lm); for the
 CNNs the learning rate is annealed per epoch by a cosine from `lr` to `lr_min`
 (docs/algorithms.md#gdas-schedules, docs/algorithms.md#cnn-retraining,
-docs/algorithms.md#rnn-retraining). The alphas': Adam, or SGD (`arch_optimizer`).
+docs/algorithms.md#rnn-retraining). The alphas': Adam, or SGD (`arch_optimizer`), at a constant
+step or one that falls by a cosine over the epochs (`search.arch_lr_schedule`, `set_arch_lr`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import torch
@@ -46,3 +48,22 @@ def arch_optimizer(s: Search, net, weight_decay: float | None = None) -> torch.o
     if s.arch_optimizer == "sgd":
         return torch.optim.SGD(params, lr=s.arch_lr, weight_decay=wd)
     return torch.optim.Adam(params, lr=s.arch_lr, betas=tuple(s.arch_betas), weight_decay=wd)
+
+
+def arch_lr_at(s: Search, epoch: int) -> float:
+    """The alphas' step in `epoch` (0-based): `arch_lr` throughout (`arch_lr_schedule:
+    constant`, the papers'), or `arch_lr` x (1 + cos(pi x epoch / epochs)) / 2 (`cosine`: from
+    `arch_lr` in the first epoch towards 0, without a floor; the last of 10 epochs steps at
+    2.4 % of `arch_lr`; docs/algorithms.md#what-keeps-the-cells-from-settling)."""
+    if s.arch_lr_schedule == "constant":
+        return s.arch_lr
+    return s.arch_lr * (1.0 + math.cos(math.pi * epoch / s.epochs)) / 2.0
+
+
+def set_arch_lr(a_opt: torch.optim.Optimizer, s: Search, epoch: int) -> float:
+    """Sets the alphas' step of `epoch` on `a_opt` (before the epoch's first step; a function of
+    the epoch alone, so a resumed run steps as an uninterrupted one) and returns it."""
+    lr = arch_lr_at(s, epoch)
+    for group in a_opt.param_groups:
+        group["lr"] = lr
+    return lr

@@ -89,8 +89,13 @@ class Search(Optim):
     # auto: derived from the number of architecture steps (dnas.search.budget,
     # docs/algorithms.md#the-architecture-step-size-arch_lr-auto); a number is used as it is.
     arch_lr: PositiveFloat | Literal["auto"] = "auto"
+    # constant (the papers') | cosine: the alphas' step falls from arch_lr towards 0 over the
+    # epochs, as the weights' does (docs/algorithms.md#what-keeps-the-cells-from-settling)
+    arch_lr_schedule: Literal["constant", "cosine"] = "cosine"
     arch_betas: Annotated[list[Fraction], Field(min_length=2, max_length=2)] = [0.5, 0.999]
-    arch_weight_decay: NonNegFloat = 1.0e-3
+    # The papers' 1e-3; the default's 0 (the decay holds a short search's alphas near uniform,
+    # docs/algorithms.md#what-keeps-the-cells-from-settling)
+    arch_weight_decay: NonNegFloat = 0.0
     # adam (GDAS, DARTS, DrNAS) | sgd (SNAS on one GPU: plain SGD, no weight decay,
     # docs/algorithms.md#snas)
     arch_optimizer: Literal["adam", "sgd"] = "adam"

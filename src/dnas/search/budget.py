@@ -105,7 +105,8 @@ def settled_report(cells: list[dict], epochs: int) -> dict:
         print(
             f"note: search: the cells did not settle: the genotype last changed in epoch"
             f" {n - unchanged} of {n} (settled = unchanged over the last {SETTLE_EPOCHS} epochs);"
-            " more search.epochs or search.arch_weight_decay: 0 change fewer edges per epoch;"
+            " search.arch_lr_schedule: cosine with search.arch_weight_decay: 0 (the default's)"
+            " or more search.epochs change fewer edges per epoch;"
             " a larger search.arch_lr changes more (docs/algorithms.md)",
             flush=True,
         )

@@ -47,7 +47,7 @@ from dnas.config import Params, Search
 from dnas.data import Prepared
 from dnas.data.loader import split_loader
 from dnas.evaluate import genotype_params
-from dnas.optim import arch_optimizer, sgd_cosine
+from dnas.optim import arch_optimizer, set_arch_lr, sgd_cosine
 from dnas.runner import EpochRunner
 from dnas.runtime import FastPath, seed_everything
 from dnas.search import budget, drnas
@@ -209,6 +209,7 @@ def run_search_loop(
         if schedule.starts_stage(epoch) and not run.mid_epoch:
             advance(schedule.stage_of(epoch))
         tau = temperature(s, epoch)
+        set_arch_lr(st.a_opt, s, epoch)  # search.arch_lr_schedule
         st.net.set_drop_prob(s.drop_path)  # constant, as SNAS (docs/protocols.md)
         lr = st.w_opt.param_groups[0]["lr"]
         st.net.train()

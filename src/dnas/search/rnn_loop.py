@@ -40,7 +40,7 @@ from dnas.data.text import TextPrepared
 from dnas.data.tokens import get_batch, sequence_length, token_stream
 from dnas.evaluate import genotype_params
 from dnas.models.rnn_lm import DROPOUT_KEYS, lm_arch_loss, lm_loss
-from dnas.optim import arch_optimizer, weight_sgd
+from dnas.optim import arch_optimizer, set_arch_lr, weight_sgd
 from dnas.runner import EpochRunner, to_cpu
 from dnas.runtime import seed_everything
 from dnas.search import budget, record
@@ -101,6 +101,7 @@ def run_rnn_search(
 
     def one_epoch(epoch: int) -> dict:
         tau = tau_at(epoch, s.epochs, s.tau_max, s.tau_min, s.tau_schedule)
+        set_arch_lr(a_opt, s, epoch)  # search.arch_lr_schedule
         net.train()
         loss_t, loss_v = rnn_search_epoch(
             run, p, net, w_opt, a_opt, lengths, epoch, tau, train, valid
