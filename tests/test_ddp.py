@@ -3,34 +3,16 @@ same architectures and end with the same weights and alphas, a shard-averaged gr
 whole batch's, an interrupted run resumes to the same state, only rank 0 writes, and the stages
 run under torchrun."""
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
+from tests.torchrun_launch import standalone
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _env() -> dict:
-    return {
-        **os.environ,
-        "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}",
-        "OMP_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-        "DVC_NO_ANALYTICS": "1",
-    }
-
-
-def _torchrun(*args, cwd) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    return subprocess.run(
-        [*cmd, *args], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=600
-    )
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +28,9 @@ def prepared(tmp_path_factory):
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory, prepared):
     out = tmp_path_factory.mktemp("ddp")
-    done = _torchrun(str(ROOT / "tests" / "ddp_worker.py"), str(out), str(prepared), cwd=out)
+    done = standalone(
+        str(ROOT / "tests" / "ddp_worker.py"), str(out), str(prepared), cwd=out, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     states = [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(2)]
     return out, states
@@ -118,7 +102,7 @@ def test_stages_run_under_torchrun(tmp_path, prepared):
     }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     for stage in ("search", "train"):
-        done = _torchrun("-m", f"stages.{stage}", cwd=tmp_path)
+        done = standalone("-m", f"stages.{stage}", cwd=tmp_path, timeout=600)
         assert done.returncode == 0, done.stderr[-4000:]
         assert done.stdout.count(f"{stage} epoch 1/1") == 1  # rank 0 alone reports
     genotype = yaml.safe_load((tmp_path / "genotype.json").read_text())

@@ -33,6 +33,8 @@ import pytest
 import torch
 import yaml
 
+from tests.torchrun_launch import standalone, worker_env
+
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 300  # seconds for one launch; a rendezvous that never completes fails the test
 PARAMS = {
@@ -42,27 +44,10 @@ PARAMS = {
 }
 
 
-def _env() -> dict:
-    return {
-        **os.environ,
-        "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}",
-        "OMP_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-        "DVC_NO_ANALYTICS": "1",
-    }
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _standalone(*args, cwd) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
-    return subprocess.run(
-        [*cmd, *args], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=TIMEOUT
-    )
 
 
 def _two_nodes(*args, nodes: list[Path], node_ranks=None) -> list[subprocess.CompletedProcess]:
@@ -84,7 +69,7 @@ def _two_nodes(*args, nodes: list[Path], node_ranks=None) -> list[subprocess.Com
         logs.append((out, err))
         procs.append(
             subprocess.Popen(
-                cmd, cwd=node, env=_env(), stdout=out, stderr=err, start_new_session=True
+                cmd, cwd=node, env=worker_env(), stdout=out, stderr=err, start_new_session=True
             )
         )
     done = []
@@ -140,7 +125,7 @@ def searched(tmp_path_factory, prepared):
     """The search stage under the single-node 2-process torchrun, and on two nodes:
     (the single node's directory, the two nodes' directories)."""
     single = _node(tmp_path_factory.mktemp("single-node"), prepared)
-    _ok([_standalone("-m", "stages.search", cwd=single)])
+    _ok([standalone("-m", "stages.search", cwd=single, timeout=TIMEOUT)])
     root = tmp_path_factory.mktemp("two-nodes")
     nodes = [_node(root / f"node{i}", prepared) for i in range(2)]
     _ok(_two_nodes("-m", "stages.search", nodes=nodes))
