@@ -16,21 +16,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    from dnas.config import Prepare
-    from dnas.data import prepare_dataset
-
-    root = tmp_path_factory.mktemp("prepared")
-    prepare_dataset("digits", Prepare(), root)
-    return root / "digits"
-
-
-@pytest.fixture(scope="module")
-def ranks(tmp_path_factory, prepared):
+def ranks(tmp_path_factory, digits_prepared_dir):
     out = tmp_path_factory.mktemp("ddp")
-    done = standalone(
-        str(ROOT / "tests" / "ddp_worker.py"), str(out), str(prepared), cwd=out, timeout=600
-    )
+    worker = ROOT / "tests" / "ddp_worker.py"
+    done = standalone(str(worker), str(out), str(digits_prepared_dir), cwd=out, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
     states = [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(2)]
     return out, states
@@ -93,8 +82,8 @@ def test_only_rank_0_writes(ranks):
         assert not (out / run / "ckpt1").exists()
 
 
-def test_stages_run_under_torchrun(tmp_path, prepared):
-    shutil.copytree(prepared, tmp_path / "data" / "prepared" / "digits")
+def test_stages_run_under_torchrun(tmp_path, digits_prepared_dir):
+    shutil.copytree(digits_prepared_dir, tmp_path / "data" / "prepared" / "digits")
     params = {
         "common": {"device": "cpu"},
         "search": {"space": "nb201", "epochs": 1, "channels": 4, "layers": 1, "batch_size": 256},

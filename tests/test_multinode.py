@@ -94,16 +94,6 @@ def _ok(runs) -> None:
         assert r.returncode == 0, r.stderr[-4000:]
 
 
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    from dnas.config import Prepare
-    from dnas.data import prepare_dataset
-
-    root = tmp_path_factory.mktemp("prepared")
-    prepare_dataset("digits", Prepare(), root)
-    return root / "digits"
-
-
 def _node(path: Path, prepared: Path) -> Path:
     """A machine's working directory: params, its own copy of the prepared data and the
     genotype.json a clone of the repository holds (a DARTS cell, not this search's)."""
@@ -121,13 +111,13 @@ def _writer(nodes: list[Path], path: str) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="module")
-def searched(tmp_path_factory, prepared):
+def searched(tmp_path_factory, digits_prepared_dir):
     """The search stage under the single-node 2-process torchrun, and on two nodes:
     (the single node's directory, the two nodes' directories)."""
-    single = _node(tmp_path_factory.mktemp("single-node"), prepared)
+    single = _node(tmp_path_factory.mktemp("single-node"), digits_prepared_dir)
     _ok([standalone("-m", "stages.search", cwd=single, timeout=TIMEOUT)])
     root = tmp_path_factory.mktemp("two-nodes")
-    nodes = [_node(root / f"node{i}", prepared) for i in range(2)]
+    nodes = [_node(root / f"node{i}", digits_prepared_dir) for i in range(2)]
     _ok(_two_nodes("-m", "stages.search", nodes=nodes))
     return single, nodes
 
@@ -150,11 +140,11 @@ def test_search_on_two_nodes_matches_one_node(searched):
 
 
 @pytest.fixture(scope="module")
-def worker_runs(tmp_path_factory, prepared):
+def worker_runs(tmp_path_factory, digits_prepared_dir):
     nodes = []
     for i in range(2):
         node = tmp_path_factory.mktemp(f"worker-node{i}")
-        shutil.copytree(prepared, node / "digits")
+        shutil.copytree(digits_prepared_dir, node / "digits")
         (node / "out").mkdir()
         nodes.append(node)
     # the static rendezvous: node1 is rank 0 because its --node-rank says so
