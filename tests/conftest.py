@@ -15,11 +15,20 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 
 @pytest.fixture(scope="session")
-def digits_prepared(tmp_path_factory):
-    """The embedded digits dataset prepared once for the whole session."""
+def digits_prepared_dir(tmp_path_factory):
+    """The embedded digits dataset prepared once for the whole session: its folder (read it,
+    or copy it to change it)."""
     from dnas.config import Prepare
-    from dnas.data import load_prepared, prepare_dataset
+    from dnas.data import prepare_dataset
 
     root = tmp_path_factory.mktemp("prepared")
     prepare_dataset("digits", Prepare(), root)
-    return load_prepared(root / "digits")
+    return root / "digits"
+
+
+@pytest.fixture(scope="session")
+def digits_prepared(digits_prepared_dir):
+    """The embedded digits dataset prepared once for the whole session, loaded."""
+    from dnas.data import load_prepared
+
+    return load_prepared(digits_prepared_dir)

@@ -28,6 +28,7 @@ from dnas.search.registry import make_algorithm
 from dnas.search.supernet import Nb201Supernet
 from dnas.spaces.published import resolve_genotype
 from dnas.train import loop as train_loop
+from tests.interrupt import StopAfter
 
 CPU = torch.device("cpu")
 NB201_ARCH = (
@@ -36,15 +37,6 @@ NB201_ARCH = (
 SEARCH = {"space": "nb201", "epochs": 2, "channels": 4, "layers": 1, "batch_size": 200}
 TRAIN = {"epochs": 2, "channels": 4, "layers": 3, "batch_size": 300, "drop_path": 0.2}
 TRAIN.update(auxiliary_weight=0.4, cutout=4)
-
-
-class StopAfter:
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def __bool__(self) -> bool:
-        self.n -= 1
-        return self.n < 0
 
 
 @contextmanager

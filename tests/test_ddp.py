@@ -3,50 +3,23 @@ same architectures and end with the same weights and alphas, a shard-averaged gr
 whole batch's, an interrupted run resumes to the same state, only rank 0 writes, and the stages
 run under torchrun."""
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
+from tests.torchrun_launch import standalone
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _env() -> dict:
-    return {
-        **os.environ,
-        "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}",
-        "OMP_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-        "DVC_NO_ANALYTICS": "1",
-    }
-
-
-def _torchrun(*args, cwd) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    return subprocess.run(
-        [*cmd, *args], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=600
-    )
-
-
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    from dnas.config import Prepare
-    from dnas.data import prepare_dataset
-
-    root = tmp_path_factory.mktemp("prepared")
-    prepare_dataset("digits", Prepare(), root)
-    return root / "digits"
-
-
-@pytest.fixture(scope="module")
-def ranks(tmp_path_factory, prepared):
+def ranks(tmp_path_factory, digits_prepared_dir):
     out = tmp_path_factory.mktemp("ddp")
-    done = _torchrun(str(ROOT / "tests" / "ddp_worker.py"), str(out), str(prepared), cwd=out)
+    worker = ROOT / "tests" / "ddp_worker.py"
+    done = standalone(str(worker), str(out), str(digits_prepared_dir), cwd=out, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
     states = [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(2)]
     return out, states
@@ -109,8 +82,8 @@ def test_only_rank_0_writes(ranks):
         assert not (out / run / "ckpt1").exists()
 
 
-def test_stages_run_under_torchrun(tmp_path, prepared):
-    shutil.copytree(prepared, tmp_path / "data" / "prepared" / "digits")
+def test_stages_run_under_torchrun(tmp_path, digits_prepared_dir):
+    shutil.copytree(digits_prepared_dir, tmp_path / "data" / "prepared" / "digits")
     params = {
         "common": {"device": "cpu"},
         "search": {"space": "nb201", "epochs": 1, "channels": 4, "layers": 1, "batch_size": 256},
@@ -118,7 +91,7 @@ def test_stages_run_under_torchrun(tmp_path, prepared):
     }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     for stage in ("search", "train"):
-        done = _torchrun("-m", f"stages.{stage}", cwd=tmp_path)
+        done = standalone("-m", f"stages.{stage}", cwd=tmp_path, timeout=600)
         assert done.returncode == 0, done.stderr[-4000:]
         assert done.stdout.count(f"{stage} epoch 1/1") == 1  # rank 0 alone reports
     genotype = yaml.safe_load((tmp_path / "genotype.json").read_text())

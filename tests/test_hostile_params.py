@@ -24,6 +24,7 @@ import torch
 import yaml
 
 from dnas.errors import UserError, run_main
+from tests.pipeline_copy import copy_pipeline, dvc_env, runner
 
 ROOT = Path(__file__).resolve().parents[1]
 VALID_NB201 = (
@@ -130,24 +131,6 @@ def test_validate_accepts_an_nb201_string_and_refuses_a_cell_of_the_wrong_track(
     _fails_cleanly(capsys, _validate(path), "train.genotype", "a recurrent cell", "text corpus")
 
 
-def _dvc_env(home: Path) -> dict:
-    env = {
-        **_env(),
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-        "DVC_SITE_CACHE_DIR": str(home / "site"),
-        "DVC_GLOBAL_CONFIG_DIR": str(home / "global"),
-        "DVC_SYSTEM_CONFIG_DIR": str(home / "system"),
-        "GIT_CONFIG_GLOBAL": "/dev/null",
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.invalid",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.invalid",
-    }
-    env.pop("PYTHONPATH")
-    return env
-
-
 @pytest.mark.e2e
 def test_dvc_keeps_train_outputs_when_the_genotype_is_malformed(tmp_path):
     """A real `dvc repro`: the project's validate stage, and a stand-in for train with the real
@@ -155,8 +138,7 @@ def test_dvc_keeps_train_outputs_when_the_genotype_is_malformed(tmp_path):
     command is a cheap one). With a malformed NB201 string, validate stops the run, and DVC
     never deletes train's outputs."""
     repo = tmp_path / "repo"
-    for item in ("src", "stages"):
-        shutil.copytree(ROOT / item, repo / item, ignore=shutil.ignore_patterns("__pycache__"))
+    copy_pipeline(repo, ("src", "stages"))
     real = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     assert "data/stages/train.json" in real["train"]["deps"]  # train runs after validate
     write = (
@@ -176,23 +158,18 @@ def test_dvc_keeps_train_outputs_when_the_genotype_is_malformed(tmp_path):
     )
     shutil.copy(ROOT / "params.yaml", repo / "params.yaml")
     shutil.copy(ROOT / "advanced.yaml", repo / "advanced.yaml")
-    env = _dvc_env(tmp_path / "home")
-
-    def run(*cmd):
-        return subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
-
+    run = runner(repo, dvc_env(tmp_path / "home", OMP_NUM_THREADS="1"), timeout=300)
     for cmd in (("git", "init", "-q", "-b", "main"), ("dvc", "init", "-q"), ("dvc", "repro")):
-        proc = run(*cmd)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
+        run(*cmd)
     outputs = ("models/model.pt", "metrics/train.json", "dvclive/train/metrics.json")
     before = {p: (repo / p).read_bytes() for p in outputs}
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["train"]["genotype"] = BAD_GENOTYPES["trailing plus"]
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    proc = run("dvc", "repro")
-    assert proc.returncode != 0
-    assert "train.genotype" in proc.stdout + proc.stderr
-    assert "Running stage 'train'" not in proc.stdout + proc.stderr
+    code, out = run("dvc", "repro", check=False)
+    assert code != 0
+    assert "train.genotype" in out
+    assert "Running stage 'train'" not in out
     assert {p: (repo / p).read_bytes() for p in outputs} == before
 
 

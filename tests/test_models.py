@@ -84,11 +84,15 @@ def test_model_file_round_trip(tmp_path):
     assert info["genotype"] == GDAS_V1 and info["channels"] == 4
 
 
+# A tiny language model's config, every dropout 0.1.
+LM_CFG = {"vocab_size": 30, "emsize": 6, "nhid": 6, "bptt": 5, "eval_batch_size": 2,
+          "test_batch_size": 1, **dict.fromkeys(BUILD_KEYS[3:], 0.1)}  # fmt: skip
+
+
 def test_a_language_model_uses_the_same_file_and_loader(tmp_path):
     """One format for both tracks: the genotype's space tells load_model what to build."""
     genotype = PUBLISHED["DARTS_V2_RNN"].genotype
-    cfg = {"vocab_size": 30, "emsize": 6, "nhid": 6, "bptt": 5, "eval_batch_size": 2,
-           "test_batch_size": 1, **dict.fromkeys(BUILD_KEYS[3:], 0.1)}  # fmt: skip
+    cfg = LM_CFG
     torch.manual_seed(0)
     lm = build_lm(genotype, cfg).eval()
     save_model(tmp_path / "lm.pt", lm, genotype, cfg)
@@ -102,6 +106,47 @@ def test_a_language_model_uses_the_same_file_and_loader(tmp_path):
     tokens = torch.randint(0, 30, (4, 2))
     hidden = lm.init_hidden(2)
     torch.testing.assert_close(loaded.eval()(tokens, hidden)[0], lm(tokens, hidden)[0])
+
+
+def test_a_loaded_model_is_in_eval_mode(tmp_path):
+    """load_model returns a network ready to predict (docs/api.md): every module in eval mode,
+    so a call uses batch-norm's saved running statistics and leaves them as they are, drops no
+    path or unit and returns the logits alone (no auxiliary head). Two loads, two calls each on
+    one input: all four outputs are the same tensor as the saved network's in eval mode."""
+    torch.manual_seed(0)
+    net = build_network(DARTS_V2, 1, 10, channels=4, layers=5, auxiliary=True)
+    with torch.no_grad():
+        for _ in range(3):  # as training does: running statistics away from their start
+            net(torch.randn(16, 1, 8, 8) * 3 + 1)
+    cfg = {"in_channels": 1, "num_classes": 10, "channels": 4, "layers": 5, "auxiliary": True}
+    save_model(tmp_path / "model.pt", net, DARTS_V2, cfg)
+    x = torch.randn(4, 1, 8, 8)
+    with torch.no_grad():
+        expected = net.eval()(x)
+    outputs = []
+    for _ in range(2):
+        loaded, _ = load_model(tmp_path / "model.pt")
+        assert loaded.training is False
+        assert not any(m.training for m in loaded.modules())
+        loaded.set_drop_prob(0.5)  # what the train stage sets: only training drops paths
+        saved = {k: v.clone() for k, v in loaded.state_dict().items()}
+        with torch.no_grad():
+            outputs += [loaded(x), loaded(x)]
+        for k, v in loaded.state_dict().items():  # running mean, var and batch count as saved
+            assert torch.equal(v, saved[k]), k
+    for out in outputs:
+        assert isinstance(out, torch.Tensor) and torch.equal(out, expected)
+    # the language model: no dropout either
+    genotype = PUBLISHED["DARTS_V2_RNN"].genotype
+    lm = build_lm(genotype, LM_CFG).eval()
+    save_model(tmp_path / "lm.pt", lm, genotype, LM_CFG)
+    loaded, _ = load_model(tmp_path / "lm.pt")
+    assert not any(m.training for m in loaded.modules())
+    tokens, hidden = torch.randint(0, 30, (8, 2)), lm.init_hidden(2)
+    with torch.no_grad():
+        first, second, want = loaded(tokens, hidden), loaded(tokens, hidden), lm(tokens, hidden)
+    for out in (first, second):
+        assert torch.equal(out[0], want[0]) and torch.equal(out[1], want[1])
 
 
 def test_broken_model_file_is_a_clear_error(tmp_path):

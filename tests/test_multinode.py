@@ -33,6 +33,8 @@ import pytest
 import torch
 import yaml
 
+from tests.torchrun_launch import standalone, worker_env
+
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 300  # seconds for one launch; a rendezvous that never completes fails the test
 PARAMS = {
@@ -42,27 +44,10 @@ PARAMS = {
 }
 
 
-def _env() -> dict:
-    return {
-        **os.environ,
-        "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}",
-        "OMP_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-        "DVC_NO_ANALYTICS": "1",
-    }
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _standalone(*args, cwd) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
-    return subprocess.run(
-        [*cmd, *args], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=TIMEOUT
-    )
 
 
 def _two_nodes(*args, nodes: list[Path], node_ranks=None) -> list[subprocess.CompletedProcess]:
@@ -84,7 +69,7 @@ def _two_nodes(*args, nodes: list[Path], node_ranks=None) -> list[subprocess.Com
         logs.append((out, err))
         procs.append(
             subprocess.Popen(
-                cmd, cwd=node, env=_env(), stdout=out, stderr=err, start_new_session=True
+                cmd, cwd=node, env=worker_env(), stdout=out, stderr=err, start_new_session=True
             )
         )
     done = []
@@ -109,16 +94,6 @@ def _ok(runs) -> None:
         assert r.returncode == 0, r.stderr[-4000:]
 
 
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    from dnas.config import Prepare
-    from dnas.data import prepare_dataset
-
-    root = tmp_path_factory.mktemp("prepared")
-    prepare_dataset("digits", Prepare(), root)
-    return root / "digits"
-
-
 def _node(path: Path, prepared: Path) -> Path:
     """A machine's working directory: params, its own copy of the prepared data and the
     genotype.json a clone of the repository holds (a DARTS cell, not this search's)."""
@@ -136,13 +111,13 @@ def _writer(nodes: list[Path], path: str) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="module")
-def searched(tmp_path_factory, prepared):
+def searched(tmp_path_factory, digits_prepared_dir):
     """The search stage under the single-node 2-process torchrun, and on two nodes:
     (the single node's directory, the two nodes' directories)."""
-    single = _node(tmp_path_factory.mktemp("single-node"), prepared)
-    _ok([_standalone("-m", "stages.search", cwd=single)])
+    single = _node(tmp_path_factory.mktemp("single-node"), digits_prepared_dir)
+    _ok([standalone("-m", "stages.search", cwd=single, timeout=TIMEOUT)])
     root = tmp_path_factory.mktemp("two-nodes")
-    nodes = [_node(root / f"node{i}", prepared) for i in range(2)]
+    nodes = [_node(root / f"node{i}", digits_prepared_dir) for i in range(2)]
     _ok(_two_nodes("-m", "stages.search", nodes=nodes))
     return single, nodes
 
@@ -165,11 +140,11 @@ def test_search_on_two_nodes_matches_one_node(searched):
 
 
 @pytest.fixture(scope="module")
-def worker_runs(tmp_path_factory, prepared):
+def worker_runs(tmp_path_factory, digits_prepared_dir):
     nodes = []
     for i in range(2):
         node = tmp_path_factory.mktemp(f"worker-node{i}")
-        shutil.copytree(prepared, node / "digits")
+        shutil.copytree(digits_prepared_dir, node / "digits")
         (node / "out").mkdir()
         nodes.append(node)
     # the static rendezvous: node1 is rank 0 because its --node-rank says so

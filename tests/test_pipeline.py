@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from dnas.io import MEASURED
+from tests.pipeline_copy import commit_pipeline, copy_pipeline, dvc_env, runner
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {
@@ -38,46 +39,11 @@ def _tiny_params(base: dict) -> dict:
 def repo(tmp_path_factory):
     path = tmp_path_factory.mktemp("pipeline")
     home = tmp_path_factory.mktemp("home")
-    for item in ("src", "stages", "dvc.yaml", "advanced.yaml", ".dvc/config", ".dvcignore",
-                 ".gitignore"):
-        src = ROOT / item
-        dst = path / item
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(src, dst)
+    copy_pipeline(path)
     params = _tiny_params(yaml.safe_load((ROOT / "params.yaml").read_text()))
     (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-        "DVC_NO_ANALYTICS": "1",
-        "DVC_SITE_CACHE_DIR": str(home / "site"),
-        "DVC_GLOBAL_CONFIG_DIR": str(home / "global"),
-        "DVC_SYSTEM_CONFIG_DIR": str(home / "system"),
-        "GIT_CONFIG_GLOBAL": "/dev/null",
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.invalid",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.invalid",
-    }
-    env.pop("PYTHONPATH", None)
-
-    def run(*cmd, check=True):
-        proc = subprocess.run(cmd, cwd=path, env=env, capture_output=True, text=True)
-        out = proc.stdout + proc.stderr
-        if check and proc.returncode != 0:
-            raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{out}")
-        return proc.returncode, out
-
-    run.env = env
-    run("git", "init", "-q", "-b", "main")
-    (path / ".dvc").mkdir(exist_ok=True)
-    (path / ".dvc" / ".gitignore").write_text("/config.local\n/tmp\n/cache\n")
-    run("git", "add", "-A")
-    run("git", "commit", "-qm", "pipeline")
+    run = runner(path, dvc_env(home))
+    commit_pipeline(path, run)
     return path, run
 
 

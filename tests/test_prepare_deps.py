@@ -5,10 +5,6 @@ custom dataset, or changing one, leaves the other prepare stages unchanged in `d
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +13,7 @@ import yaml
 
 from dnas.config import Prepare
 from dnas.data.registry import source_settings, write_source_settings
+from tests.pipeline_copy import commit_pipeline, copy_pipeline, dvc_env, runner
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.e2e
@@ -54,15 +51,7 @@ def test_source_settings_hold_one_datasets_entries_only(tmp_path):
 
 def test_adding_a_custom_dataset_leaves_the_other_prepare_stages_alone(tmp_path):
     path, home = tmp_path / "repo", tmp_path / "home"
-    for item in ("src", "stages", "dvc.yaml", "advanced.yaml", ".dvc/config", ".dvcignore",
-                 ".gitignore"):
-        src, dst = ROOT / item, path / item
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(src, dst)
-    (path / ".dvc" / ".gitignore").write_text("/config.local\n/tmp\n/cache\n")
+    copy_pipeline(path)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     custom = {n: {"format": "npz", "path": _npz(path / f"{n}.npz", i)} for i, n in enumerate("abc")}
     params["prepare"]["datasets"] = ["digits", "a", "b"]
@@ -71,27 +60,10 @@ def test_adding_a_custom_dataset_leaves_the_other_prepare_stages_alone(tmp_path)
     advanced = yaml.safe_load((path / "advanced.yaml").read_text())
     del advanced["prepare"]["custom"]  # moved to params.yaml (a knob lives in one file)
     (path / "advanced.yaml").write_text(yaml.safe_dump(advanced, sort_keys=False))
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-        "DVC_NO_ANALYTICS": "1",
-        "DVC_SITE_CACHE_DIR": str(home / "site"),
-        "DVC_GLOBAL_CONFIG_DIR": str(home / "global"),
-        "DVC_SYSTEM_CONFIG_DIR": str(home / "system"),
-        "GIT_CONFIG_GLOBAL": "/dev/null",
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.invalid",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.invalid",
-        "OMP_NUM_THREADS": "1",
-    }
-    env.pop("PYTHONPATH", None)
+    git_dvc = runner(path, dvc_env(home, OMP_NUM_THREADS="1"))
 
     def run(*cmd):
-        proc = subprocess.run(cmd, cwd=path, env=env, capture_output=True, text=True)
-        assert proc.returncode == 0, f"{' '.join(cmd)}:\n{proc.stdout}{proc.stderr}"
-        return proc.stdout + proc.stderr
+        return git_dvc(*cmd)[1]
 
     def status() -> dict:
         return json.loads(run("dvc", "status", "--json").strip().splitlines()[-1])
@@ -101,9 +73,7 @@ def test_adding_a_custom_dataset_leaves_the_other_prepare_stages_alone(tmp_path)
         files = (f for f in root.rglob("*") if f.is_file() and f.name != ".gitignore")
         return {str(f.relative_to(root)): f.read_bytes() for f in files}
 
-    run("git", "init", "-q", "-b", "main")
-    run("git", "add", "-A")
-    run("git", "commit", "-qm", "pipeline")
+    commit_pipeline(path, git_dvc)
     run("dvc", "repro", "prepare")  # validate, prepare@digits, prepare@a, prepare@b
     first = prepared()
     assert {k.split("/")[0] for k in first} == {"digits", "a", "b"}

@@ -130,10 +130,14 @@ def test_bad_input_is_one_clear_message(tmp_path, capsys):
     assert parse_exp_show([]) == []
 
 
-def _toy_dvc_repo(tmp_path, monkeypatch, body: str, metrics: list[str]):
+TOY_PARAMS = {"common": {"seed": 0}, "train": {"lr": 0.1}}
+
+
+def _toy_dvc_repo(tmp_path, monkeypatch, body: str, metrics: list[str], params=TOY_PARAMS):
     """A git + DVC repository, `tmp_path/repo`, with one stage `t` (stage.py: load params.yaml
-    as `p`, then `body`, which writes `metrics`; params seed 0, lr 0.1), committed. Returns the
-    repository and `sh(*cmd)`, which runs a command there."""
+    as `p`, then `body`, which writes `metrics`; params.yaml holds `params`, and the stage
+    reads each of its sections), committed. Returns the repository and `sh(*cmd)`, which runs
+    a command there and returns its standard output."""
     monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
     monkeypatch.setenv("DVC_SITE_CACHE_DIR", str(tmp_path / "site"))
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
@@ -141,9 +145,9 @@ def _toy_dvc_repo(tmp_path, monkeypatch, body: str, metrics: list[str]):
     repo.mkdir()
 
     def sh(*cmd):
-        subprocess.run(cmd, cwd=repo, check=True, capture_output=True, text=True)
+        return subprocess.run(cmd, cwd=repo, check=True, capture_output=True, text=True).stdout
 
-    (repo / "params.yaml").write_text("common:\n  seed: 0\ntrain:\n  lr: 0.1\n")
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
     (repo / "stage.py").write_text(
         "import json, os, yaml\n"
         "p = yaml.safe_load(open('params.yaml'))\n"
@@ -152,7 +156,7 @@ def _toy_dvc_repo(tmp_path, monkeypatch, body: str, metrics: list[str]):
     outs = "".join(f"      - {m}:\n          cache: false\n" for m in metrics)
     (repo / "dvc.yaml").write_text(
         "stages:\n  t:\n    cmd: python stage.py\n    deps: [stage.py]\n"
-        "    params: [common, train]\n    metrics:\n" + outs
+        f"    params: [{', '.join(params)}]\n    metrics:\n" + outs
     )
     sh("git", "init", "-q")
     sh("git", "config", "user.email", "t@example.com")
@@ -305,19 +309,9 @@ def _exp_revs(repo):
     return rows, [r["rev"] for row in rows for e in row.get("experiments") or [] for r in e["revs"]]
 
 
-def _toy_row(repo, monkeypatch, capsys, presets):
-    monkeypatch.chdir(repo)
-    cli_main(["report", "--presets", str(presets), "--out", "", "--png", ""])
-    lines = capsys.readouterr().out.splitlines()
-    return [line for line in lines[2:] if line.startswith("| ")]  # below the header
-
-
-@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
-def test_a_committed_preset_that_never_ran_is_not_a_run(tmp_path, monkeypatch, capsys):
-    """The README's recipe: the default ran and was committed, then a preset is copied into
-    params.yaml and committed (its dvc.lock and metrics are still the default's), then two
-    seeds run as experiments. The report counts the two experiments, not the baseline commit
-    with the old params' metrics: 2 runs (0, 1), their own mean and std."""
+def _seeded_toy_repo(tmp_path, monkeypatch):
+    """A _toy_dvc_repo whose stage writes test accuracy 90 + 2.5 * seed + 10 * lr, reproduced,
+    its results committed."""
     repo, sh = _toy_dvc_repo(
         tmp_path, monkeypatch,
         "acc = 90 + 2.5 * p['common']['seed'] + 10 * p['train']['lr']\n"
@@ -326,7 +320,33 @@ def test_a_committed_preset_that_never_ran_is_not_a_run(tmp_path, monkeypatch, c
     )  # fmt: skip
     sh("dvc", "repro", "-q")
     sh("git", "add", "-A")
-    sh("git", "commit", "-qm", "the default's results")
+    sh("git", "commit", "-qm", "the baseline's results")
+    return repo, sh
+
+
+def _assert_two_seeds_row(repo, monkeypatch, capsys, preset: dict, accs: list[float]) -> None:
+    """`dnas report` in `repo` with one preset, toy.yaml (`preset`), has one row, and
+    it counts two runs, seeds 0 and 1, with the mean ± std of the test errors of `accs`."""
+    presets = repo.parent / "presets"
+    presets.mkdir()
+    (presets / "toy.yaml").write_text(yaml.safe_dump(preset))
+    monkeypatch.chdir(repo)
+    cli_main(["report", "--presets", str(presets), "--out", "", "--png", ""])
+    lines = capsys.readouterr().out.splitlines()
+    lines = [line for line in lines[2:] if line.startswith("| ")]  # below the header
+    errors = [100 - a for a in accs]
+    expected = f"{statistics.mean(errors):.2f} ± {statistics.stdev(errors):.2f}"
+    assert len(lines) == 1
+    assert lines[0].startswith(f"| toy | test error % | 2 (0, 1) | {expected} |")
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_a_committed_preset_that_never_ran_is_not_a_run(tmp_path, monkeypatch, capsys):
+    """The README's recipe: the default ran and was committed, then a preset is copied into
+    params.yaml and committed (its dvc.lock and metrics are still the default's), then two
+    seeds run as experiments. The report counts the two experiments, not the baseline commit
+    with the old params' metrics: 2 runs (0, 1), their own mean and std."""
+    repo, sh = _seeded_toy_repo(tmp_path, monkeypatch)  # the default ran and was committed
     (repo / "params.yaml").write_text("common:\n  seed: 0\ntrain:\n  lr: 0.3\n")  # the "preset"
     sh("git", "commit", "-qam", "preset")
     for seed in (0, 1):
@@ -334,14 +354,8 @@ def test_a_committed_preset_that_never_ran_is_not_a_run(tmp_path, monkeypatch, c
     rows, revs = _exp_revs(repo)
     assert len(revs) == 2
     accs = [_git_json(repo, rev, "metrics/train.json")["test_acc"] for rev in revs]
-    presets = tmp_path / "presets"
-    presets.mkdir()
-    (presets / "toy.yaml").write_text("common:\n  seed: 0\ntrain:\n  lr: 0.3\n")
-    lines = _toy_row(repo, monkeypatch, capsys, presets)
-    errors = [100 - a for a in accs]
-    expected = f"{statistics.mean(errors):.2f} ± {statistics.stdev(errors):.2f}"
-    assert len(lines) == 1
-    assert lines[0].startswith(f"| toy | test error % | 2 (0, 1) | {expected} |")
+    preset = {"common": {"seed": 0}, "train": {"lr": 0.3}}
+    _assert_two_seeds_row(repo, monkeypatch, capsys, preset, accs)
     # The baseline's metrics (lr 0.1's) are in the exp show rows, and only the lock check
     # tells them apart: without it they would stand for the preset's seed 0.
     baseline = rows[1] if rows[0]["rev"] == "workspace" else rows[0]
@@ -355,27 +369,13 @@ def test_a_baseline_and_its_seed_0_experiment_are_one_run(tmp_path, monkeypatch,
     """A baseline whose results are its own counts, once: its `-S common.seed=0` experiment is
     the same run. Two experiments on a committed, reproduced baseline: seeds (0, 1), not
     (0, 0, 1)."""
-    repo, sh = _toy_dvc_repo(
-        tmp_path, monkeypatch,
-        "acc = 90 + 2.5 * p['common']['seed'] + 10 * p['train']['lr']\n"
-        "json.dump({'test_acc': acc}, open('metrics/train.json', 'w'))\n",
-        ["metrics/train.json"],
-    )  # fmt: skip
-    sh("dvc", "repro", "-q")
-    sh("git", "add", "-A")
-    sh("git", "commit", "-qm", "results")
+    repo, sh = _seeded_toy_repo(tmp_path, monkeypatch)
     for seed in (0, 1):
         sh("dvc", "exp", "run", "-q", "-S", f"common.seed={seed}")
     _, revs = _exp_revs(repo)
     accs = sorted(_git_json(repo, rev, "metrics/train.json")["test_acc"] for rev in revs)
-    presets = tmp_path / "presets"
-    presets.mkdir()
-    (presets / "toy.yaml").write_text("common:\n  seed: 0\ntrain:\n  lr: 0.1\n")
-    lines = _toy_row(repo, monkeypatch, capsys, presets)
-    errors = [100 - a for a in accs]
-    expected = f"{statistics.mean(errors):.2f} ± {statistics.stdev(errors):.2f}"
-    assert len(lines) == 1
-    assert lines[0].startswith(f"| toy | test error % | 2 (0, 1) | {expected} |")
+    preset = {"common": {"seed": 0}, "train": {"lr": 0.1}}
+    _assert_two_seeds_row(repo, monkeypatch, capsys, preset, accs)
 
 
 def test_lock_agrees_reads_params_and_output_hashes():

@@ -3,17 +3,14 @@
 the seeds pair and Welch's otherwise, checked against scipy's tests, and a plain verdict."""
 
 import json
-import os
 import shutil
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from scipy import stats
-from test_report import _exp_show, _rev
+from test_report import _exp_show, _rev, _toy_dvc_repo
 
 from dnas.report import T975, compare_with_random, group_runs, parse_exp_show, report, t975
 
@@ -93,38 +90,16 @@ def test_one_run_each_has_no_uncertainty_and_no_claim():
 def test_report_compares_a_real_dvc_sweep_with_its_random_cells(tmp_path, monkeypatch):
     """Four real `dvc exp run`s of a one-line stage: 2 seeds searched, 2 seeds with
     train.genotype=random; the report pairs them by seed."""
-    monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
-    monkeypatch.setenv("DVC_SITE_CACHE_DIR", str(tmp_path / "site"))
-    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    repo = tmp_path / "repo"
-    repo.mkdir()
-
-    def sh(*cmd):
-        return subprocess.run(cmd, cwd=repo, check=True, capture_output=True, text=True).stdout
-
-    (repo / "params.yaml").write_text(
-        "common:\n  seed: 0\nsearch:\n  algorithm: gdas\ntrain:\n  genotype: searched\n"
-    )
-    (repo / "stage.py").write_text(
-        "import json, os, yaml\n"
-        "p = yaml.safe_load(open('params.yaml'))\n"
-        "os.makedirs('metrics', exist_ok=True)\n"
+    params = {"common": {"seed": 0}, "search": {"algorithm": "gdas"},
+              "train": {"genotype": "searched"}}  # fmt: skip
+    repo, sh = _toy_dvc_repo(
+        tmp_path, monkeypatch,
         "s, g = p['common']['seed'], p['train']['genotype']\n"
         "acc = {('searched', 0): 91.0, ('searched', 1): 92.5, ('random', 0): 91.5,"
         " ('random', 1): 92.25}[(g, s)]\n"
-        "json.dump({'test_acc': acc}, open('metrics/train.json', 'w'))\n"
-    )
-    (repo / "dvc.yaml").write_text(
-        "stages:\n  t:\n    cmd: python stage.py\n    deps: [stage.py]\n"
-        "    params: [common, search, train]\n    metrics:\n"
-        "      - metrics/train.json:\n          cache: false\n"
-    )
-    sh("git", "init", "-q")
-    sh("git", "config", "user.email", "t@example.com")
-    sh("git", "config", "user.name", "t")
-    sh("dvc", "init", "-q")
-    sh("git", "add", "-A")
-    sh("git", "commit", "-qm", "one")
+        "json.dump({'test_acc': acc}, open('metrics/train.json', 'w'))\n",
+        ["metrics/train.json"], params,
+    )  # fmt: skip
     for genotype in ("searched", "random"):
         for seed in (0, 1):
             sh("dvc", "exp", "run", "-q", "-S", f"common.seed={seed}",

@@ -83,6 +83,8 @@ def save_model(path: str | Path, model: nn.Module, genotype: Genotype, config: d
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
     """Rebuild a saved network, CNN or language model: (model, {"genotype": ..., **config}).
+    The model is in eval mode, ready to predict (batch-norm's saved running statistics, no
+    dropout, drop-path or auxiliary head); call `model.train()` to train it further.
     `torch.load(weights_only=True)` never runs pickled code."""
     path = Path(path)
     if not path.is_file():
@@ -100,4 +102,4 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn
         raise UserError(
             f"{path}: not a valid dnas model ({unpickling_reason(exc)}); rerun the train stage"
         ) from None
-    return model.to(device), {"genotype": genotype, **config}
+    return model.to(device).eval(), {"genotype": genotype, **config}
