@@ -70,6 +70,30 @@ def edges_changed(before: dict, after: dict) -> int:
     return count
 
 
+def late_changes(cells: list[dict], probs: list[dict], last: int) -> list[dict]:
+    """The edges (op or input) that changed after each of the `last` epochs, with the
+    probability of `none` on that edge after the epoch and the edge's non-`none` ops' largest
+    probabilities: whether the change is on an edge the search switched off (p(none) > 0.5) and
+    how close the ops it chose between were. Edge k<-j of a cell is input j of its node k-2."""
+    out = []
+    for epoch in range(len(cells) - last, len(cells)):
+        for cell, line in cells[epoch].items():
+            before = cells[epoch - 1][cell].split(" | ")
+            for node, (a, b) in enumerate(zip(before, line.split(" | "))):
+                for edge in sorted(set(a.split()) ^ set(b.split())):
+                    j = int(edge[edge.index("(") + 1 : -1])
+                    name = f"{node + 2}<-{j}"
+                    at = (epoch, cell, name)
+                    p = {r["op"]: r["prob"] for r in probs
+                         if (r["epoch"], r["cell"], r["edge"]) == at}  # fmt: skip
+                    top = sorted((v for k, v in p.items() if k != "none"), reverse=True)[:2]
+                    out.append({"after_epoch": epoch + 1, "cell": cell, "edge": name,
+                                "was" if edge in a.split() else "now": edge,
+                                "p_none": round(p.get("none", 0.0), 3),
+                                "top_two_ops": [round(v, 3) for v in top]})  # fmt: skip
+    return out
+
+
 def run_one(
     work: Path, npz: Path, arch_lr, seed: int, epochs: int, size: int, extra: dict | None = None
 ) -> dict:
@@ -103,6 +127,8 @@ def run_one(
         if c:
             break
         unchanged += 1
+    probs = json.loads((work / "dvclive/search/plots/custom/arch_probs.json").read_text())
+    late = late_changes(cells, probs, last=2)
     notes = [line for line in out.stdout.splitlines() + out.stderr.splitlines()
              if "arch_lr" in line or "settled" in line]  # fmt: skip
     return {
@@ -117,6 +143,7 @@ def run_one(
         "changed_after_epoch": {e + 1: c for e, c in enumerate(changed)},
         "edges_changed": [edges_changed(a, b) for a, b in zip(cells, cells[1:])],
         "unchanged_epochs_bench": unchanged,
+        "late_changes": late,
         "settled": metrics.get("settled"),
         "valid_acc": metrics["valid_acc"],
         "seconds_per_epoch": json.loads((work / "measurements/search.json").read_text())[
