@@ -332,3 +332,45 @@ def test_the_recurrent_search_steps_the_alphas_at_the_schedule(tmp_path, monkeyp
     assert seen and seen[0] == pytest.approx(3.0e-3)
     distinct = sorted({round(v / 3.0e-3, 9) for v in seen}, reverse=True)
     assert distinct == pytest.approx([1.0, 0.75, 0.25])  # one step size per epoch, falling
+
+
+# --- what changed last (the note of an unsettled search) -------------------------------------
+
+
+def _rows(epoch: int, cell: str, probs: dict[str, dict[str, float]]) -> list[dict]:
+    """Op probability rows as record.arch_prob_rows writes them."""
+    return [{"epoch": epoch, "cell": cell, "edge": edge, "op": op, "prob": value}
+            for edge, ops in probs.items() for op, value in ops.items()]  # fmt: skip
+
+
+def test_changed_edges_names_an_op_change_and_an_input_swap_with_their_probabilities():
+    from dnas.search.budget import changed_edges
+
+    before = {"normal": "max_pool_3x3(0) skip_connect(1) | sep_conv_3x3(0) max_pool_3x3(2)"}
+    after = {"normal": "max_pool_3x3(0) dil_conv_3x3(1) | sep_conv_3x3(0) max_pool_3x3(1)"}
+    rows = _rows(4, "normal", {
+        "2<-0": {"none": 0.1, "max_pool_3x3": 0.8},
+        "2<-1": {"none": 0.9, "skip_connect": 0.0221, "dil_conv_3x3": 0.0222},
+        "3<-0": {"sep_conv_3x3": 0.7}, "3<-1": {"max_pool_3x3": 0.933},
+        "3<-2": {"max_pool_3x3": 0.927},
+    })  # fmt: skip
+    assert changed_edges(before, after, rows) == [
+        "normal 2<-1: skip_connect 0.0221 -> dil_conv_3x3 0.0222",
+        "normal node 3: max_pool_3x3(2) 0.927 -> max_pool_3x3(1) 0.933",
+    ]
+    assert changed_edges(after, after, rows) == []
+    # The recurrent cell's nodes start at 1 (one input): the first node is found from the rows.
+    rnn = _rows(0, "cell", {"1<-0": {"tanh": 0.3, "relu": 0.31}, "2<-1": {"relu": 0.5}})
+    assert changed_edges({"cell": "tanh(0) | relu(1)"}, {"cell": "relu(0) | relu(1)"}, rnn) == [
+        "cell 1<-0: tanh 0.3 -> relu 0.31"
+    ]
+
+
+def test_the_note_of_an_unsettled_search_says_what_changed_last(capsys):
+    first = {"normal": "max_pool_3x3(0) skip_connect(1)"}
+    second = {"normal": "max_pool_3x3(0) dil_conv_3x3(1)"}
+    rows = _rows(2, "normal", {"2<-1": {"skip_connect": 0.0221, "dil_conv_3x3": 0.0222}})
+    assert settled_report([first, first, second], 3, rows) == {"settled": False}
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1, out
+    assert "last changed in epoch 3 of 3 (normal 2<-1: skip_connect 0.0221 -> dil_conv_3x3" in out

@@ -94,20 +94,65 @@ def unchanged_epochs(cells: list[dict]) -> int:
     return count
 
 
-def settled_report(cells: list[dict], epochs: int) -> dict:
+def changed_edges(before: dict, after: dict, probs: list[dict]) -> list[str]:
+    """What differs between two genotypes (Genotype.brief(): nodes separated by ' | ', edges as
+    op(input)), one phrase per node, with each edge's op probability from `probs` (the op
+    probability rows after the later epoch, record.arch_prob_rows): an op that changed on an
+    edge, e.g. `normal 2<-1: max_pool_3x3 0.022 -> dil_conv_3x3 0.022`, or an input a node
+    swapped for another, e.g. `normal node 5: max_pool_3x3(2) 0.927 -> max_pool_3x3(1) 0.933`.
+    Edge k<-j is input j of a cell's node k - first, its first node's index (the smallest k)."""
+    p = {(r["cell"], r["edge"], r["op"]): r["prob"] for r in probs}
+    out = []
+    for cell in sorted(after):
+        first = min((int(edge.split("<-")[0]) for c, edge, _ in p if c == cell), default=0)
+        nodes = zip(before.get(cell, "").split(" | "), after[cell].split(" | "))
+        for node, (a, b) in enumerate(nodes):
+            at = (p, cell, first + node)
+            gone = [_edge(*at, e) for e in sorted(set(a.split()) - set(b.split()))]
+            came = [_edge(*at, e) for e in sorted(set(b.split()) - set(a.split()))]
+            if not gone and not came:
+                continue
+            if len(gone) == len(came) == 1 and gone[0][1] == came[0][1]:  # an op, same input
+                (op0, j, p0), (op1, _, p1) = gone[0], came[0]
+                out.append(f"{cell} {first + node}<-{j}: {op0} {p0} -> {op1} {p1}")
+                continue
+            was = ", ".join(f"{op}({j}) {pr}" for op, j, pr in gone)
+            now = ", ".join(f"{op}({j}) {pr}" for op, j, pr in came)
+            out.append(f"{cell} node {first + node}: {was} -> {now}")
+    return out
+
+
+def _edge(p: dict, cell: str, node: int, token: str) -> tuple[str, str, str]:
+    """op(j) into `node` of `cell` -> (op, j, its probability in `p` or '?')."""
+    op, j = token[:-1].split("(")
+    value = p.get((cell, f"{node}<-{j}", op))
+    return op, j, "?" if value is None else f"{value:.3g}"
+
+
+def settled_report(cells: list[dict], epochs: int, probs: list[dict] | None = None) -> dict:
     """metrics/search.json's `settled` (the count of unchanged final epochs is in the note and
     in dvclive/search/genotypes.json: one metric column fewer in `dvc exp show`); prints a note
-    when the cells did not settle, saying what to change."""
+    when the cells did not settle: when they last changed, what changed then (with `probs`,
+    the op probability rows of every epoch: each changed edge with its probabilities, so a
+    near tie shows as one; docs/algorithms.md#what-keeps-the-cells-from-settling) and what to
+    change."""
     unchanged = unchanged_epochs(cells)
     settled = unchanged >= SETTLE_EPOCHS
     if not settled and dist.is_main():
         n = len(cells)
+        what = ""
+        if probs is not None and n >= 2:
+            epoch = n - unchanged - 1  # 0-based: the epoch after which it last changed
+            rows = [r for r in probs if r["epoch"] == epoch]
+            changes = changed_edges(cells[epoch - 1], cells[epoch], rows)
+            more = f" and {len(changes) - 3} more" if len(changes) > 3 else ""
+            what = f" ({'; '.join(changes[:3])}{more})" if changes else ""
         print(
             f"note: search: the cells did not settle: the genotype last changed in epoch"
-            f" {n - unchanged} of {n} (settled = unchanged over the last {SETTLE_EPOCHS} epochs);"
-            " search.arch_lr_schedule: cosine with search.arch_weight_decay: 0 (the default's)"
-            " or more search.epochs change fewer edges per epoch;"
-            " a larger search.arch_lr changes more (docs/algorithms.md)",
+            f" {n - unchanged} of {n}{what} (settled = unchanged over the last"
+            f" {SETTLE_EPOCHS} epochs); search.arch_lr_schedule: cosine with"
+            " search.arch_weight_decay: 0 (the default's) or more search.epochs change fewer"
+            " edges per epoch; a larger search.arch_lr changes more (docs/algorithms.md)",
             flush=True,
         )
     return {"settled": settled}

@@ -57,7 +57,7 @@ def final_metrics(
     tau = {"final_tau": summary["tau"]} if uses_tau else {}
     cells = [h.get("genotype") for h in run.log[0]]
     return {
-        **settled_report(cells, epochs),  # whether the cells settled (docs/algorithms.md)
+        **settled_report(cells, epochs, run.log[1]),  # whether the cells settled
         **{metric: summary[key] for metric, key in names.items()},
         **tau,
         "arch_entropy": summary["arch/entropy"],
