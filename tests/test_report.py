@@ -183,7 +183,7 @@ def test_report_reads_real_dvc_experiments(tmp_path, monkeypatch):
         ["dvc", "exp", "show", "--json"], cwd=repo, capture_output=True, text=True, check=True
     )
     runs = parse_exp_show(json.loads(show.stdout))
-    assert sorted((r.params["train.lr"], r.params["common.seed"], r.accuracy) for r in runs) == [
+    assert sorted((r.params["train.lr"], r.params["common.seed"], r.value) for r in runs) == [
         (0.1, 0, 91.0), (0.1, 1, 93.0), (0.3, 0, 93.0), (0.3, 1, 95.0)
     ]  # fmt: skip
 
@@ -360,7 +360,7 @@ def test_a_committed_preset_that_never_ran_is_not_a_run(tmp_path, monkeypatch, c
     # tells them apart: without it they would stand for the preset's seed 0.
     baseline = rows[1] if rows[0]["rev"] == "workspace" else rows[0]
     assert baseline["data"]["metrics"]["metrics/train.json"]["data"]["test_acc"] == 91.0
-    assert 91.0 in [r.accuracy for r in parse_exp_show(rows, own_results=lambda rev: True)]
+    assert 91.0 in [r.value for r in parse_exp_show(rows, own_results=lambda rev: True)]
     assert 91.0 not in accs
 
 

@@ -6,22 +6,32 @@ An experiment's group is its params without `common` (seed, device, checkpointin
 runs of a seed sweep (`dvc exp run --queue -S 'common.seed=range(0,4)'`) form one group. A group
 is named after the preset whose params it equals; one that differs from its nearest preset in
 a few keys is named `preset (key=value, ...)`, and any other by the keys that set it apart
-from the other groups. The value of a run is `best_test_acc` from metrics/train.json when
-`train.report` is `best`, else `test_acc`; a paper's number given as an error is compared with
-100 - accuracy. The std is the sample standard deviation (n - 1); it needs two runs.
+from the other groups. The value of a CNN run is its test accuracy: `best_test_acc` from
+metrics/train.json when `train.report` is `best`, else `test_acc` there or metrics/eval.json
+`test.top1` (an NB201 search with `search.benchmark`: the benchmark's row). The value of a
+language-model run (a recurrent cell on a text corpus, whether searched or a fixed
+`train.genotype`) is its test perplexity, metrics/eval.json `test.ppl`: the evaluate stage's
+output says which kind a run is. A group's metric is its paper row's (`metric` in
+papers.yaml: test_error is compared with 100 - accuracy, test_acc with the accuracy,
+perplexity with the test perplexity); without one it is `test_error` for accuracies and
+`perplexity` for language models (a paper row of the other kind is not compared). Lower is
+better for error and perplexity, higher for accuracy, in every choice below. The std is the
+sample standard deviation (n - 1); it needs two runs.
 
 The paper's protocol (`protocol` in papers.yaml):
 - best_of_searches: the value of the run whose search-validation accuracy (metrics/search.json
-  `valid_acc`; lowest `valid_ppl` for language models) is best, as GDAS picks its cell;
+  `valid_acc`) is highest, or for language models whose search-validation perplexity
+  (`valid_ppl`) is lowest, as GDAS picks its cell;
 - retrain_seeds: mean ± std over retrainings of one cell (DARTS's ± 0.09): the group of the
   same preset whose `train.genotype` names that cell (e.g. the best run's genotype.json saved
   to a file); until there is one, the best search's own retraining;
 - best_of_short_retrainings: DARTS's selection: several searches, each cell retrained from
-  scratch for a short time (100 epochs on CIFAR-10), the best of those short retrainings
-  retrained in full over seeds. The short retrainings are the group of the same preset that
-  differs only in a smaller `train.epochs`; the value is the mean ± std of the group that
-  retrains the selected cell (as retrain_seeds) if there is one, else the full-length run of
-  the best short retraining's seed (docs/protocols.md);
+  scratch for a short time (100 epochs on CIFAR-10, 300 on PTB), the best of those short
+  retrainings retrained in full over seeds. The short retrainings are the group of the same
+  preset that differs only in a smaller `train.epochs`; the value is the mean ± std of the
+  group that retrains the selected cell (as retrain_seeds) if there is one, else the
+  full-length run of the best short retraining's seed (docs/protocols.md); the best short
+  retraining is the one with the best test value (accuracy, or the lowest perplexity);
 - mean_over_runs, published_cell, unstated: the mean ± std over the group's runs.
 A group that retrains a fixed cell (`train.genotype` other than the preset's) is always
 reported as retrainings of one cell.
@@ -33,11 +43,13 @@ that retrains its own search's cell is set beside its random groups, the groups 
 differ from it only in `search.algorithm: random` (random search with weight sharing; its own
 `search.random_*` knobs may differ too, as between a preset and its random-* preset) or
 `train.genotype: random` (a random cell): the same data, search budget and retraining. The
-difference searched - random in the group's metric comes with its uncertainty over seeds:
-paired by seed where at least two seeds ran in both (the mean of the per-seed differences, its
-standard error and a 95% t-interval), else Welch's unpaired interval (each group with two runs
-or more), else the difference alone. The verdict says plainly when the search did not beat
-random: unless the whole interval lies on the searched side of zero, it did not.
+difference searched - random in the group's metric (error, accuracy or perplexity) comes with
+its uncertainty over seeds: paired by seed where at least two seeds ran in both (the mean of
+the per-seed differences, its standard error and a 95% t-interval), else Welch's unpaired
+interval (each group with two runs or more), else the difference alone. The searched side of
+zero is the better one: below it for error and perplexity, above it for accuracy. The verdict
+says plainly when the search did not beat random: unless the whole interval lies on the
+searched side of zero, it did not.
 
 A commit's own metrics count only when its dvc.lock agrees with its params and output files
 (`lock_agrees`): a preset copied into params.yaml and committed without running still holds
@@ -73,8 +85,9 @@ class Run:
     name: str
     rev: str
     params: dict[str, Any]  # flattened `section.key` -> value
-    accuracy: float
+    value: float  # test accuracy (%) or, for a language model, test perplexity (`measure`)
     search_score: float | None = None  # higher is better: search-valid accuracy, or -ppl
+    measure: str = "accuracy"  # what `value` is: "accuracy" or "perplexity"
 
 
 @dataclass
@@ -87,6 +100,12 @@ class Group:
     @property
     def seeds(self) -> list:
         return [r.params.get("common.seed") for r in self.runs]
+
+    @property
+    def measure(self) -> str:
+        """What the runs' values are; runs of one group have the same params, so the same
+        kind of model and the same measure."""
+        return self.runs[0].measure
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -133,18 +152,33 @@ def benchmark_value(params: dict[str, Any], metrics: dict[str, dict]) -> float |
     return None if value is None else float(value)
 
 
-def run_value(params: dict[str, Any], metrics: dict[str, dict]) -> float | None:
-    """The reported test accuracy (%) of one run, or None if it has none."""
+def run_result(params: dict[str, Any], metrics: dict[str, dict]) -> tuple[float, str] | None:
+    """(value, measure) of one run: its reported test accuracy (%) and "accuracy", or for a
+    language model its test perplexity (metrics/eval.json `test.ppl`) and "perplexity"; None
+    if it has neither. The measure comes from what the evaluate stage wrote, which follows
+    the retrained model (a recurrent cell on a text corpus), whatever `train.genotype` is."""
     looked_up = benchmark_value(params, metrics)
     if looked_up is not None:  # NB201: the benchmark's number, whether retrained or not
-        return looked_up
+        return looked_up, "accuracy"
     train = metrics.get("metrics/train.json", {})
     if params.get("train.report") == "best" and "best_test_acc" in train:
-        return float(train["best_test_acc"])
+        return float(train["best_test_acc"]), "accuracy"
     if "test_acc" in train:
-        return float(train["test_acc"])
-    top1 = metrics.get("metrics/eval.json", {}).get("test", {}).get("top1")
-    return None if top1 is None else float(top1)
+        return float(train["test_acc"]), "accuracy"
+    test = metrics.get("metrics/eval.json", {}).get("test", {})
+    if not isinstance(test, dict):
+        return None
+    if test.get("top1") is not None:
+        return float(test["top1"]), "accuracy"
+    if test.get("ppl") is not None:
+        return float(test["ppl"]), "perplexity"
+    return None
+
+
+def run_value(params: dict[str, Any], metrics: dict[str, dict]) -> float | None:
+    """The reported value of one run (`run_result`) without its measure."""
+    result = run_result(params, metrics)
+    return None if result is None else result[0]
 
 
 def search_score(metrics: dict[str, dict]) -> float | None:
@@ -309,8 +343,8 @@ def parse_exp_show(
         below = params_files.get("advanced.yaml") or (advanced(rev) if advanced else None)
         params = flatten(_lay_over(below, params_files.get("params.yaml", {})))
         metrics = _data(entry, "metrics")
-        value = run_value(params, metrics)
-        if value is None:
+        result = run_result(params, metrics)
+        if result is None:
             return
         ident = _identity(params)
         key = (
@@ -319,7 +353,7 @@ def parse_exp_show(
         )
         if key not in runs:
             label = name or entry.get("name") or rev[:7]
-            runs[key] = Run(label, rev, params, value, search_score(metrics))
+            runs[key] = Run(label, rev, params, result[0], search_score(metrics), result[1])
 
     for row in rows:
         add(row, row.get("name"), baseline=True)
@@ -344,9 +378,18 @@ def load_papers(preset_dir: Path) -> dict[str, dict]:
     if not path.is_file():
         return {}
     try:
-        return yaml.safe_load(path.read_text()) or {}
+        papers = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise UserError(f"{path}: not valid YAML: {exc}") from None
+    for name, entry in papers.items() if isinstance(papers, dict) else ():
+        if not isinstance(entry, dict):
+            raise UserError(f"{path}: {name} must be a mapping (paper, row, metric, value, ...)")
+        metric = entry.get("metric", "test_error")
+        if metric not in METRIC_MEASURES:
+            raise UserError(
+                f"{path}: {name}.metric is {metric!r}; use one of {', '.join(METRIC_MEASURES)}"
+            )
+    return papers
 
 
 def _fmt(value: Any) -> str:
@@ -388,11 +431,40 @@ def mean_std(values: list[float]) -> tuple[float, float | None]:
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
 
 
-def _as_metric(accuracy: float, metric: str) -> float:
-    return 100.0 - accuracy if metric == "test_error" else accuracy
+def _as_metric(value: float, metric: str) -> float:
+    """A run's value (test accuracy, or a language model's test perplexity) in `metric`."""
+    return 100.0 - value if metric == "test_error" else value
 
 
-METRIC_NAMES = {"test_error": "test error %", "test_acc": "test acc. %"}
+METRIC_NAMES = {"test_error": "test error %", "test_acc": "test acc. %",
+                "perplexity": "test perplexity"}  # fmt: skip
+# The measure a paper's metric is computed from (Run.measure), and each measure's default.
+METRIC_MEASURES = {"test_error": "accuracy", "test_acc": "accuracy", "perplexity": "perplexity"}
+DEFAULT_METRIC = {"accuracy": "test_error", "perplexity": "perplexity"}
+LOWER_IS_BETTER = {"test_error", "perplexity"}
+
+
+def paper_row(group: Group, papers: dict[str, dict]) -> dict:
+    """The papers.yaml entry of the group's preset, or {} when it has none or when its number
+    measures something else than the group's runs (a paper's perplexity beside runs of a CNN:
+    the group was renamed after the nearest preset, but is another task)."""
+    paper = papers.get(group.preset or "") or {}
+    if METRIC_MEASURES.get(paper.get("metric", "test_error")) != group.measure:
+        return {}
+    return paper
+
+
+def group_metric(group: Group, paper: dict) -> str:
+    """The metric of a group's row: its paper's (`paper_row`), else by what its runs measure:
+    test error for accuracies, test perplexity for language models."""
+    return paper.get("metric") or DEFAULT_METRIC[group.measure]
+
+
+def _best(runs: list[Run], metric: str) -> Run:
+    """The run with the best value in `metric` (the lowest error or perplexity)."""
+    if metric in LOWER_IS_BETTER:
+        return min(runs, key=lambda r: _as_metric(r.value, metric))
+    return max(runs, key=lambda r: _as_metric(r.value, metric))
 
 
 PROTOCOLS = {
@@ -420,7 +492,7 @@ def by_protocol(
     group: Group, groups: list[Group], protocol: str, metric: str, presets: dict
 ) -> tuple[float | None, float | None, str]:
     """(value, std or None, what it is) of `group` by the paper's protocol."""
-    values = [_as_metric(r.accuracy, metric) for r in group.runs]
+    values = [_as_metric(r.value, metric) for r in group.runs]
     if _retrains_a_fixed_cell(group, presets):
         mean, std = mean_std(values)
         return mean, std, f"{len(values)} retrainings of one cell"
@@ -430,15 +502,16 @@ def by_protocol(
         if protocol == "retrain_seeds":
             other = _sibling(group, groups, "train.genotype")
             if other is not None:
-                mean, std = mean_std([_as_metric(r.accuracy, metric) for r in other.runs])
+                mean, std = mean_std([_as_metric(r.value, metric) for r in other.runs])
                 return mean, std, f"{len(other.runs)} retrainings: {other.label}"
         best = _best_search(group)
         if best is None:
-            return None, None, "no search-valid accuracy (metrics/search.json)"
+            what = "perplexity" if group.measure == "perplexity" else "accuracy"
+            return None, None, f"no search-valid {what} (metrics/search.json)"
         note = f"best search: {best.name}"
         if protocol == "retrain_seeds":
             note += "; retrain its cell over seeds with -S train.genotype=FILE"
-        return _as_metric(best.accuracy, metric), None, note
+        return _as_metric(best.value, metric), None, note
     mean, std = mean_std(values)
     return mean, std, "mean over runs"
 
@@ -463,21 +536,22 @@ def _by_short_retrainings(group: Group, groups: list[Group], metric: str):
     short retrainings' group, or a note of what is missing."""
     cell = _sibling(group, groups, "train.genotype")
     if cell is not None:  # the selected cell's full retrainings over seeds
-        mean, std = mean_std([_as_metric(r.accuracy, metric) for r in cell.runs])
+        mean, std = mean_std([_as_metric(r.value, metric) for r in cell.runs])
         return mean, std, f"{len(cell.runs)} retrainings: {cell.label}"
     if _sibling(group, groups, "train.epochs", shorter=False) is not None:
-        best = max(group.runs, key=lambda r: r.accuracy)  # this group holds the selection runs
-        return _as_metric(best.accuracy, metric), None, f"short retrainings: best {best.name}"
+        best = _best(group.runs, metric)  # this group holds the selection runs
+        return _as_metric(best.value, metric), None, f"short retrainings: best {best.name}"
     short = _sibling(group, groups, "train.epochs", shorter=True)
     if short is None:
-        return None, None, "no short retrainings: sweep the seeds with -S train.epochs=100"
-    best = max(short.runs, key=lambda r: r.accuracy)
+        epochs = 300 if group.measure == "perplexity" else 100  # DARTS: PTB 300, CIFAR-10 100
+        return None, None, f"no short retrainings: sweep the seeds with -S train.epochs={epochs}"
+    best = _best(short.runs, metric)
     seed = best.params.get("common.seed")
     full = [r for r in group.runs if r.params.get("common.seed") == seed]
     note = f"best short retraining: {best.name} (seed {seed})"
     if not full:
         return None, None, f"{note}; retrain its cell in full over seeds"
-    return _as_metric(full[0].accuracy, metric), None, f"{note}, its full run {full[0].name}"
+    return _as_metric(full[0].value, metric), None, f"{note}, its full run {full[0].name}"
 
 
 def build_rows(
@@ -486,10 +560,10 @@ def build_rows(
     presets = presets or {}
     rows = []
     for g in groups:
-        paper = papers.get(g.preset or "", {})
-        metric = paper.get("metric", "test_error")
+        paper = paper_row(g, papers)
+        metric = group_metric(g, paper)
         protocol = paper.get("protocol", "unstated")
-        mean, std = mean_std([_as_metric(r.accuracy, metric) for r in g.runs])
+        mean, std = mean_std([_as_metric(r.value, metric) for r in g.runs])
         value, value_std, note = by_protocol(g, groups, protocol, metric, presets)
         paper_value = paper.get("value")
         diff = None
@@ -597,6 +671,7 @@ def figure(rows: list[dict]):
     ax.set_yticks(ys, labels, fontsize=8)
     ax.set_ylim(len(rows) - 0.5, -0.5)
     ax.grid(axis="x", alpha=0.3)
+    ax.set_xlabel(" / ".join(dict.fromkeys(r["metric"] for r in rows)), fontsize=8)
     ax.legend(fontsize=8, loc="best")
     ax.set_title("Reproduction: measured against the papers")
     fig.tight_layout()
@@ -697,7 +772,7 @@ def _searches_its_own_cell(ident: dict[str, Any]) -> bool:
 def difference_stats(searched: list[Run], random: list[Run], metric: str) -> dict:
     """searched - random in `metric` with its uncertainty (module doc): paired over the seeds
     both ran when there are two or more, else Welch's unpaired, else the difference alone."""
-    value = lambda r: _as_metric(r.accuracy, metric)  # noqa: E731
+    value = lambda r: _as_metric(r.value, metric)  # noqa: E731
     by_seed_s = {r.params.get("common.seed"): r for r in searched}
     by_seed_r = {r.params.get("common.seed"): r for r in random}
     common = sorted(k for k in by_seed_s if k in by_seed_r and k is not None)
@@ -729,8 +804,8 @@ def difference_stats(searched: list[Run], random: list[Run], metric: str) -> dic
         out["ci"] = (out["diff"] - half, out["diff"] + half)
     else:
         out["ci"] = None
-    # The searched side: higher accuracy, lower error.
-    sign = -1.0 if metric == "test_error" else 1.0
+    # The searched side: higher accuracy, lower error or perplexity.
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
     gain = sign * out["diff"]
     if out["ci"] is not None and min(sign * out["ci"][0], sign * out["ci"][1]) > 0:
         out["verdict"] = "the search beat random (the 95% interval excludes 0)"
@@ -756,7 +831,7 @@ def compare_with_random(groups: list[Group], papers: dict[str, dict]) -> list[di
     for g, a in zip(groups, idents):
         if not _searches_its_own_cell(a):
             continue
-        metric = papers.get(g.preset or "", {}).get("metric", "test_error")
+        metric = group_metric(g, paper_row(g, papers))
         for other, b in zip(groups, idents):
             # random search's own knobs (search.random_*) do nothing in the searched group
             keys = [k for k in _diff(a, b) if k not in baseline_knobs]
