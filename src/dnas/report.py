@@ -461,7 +461,8 @@ def group_metric(group: Group, paper: dict) -> str:
 
 
 def _best(runs: list[Run], metric: str) -> Run:
-    """The run with the best value in `metric` (the lowest error or perplexity)."""
+    """The run with the best value in `metric`: the highest accuracy, the lowest error or
+    perplexity."""
     if metric in LOWER_IS_BETTER:
         return min(runs, key=lambda r: _as_metric(r.value, metric))
     return max(runs, key=lambda r: _as_metric(r.value, metric))
