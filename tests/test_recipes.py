@@ -92,6 +92,19 @@ def test_knobs_at_their_default_leave_the_fingerprint_alone():
     assert changed_settings(rnn.search) == {"rnn": {"bptt": 7}}
 
 
+def test_a_checkpoint_of_a_run_under_an_old_default_is_not_resumed_under_the_new_one():
+    """The alphas' schedule and decay changed by default (constant, 1e-3 -> cosine, 0): a
+    default search checkpointed before (whose fingerprint left both out, as knobs at their
+    defaults) must not match a default search now, nor a constant-step one."""
+    from dnas.checkpoint import fingerprint, run_fingerprint
+
+    default = parse_params({})
+    old_default_run = fingerprint(default.common.seed, "search", {}, "sha")
+    assert run_fingerprint(default, "search", "sha") != old_default_run
+    papers = parse_params({"search": {"arch_lr_schedule": "constant"}})
+    assert run_fingerprint(papers, "search", "sha") != run_fingerprint(default, "search", "sha")
+
+
 def test_best_report_is_the_maximum_over_the_logged_epochs(tmp_path, digits_prepared):
     from dnas.spaces.published import PUBLISHED
 

@@ -70,11 +70,21 @@ def changed_settings(section: Any) -> dict:
     return out
 
 
+# Knobs whose default itself changed what a run computes: always in the fingerprint, also at
+# their default, so a checkpoint of a run under the old default (which left them out) is not
+# resumed by a run under the new one (search: the alphas' step falls by a cosine without decay
+# since 2026-12-05; before, a constant step with decay 1e-3).
+DEFAULTS_CHANGED = {"search": ("arch_lr_schedule", "arch_weight_decay")}
+
+
 def run_fingerprint(p: Any, section: str, data_sha: str, *extra: Any, leave_out=()) -> str:
     """The fingerprint of a search or retraining run (docs/resume.md#the-fingerprint): the
-    seed, the section's changed settings less `leave_out` (what only adds to the outputs),
-    the data's checksum and `extra` (the cells a retraining trains, ...)."""
+    seed, the section's changed settings (and DEFAULTS_CHANGED's knobs) less `leave_out` (what
+    only adds to the outputs), the data's checksum and `extra` (the cells a retraining trains,
+    ...)."""
     settings = changed_settings(getattr(p, section))
+    for key in DEFAULTS_CHANGED.get(section, ()):
+        settings.setdefault(key, getattr(getattr(p, section), key))
     for key in leave_out:
         settings.pop(key, None)
     return fingerprint(p.common.seed, section, settings, data_sha, *extra)
