@@ -156,6 +156,37 @@ class Optim(Section):
         return self
 
 
+class RnnModel(Section):
+    """What the recurrent language model's search (`search.rnn`) and retraining (`train.rnn`)
+    share: the sequence lengths, the tied embedding's size, the dropouts and AR/TAR
+    (docs/algorithms.md#rnn-search, docs/algorithms.md#rnn-retraining). Defaults: the PTB
+    retraining recipe (AWD-LSTM); the search's own are in `RnnSearch`."""
+
+    bptt: PositiveInt = 35
+    # Sequence length of each batch: bptt (halved with probability 0.05), plus normal noise of
+    # this std, clipped to [5, bptt + max_seq_delta]. 0 = no noise.
+    seq_std: NonNegFloat = 5.0
+    max_seq_delta: Annotated[int, Field(ge=0)] = 20
+    emsize: Channels = 850
+    nhid: Channels = 850
+    dropout: Fraction = 0.75  # output (locked)
+    dropouth: Fraction = 0.25  # states before each W (variational)
+    dropoutx: Fraction = 0.75  # input x_t before W0 (variational)
+    dropouti: Fraction = 0.2  # embedded input (locked)
+    dropoute: Fraction = 0.1  # whole words of the embedding
+    alpha: NonNegFloat = 0.0  # activation regularisation (AR) weight, on the dropped outputs
+    beta: NonNegFloat = 1.0e-3  # temporal activation regularisation (TAR), on the raw outputs
+
+    @model_validator(mode="after")
+    def _tied(self) -> RnnModel:
+        if self.emsize != self.nhid:
+            raise ValueError(
+                f"emsize ({self.emsize}) must equal nhid ({self.nhid}): the decoder shares the "
+                "embedding's weights"
+            )
+        return self
+
+
 def spaces() -> dict:
     """The search spaces by name (dnas.spaces.registry; lazy: the spaces import torch)."""
     from dnas.spaces.registry import SPACES

@@ -24,46 +24,27 @@ from dnas.config.base import (
     Optim,
     PositiveFloat,
     PositiveInt,
-    Section,
+    RnnModel,
     _short_repr,
     space_of,
 )
 
 
-class RnnSearch(Section):
+class RnnSearch(RnnModel):
     """`search.rnn`: the recurrent (language-model) search, used when `search.space` is `rnn`
-    (docs/algorithms.md#rnn-search). Defaults: DARTS's search settings, but for seq_std."""
+    (docs/algorithms.md#rnn-search). Defaults: DARTS's search settings, but for seq_std; the
+    knobs shared with the retraining are `RnnModel`'s. seq_std: both papers' searches use no
+    noise (0: DARTS's and GDAS's search code take 35, or 17 with probability 0.05; their
+    presets set it); the retraining's (AWD-LSTM) 5 is kept as the default here."""
 
-    bptt: PositiveInt = 35
-    # Sequence length of each batch: bptt (halved with probability 0.05), plus normal noise of
-    # this std, clipped to [5, bptt + max_seq_delta]. 0 = no noise, as both papers' searches
-    # (DARTS's and GDAS's search code: 35, or 17 with probability 0.05; their presets set it);
-    # the noise (5) is the retraining's (AWD-LSTM), kept as the default here.
-    seq_std: NonNegFloat = 5.0
-    max_seq_delta: Annotated[int, Field(ge=0)] = 20
     emsize: Channels = 300
     nhid: Channels = 300
-    dropout: Fraction = 0.75  # output (locked)
-    dropouth: Fraction = 0.25  # states before each W (variational)
-    dropoutx: Fraction = 0.75  # input x_t before W0 (variational)
-    dropouti: Fraction = 0.2  # embedded input (locked)
-    dropoute: Fraction = 0.0  # whole words of the embedding
-    alpha: NonNegFloat = 0.0  # activation regularisation (AR) weight
-    beta: NonNegFloat = 1.0e-3  # temporal activation regularisation (TAR) weight
+    dropoute: Fraction = 0.0
     # GDAS: hard = one sampled op per edge, straight-through (the GDAS paper); soft = the soft
     # Gumbel-softmax weights the GDAS RNN code used (docs/algorithms.md#rnn-search).
     gumbel: Literal["hard", "soft"] = "hard"
     # Derivation: one predecessor per node; 'none' excluded (DARTS) or allowed (GDAS RNN code).
     keep_none: bool = False
-
-    @model_validator(mode="after")
-    def _tied(self) -> RnnSearch:
-        if self.emsize != self.nhid:
-            raise ValueError(
-                f"emsize ({self.emsize}) must equal nhid ({self.nhid}): the decoder shares the "
-                "embedding's weights"
-            )
-        return self
 
 
 class Search(Optim):

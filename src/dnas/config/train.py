@@ -11,7 +11,6 @@ from pydantic import (
 
 from dnas.config.base import (
     BatchSize,
-    Channels,
     DatasetName,
     Fraction,
     Layers,
@@ -19,27 +18,16 @@ from dnas.config.base import (
     Optim,
     PositiveFloat,
     PositiveInt,
+    RnnModel,
     Section,
 )
 
 
-class RnnTrain(Section):
+class RnnTrain(RnnModel):
     """`train.rnn`: retraining a recurrent cell as a language model
-    (docs/algorithms.md#rnn-retraining).
-    Defaults: the PTB recipe (emsize = nhid = 850)."""
+    (docs/algorithms.md#rnn-retraining). Defaults: the PTB recipe (emsize = nhid = 850); the
+    knobs shared with the search are `RnnModel`'s."""
 
-    bptt: PositiveInt = 35
-    seq_std: NonNegFloat = 5.0  # seq_len ~ N(bptt, seq_std), bptt halved with p = 0.05
-    max_seq_delta: Annotated[int, Field(ge=0)] = 20  # seq_len <= bptt + max_seq_delta
-    emsize: Channels = 850
-    nhid: Channels = 850
-    dropout: Fraction = 0.75
-    dropouth: Fraction = 0.25
-    dropoutx: Fraction = 0.75
-    dropouti: Fraction = 0.2
-    dropoute: Fraction = 0.1
-    alpha: NonNegFloat = 0.0  # AR on the dropped outputs
-    beta: NonNegFloat = 1.0e-3  # TAR on the raw outputs
     eval_batch_size: BatchSize = 10  # validation (every epoch)
     test_batch_size: BatchSize = 1  # the evaluate stage's test perplexity (the papers: 1)
     # NT-ASGD: SGD until the validation loss stops improving, then averaged SGD. `nonmono`
@@ -48,15 +36,6 @@ class RnnTrain(Section):
     asgd: bool = True
     nonmono: PositiveInt = 5
     switch_rule: Literal["gdas", "darts"] = "gdas"
-
-    @model_validator(mode="after")
-    def _tied(self) -> RnnTrain:
-        if self.emsize != self.nhid:
-            raise ValueError(
-                f"emsize ({self.emsize}) must equal nhid ({self.nhid}): the decoder shares the "
-                "embedding's weights"
-            )
-        return self
 
 
 class Train(Optim):
