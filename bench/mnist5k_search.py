@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from dnas.search.budget import node_changes
+
 ROOT = Path(__file__).resolve().parents[1]
 CSV = Path("/work/data/mnist_5k.csv.gz")
 
@@ -71,25 +73,22 @@ def edges_changed(before: dict, after: dict) -> int:
 
 
 def late_changes(cells: list[dict], probs: list[dict], last: int) -> list[dict]:
-    """The edges (op or input) that changed after each of the `last` epochs, with the
+    """The edges (op or input) that changed after each of the `last` epochs
+    (dnas.search.budget.node_changes, whose phrases the search's own note prints), with the
     probability of `none` on that edge after the epoch and the edge's non-`none` ops' largest
     probabilities: whether the change is on an edge the search switched off (p(none) > 0.5) and
-    how close the ops it chose between were. Edge k<-j of a cell is input j of its node k-2."""
+    how close the ops it chose between were."""
     out = []
     for epoch in range(len(cells) - last, len(cells)):
-        for cell, line in cells[epoch].items():
-            before = cells[epoch - 1][cell].split(" | ")
-            for node, (a, b) in enumerate(zip(before, line.split(" | "))):
-                for edge in sorted(set(a.split()) ^ set(b.split())):
-                    j = int(edge[edge.index("(") + 1 : -1])
-                    name = f"{node + 2}<-{j}"
-                    at = (epoch, cell, name)
-                    p = {r["op"]: r["prob"] for r in probs
-                         if (r["epoch"], r["cell"], r["edge"]) == at}  # fmt: skip
+        rows = [r for r in probs if r["epoch"] == epoch]
+        for cell, _, gone, came in node_changes(cells[epoch - 1], cells[epoch], rows):
+            for side, edges in (("was", gone), ("now", came)):
+                for op, j, _, name in edges:
+                    p = {r["op"]: r["prob"] for r in rows
+                         if (r["cell"], r["edge"]) == (cell, name)}  # fmt: skip
                     top = sorted((v for k, v in p.items() if k != "none"), reverse=True)[:2]
                     out.append({"after_epoch": epoch + 1, "cell": cell, "edge": name,
-                                "was" if edge in a.split() else "now": edge,
-                                "p_none": round(p.get("none", 0.0), 3),
+                                side: f"{op}({j})", "p_none": round(p.get("none", 0.0), 3),
                                 "top_two_ops": [round(v, 3) for v in top]})  # fmt: skip
     return out
 

@@ -94,13 +94,13 @@ def unchanged_epochs(cells: list[dict]) -> int:
     return count
 
 
-def changed_edges(before: dict, after: dict, probs: list[dict]) -> list[str]:
-    """What differs between two genotypes (Genotype.brief(): nodes separated by ' | ', edges as
-    op(input)), one phrase per node, with each edge's op probability from `probs` (the op
-    probability rows after the later epoch, record.arch_prob_rows): an op that changed on an
-    edge, e.g. `normal 2<-1: max_pool_3x3 0.022 -> dil_conv_3x3 0.022`, or an input a node
-    swapped for another, e.g. `normal node 5: max_pool_3x3(2) 0.927 -> max_pool_3x3(1) 0.933`.
-    Edge k<-j is input j of a cell's node k - first, its first node's index (the smallest k)."""
+def node_changes(before: dict, after: dict, probs: list[dict]) -> list[tuple]:
+    """The nodes whose edges differ between two genotypes (Genotype.brief(): nodes separated by
+    ' | ', edges as op(input)), as (cell, node, gone, came): the node's index in the op
+    probability rows (`probs`, after the later epoch, as record.arch_prob_rows writes them) and
+    the edges only the earlier and only the later genotype has, each (op, input, its
+    probability formatted or '?', edge name k<-j). Edge k<-j is input j of a cell's node k -
+    first, its first node's index (the smallest k in the rows)."""
     p = {(r["cell"], r["edge"], r["op"]): r["prob"] for r in probs}
     out = []
     for cell in sorted(after):
@@ -110,23 +110,34 @@ def changed_edges(before: dict, after: dict, probs: list[dict]) -> list[str]:
             at = (p, cell, first + node)
             gone = [_edge(*at, e) for e in sorted(set(a.split()) - set(b.split()))]
             came = [_edge(*at, e) for e in sorted(set(b.split()) - set(a.split()))]
-            if not gone and not came:
-                continue
-            if len(gone) == len(came) == 1 and gone[0][1] == came[0][1]:  # an op, same input
-                (op0, j, p0), (op1, _, p1) = gone[0], came[0]
-                out.append(f"{cell} {first + node}<-{j}: {op0} {p0} -> {op1} {p1}")
-                continue
-            was = ", ".join(f"{op}({j}) {pr}" for op, j, pr in gone)
-            now = ", ".join(f"{op}({j}) {pr}" for op, j, pr in came)
-            out.append(f"{cell} node {first + node}: {was} -> {now}")
+            if gone or came:
+                out.append((cell, first + node, gone, came))
     return out
 
 
-def _edge(p: dict, cell: str, node: int, token: str) -> tuple[str, str, str]:
-    """op(j) into `node` of `cell` -> (op, j, its probability in `p` or '?')."""
+def changed_edges(before: dict, after: dict, probs: list[dict]) -> list[str]:
+    """`node_changes` as phrases, one per node, with each edge's op probability: an op that
+    changed on an edge, e.g. `normal 2<-1: max_pool_3x3 0.022 -> dil_conv_3x3 0.022`, or an
+    input a node swapped for another, e.g. `normal node 5: max_pool_3x3(2) 0.927 ->
+    max_pool_3x3(1) 0.933`."""
+    out = []
+    for cell, node, gone, came in node_changes(before, after, probs):
+        if len(gone) == len(came) == 1 and gone[0][1] == came[0][1]:  # an op, same input
+            (op0, _, p0, edge), (op1, _, p1, _) = gone[0], came[0]
+            out.append(f"{cell} {edge}: {op0} {p0} -> {op1} {p1}")
+            continue
+        was = ", ".join(f"{op}({j}) {pr}" for op, j, pr, _ in gone)
+        now = ", ".join(f"{op}({j}) {pr}" for op, j, pr, _ in came)
+        out.append(f"{cell} node {node}: {was} -> {now}")
+    return out
+
+
+def _edge(p: dict, cell: str, node: int, token: str) -> tuple[str, str, str, str]:
+    """op(j) into `node` of `cell` -> (op, j, its probability in `p` or '?', the edge)."""
     op, j = token[:-1].split("(")
-    value = p.get((cell, f"{node}<-{j}", op))
-    return op, j, "?" if value is None else f"{value:.3g}"
+    edge = f"{node}<-{j}"
+    value = p.get((cell, edge, op))
+    return op, j, "?" if value is None else f"{value:.3g}", edge
 
 
 def settled_report(cells: list[dict], epochs: int, probs: list[dict] | None = None) -> dict:
