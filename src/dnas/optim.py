@@ -60,10 +60,9 @@ def arch_lr_at(s: Search, epoch: int) -> float:
     return s.arch_lr * (1.0 + math.cos(math.pi * epoch / s.epochs)) / 2.0
 
 
-def set_arch_lr(a_opt: torch.optim.Optimizer, s: Search, epoch: int) -> float:
+def set_arch_lr(a_opt: torch.optim.Optimizer, s: Search, epoch: int) -> None:
     """Sets the alphas' step of `epoch` on `a_opt` (before the epoch's first step; a function of
-    the epoch alone, so a resumed run steps as an uninterrupted one) and returns it."""
+    the epoch alone, so a resumed run steps as an uninterrupted one)."""
     lr = arch_lr_at(s, epoch)
     for group in a_opt.param_groups:
         group["lr"] = lr
-    return lr
