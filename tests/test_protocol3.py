@@ -199,10 +199,10 @@ def test_darts_cell_is_the_best_of_short_retrainings_not_the_best_search():
     row = rows["darts-v2-cifar10"]
     assert row["protocol"] == "best of short retrainings"
     assert row["protocol_value"] == pytest.approx(100 - 97.2)
-    assert "best short retraining: e100s2 (seed 2)" in row["protocol_note"]
+    assert "best short retraining by test value: e100s2 (seed 2)" in row["protocol_note"]
     selection = rows["darts-v2-cifar10 (train.epochs=100)"]
     assert selection["protocol_value"] == pytest.approx(100 - 93.5)
-    assert "short retrainings: best e100s2" in selection["protocol_note"]
+    assert "short retrainings: best e100s2 by test value" in selection["protocol_note"]
     # the selected cell retrained over seeds: its mean ± std is the paper's kind of number
     retrained = [97.3, 97.0, 97.2]
     row = _darts_report(full, short, retrained)["darts-v2-cifar10"]
