@@ -24,6 +24,7 @@ from dnas.config import parse_params
 from dnas.data import load_prepared
 from dnas.models import build_network
 from dnas.search import loop as search_loop
+from dnas.search import random_search
 from dnas.search.registry import make_algorithm
 from dnas.search.supernet import Nb201Supernet
 from dnas.spaces.published import resolve_genotype
@@ -83,18 +84,47 @@ def dirs(root: Path) -> tuple[Path, Path]:
     return root / f"live{r}", root / f"ckpt{r}"
 
 
-def search(params, data, root: Path, stop: int | None = None) -> dict:
+def search(params, data, root: Path, stop: int | None = None, module=search_loop) -> dict:
+    """A search by `module` (the differentiable loop, or random search), straight through or
+    interrupted after `stop` steps and resumed."""
+    run = module.run_search if module is search_loop else module.run_random_search
     if stop is not None:
-        with stop_after(search_loop, stop):
+        with stop_after(module, stop):
             try:
-                search_loop.run_search(params, data, CPU, *dirs(root))
+                run(params, data, CPU, *dirs(root))
             except Interrupted:
                 pass
-    result = search_loop.run_search(params, data, CPU, *dirs(root))
+    result = run(params, data, CPU, *dirs(root))
     return {
         "genotype": result.genotype.to_json(),
         "metrics": {k: v for k, v in result.metrics.items() if k != "cost"},
     }
+
+
+def random_searches(data, out: Path) -> dict:
+    """Random search with weight sharing, straight through and resumed, with its supernet's
+    weights at the start and the end of each."""
+    captured = {}
+    original = random_search.supernet_for
+
+    def keep(*args, **kwargs):
+        captured["net"] = net = original(*args, **kwargs)
+        captured.setdefault("start", {k: v.clone() for k, v in net.state_dict().items()})
+        return net
+
+    random_search.supernet_for = keep
+    try:
+        p = parse_params({"search": {**SEARCH, "algorithm": "random", "random_samples": 6}})
+        result = {"random": search(p, data, out / "run-random", module=random_search)}
+        result["random_net"] = captured["net"].state_dict()
+        result["random_start"] = captured["start"]
+        result["random_resumed"] = search(
+            p, data, out / "run-random-resumed", stop=5, module=random_search
+        )
+        result["random_resumed_net"] = captured["net"].state_dict()
+    finally:
+        random_search.supernet_for = original
+    return result
 
 
 def train(params, data, root: Path, stop: int | None = None) -> dict:
@@ -133,6 +163,7 @@ def main() -> None:
         result["search_resumed"] = search(p, data, out / "run-search-resumed", stop=5)
         result["search_resumed_net"] = captured["net"].state_dict()
         search_loop.make_supernet = original
+        result.update(random_searches(data, out))
         p = parse_params({"train": TRAIN})
         result["train"] = train(p, data, out / "run-train")
         # 5 steps an epoch (1437 examples, batch 300): stop in epoch 2

@@ -65,6 +65,21 @@ def test_ranks_end_with_the_same_weights_alphas_and_metrics(ranks):
     assert moved.max() > 1e-3
 
 
+def test_random_search_ranks_agree_and_resume(ranks):
+    """Random search with weight sharing under torchrun: both ranks draw the same architectures
+    and end with the same weights, selection and metrics; the shared weights did train; an
+    interrupted run resumes to the same state."""
+    _, (r0, r1) = ranks
+    for key in ("random", "random_net", "random_resumed", "random_resumed_net"):
+        _assert_equal(r0[key], r1[key], key)
+    moved = [(r0["random_net"][k] - v).abs().max() for k, v in r0["random_start"].items()
+             if v.is_floating_point() and "running" not in k]  # fmt: skip
+    assert max(moved) > 1e-3
+    _assert_equal(r0["random_resumed"], r0["random"], "random")
+    _assert_equal(r0["random_resumed_net"], r0["random_net"], "random_net")
+    assert r0["random"]["metrics"]["arch_samples"] == 6
+
+
 def test_interrupted_runs_resume_to_the_same_state(ranks):
     _, (r0, r1) = ranks
     _assert_equal(r0["search_resumed"], r0["search"], "search")
@@ -75,7 +90,8 @@ def test_interrupted_runs_resume_to_the_same_state(ranks):
 
 def test_only_rank_0_writes(ranks):
     out, _ = ranks
-    for run in ("run-search", "run-search-resumed", "run-train", "run-train-resumed"):
+    runs = ("run-search", "run-search-resumed", "run-random", "run-random-resumed")
+    for run in (*runs, "run-train", "run-train-resumed"):
         assert (out / run / "live0" / "metrics.json").is_file()
         assert (out / run / "ckpt0" / "last.pt").is_file()
         assert not (out / run / "live1").exists()
