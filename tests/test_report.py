@@ -251,6 +251,33 @@ def test_figure_labels_are_short_and_inside_the_figure():
     assert "gdas-cifar10 (train.epochs=100," in labels[1].get_text()
 
 
+def test_figure_has_a_panel_per_metric():
+    """Test error (a few %) and perplexity (tens) on one axis would flatten both: each metric
+    has its own panel and x-axis, in the order the rows first name them, and the legend has
+    every marker though only the second panel has a paper number."""
+    from dnas.report import figure
+
+    rows = [
+        {"group": "gdas-cifar10", "metric": "test error %", "mean": 3.0, "std": 0.2,
+         "protocol_value": 2.9, "paper": None},
+        {"group": "darts-v1-ptb", "metric": "test perplexity", "mean": 58.0, "std": 1.5,
+         "protocol_value": 57.5, "paper": 55.7},
+        {"group": "snas-cifar10", "metric": "test error %", "mean": 2.9, "std": None,
+         "protocol_value": None, "paper": None},
+    ]  # fmt: skip
+    fig = figure(rows)
+    fig.canvas.draw()
+    error, ppl = fig.axes
+    assert error.get_xlabel() == "test error %" and ppl.get_xlabel() == "test perplexity"
+    assert [t.get_text().splitlines()[0] for t in error.get_yticklabels()] == [
+        "gdas-cifar10", "snas-cifar10"]  # fmt: skip
+    assert error.get_xlim()[1] < 10 and ppl.get_xlim()[0] > 40  # each axis spans its own values
+    assert ppl.get_xlim()[0] < 55.7 < ppl.get_xlim()[1]
+    texts = {t.get_text() for t in error.get_legend().get_texts()}
+    assert texts == {"by the paper's protocol", "mean ± std over runs", "paper"}
+    assert ppl.get_legend() is None
+
+
 def test_reports_directory_is_ignored_by_git():
     ignored = (PRESETS.parent / ".gitignore").read_text().splitlines()
     assert "/reports/" in ignored

@@ -657,24 +657,39 @@ def figure_label(row: dict) -> str:
 
 def figure(rows: list[dict]):
     """The report's figure: per group the mean ± std over runs, the value by the paper's
-    protocol and the paper's number."""
+    protocol and the paper's number; one panel per metric (test error beside perplexity on
+    one axis would flatten both), in the order the rows first name them."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [figure_label(r) for r in rows]
-    height = sum(0.22 * (label.count("\n") + 1) + 0.25 for label in labels) + 1.4
-    fig, ax = plt.subplots(figsize=(9, height))
+    panels: dict[str, list[dict]] = {}
+    for r in rows:
+        panels.setdefault(r["metric"], []).append(r)
+    labels = {m: [figure_label(r) for r in group] for m, group in panels.items()}
+    heights = [sum(0.22 * (t.count("\n") + 1) + 0.25 for t in ts) + 0.6 for ts in labels.values()]
+    fig, axes = plt.subplots(
+        len(panels), 1, figsize=(9, sum(heights) + 0.8), squeeze=False,
+        gridspec_kw={"height_ratios": heights},
+    )  # fmt: skip
+    for ax, (metric, group) in zip(axes[:, 0], panels.items()):
+        _panel(ax, group, labels[metric], metric)
+    legend: dict[str, Any] = {}  # every marker once, whichever panel has it
+    for ax in axes[:, 0]:
+        for handle, text in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(text, handle)
+    axes[0, 0].legend(list(legend.values()), list(legend), fontsize=8, loc="best")
+    axes[0, 0].set_title("Reproduction: measured against the papers")
+    fig.tight_layout()
+    return fig
+
+
+def _panel(ax, rows: list[dict], labels: list[str], metric: str) -> None:
+    """One metric's rows on `ax` (see `figure`)."""
     ys = list(range(len(rows)))
-    ax.errorbar(
-        [r["mean"] for r in rows],
-        ys,
-        xerr=[r["std"] or 0.0 for r in rows],
-        fmt="o",
-        capsize=4,
-        label="mean ± std over runs",
-    )
+    ax.errorbar([r["mean"] for r in rows], ys, xerr=[r["std"] or 0.0 for r in rows], fmt="o",
+                capsize=4, label="mean ± std over runs")  # fmt: skip
     by_paper = [(r["protocol_value"], y) for r, y in zip(rows, ys)]
     by_paper = [(v, y) for v, y in by_paper if v is not None]
     if by_paper:
@@ -687,11 +702,7 @@ def figure(rows: list[dict]):
     ax.set_yticks(ys, labels, fontsize=8)
     ax.set_ylim(len(rows) - 0.5, -0.5)
     ax.grid(axis="x", alpha=0.3)
-    ax.set_xlabel(" / ".join(dict.fromkeys(r["metric"] for r in rows)), fontsize=8)
-    ax.legend(fontsize=8, loc="best")
-    ax.set_title("Reproduction: measured against the papers")
-    fig.tight_layout()
-    return fig
+    ax.set_xlabel(metric, fontsize=8)
 
 
 def plot(rows: list[dict], path: Path, dpi: int = 110) -> None:
