@@ -40,16 +40,17 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT)]  # dnas, and the formula in tests/
 
 from dnas.models import build_network  # noqa: E402
 from dnas.runtime import FastPath  # noqa: E402
-from dnas.search import supernet  # noqa: E402
 from dnas.search.gdas import GDAS  # noqa: E402
 from dnas.search.registry import make_algorithm  # noqa: E402
-from dnas.search.supernet import DartsSupernet, Nb201Supernet, channel_shuffle  # noqa: E402
+from dnas.search.supernet import DartsSupernet, Nb201Supernet  # noqa: E402
 from dnas.spaces import darts, nb201  # noqa: E402
 from dnas.spaces.genotype import CellSpec, Genotype  # noqa: E402
+from tests.straight_through import straight_through  # noqa: E402
 
 
 def genotype_of(net, space: str, indices: list[int]) -> Genotype:
@@ -67,42 +68,6 @@ def genotype_of(net, space: str, indices: list[int]) -> Genotype:
             inputs, tuple(tuple(n) for _, n in sorted(nodes.items())), concat
         )
     return Genotype(space, cells)
-
-
-# --- the supernet's GDAS nodes as they were before gdas.sampled_sum (for `before`) ------------
-
-
-def _before_edge(edge, x, weights, index, unselected_grad):
-    if edge.partial > 1:
-        split = x.shape[1] // edge.partial
-        x, rest = x[:, :split], x[:, split:]
-    out = edge._run(index, x) * weights[index]
-    if unselected_grad:
-        out = out + torch.cat([weights[:index], weights[index + 1 :]]).sum()
-    if edge.partial > 1:
-        out = channel_shuffle(torch.cat([out, edge.bypass(rest)], dim=1), edge.partial)
-    return out
-
-
-def _before_nodes(edges, states, node_inputs, weights, indices, unselected_grad, outputs):
-    e = 0
-    for inputs in node_inputs:
-        node = 0
-        for j in inputs:
-            node = node + _before_edge(edges[e], states[j], weights[e], indices[e], unselected_grad)
-            e += 1
-        states.append(node)
-    return states
-
-
-@contextlib.contextmanager
-def before_sampled_sum():
-    saved = supernet.sampled_nodes
-    supernet.sampled_nodes = _before_nodes
-    try:
-        yield
-    finally:
-        supernet.sampled_nodes = saved
 
 
 # --- timing -------------------------------------------------------------------------------
@@ -217,8 +182,8 @@ def measure(space: str, args, device, fast: FastPath) -> dict:
     variants = [Variant("gdas", gdas_step), Variant("subnet", subnet_step)]
     variants.append(Variant("gdas_arch", gdas_arch_step))
     if args.before:
-        variants.append(Variant("before", gdas_step, before_sampled_sum))
-        variants.append(Variant("before_arch", gdas_arch_step, before_sampled_sum))
+        variants.append(Variant("before", gdas_step, straight_through))
+        variants.append(Variant("before_arch", gdas_arch_step, straight_through))
     net.train()
     for m in subnets:
         m.train()

@@ -146,8 +146,7 @@ def test_gdas_search_steps_on_the_gpu(space):
     """A few bilevel GDAS iterations at the papers' supernet sizes under bf16: finite losses,
     the weights and the alphas move; and in float32 the node function's gradients equal the
     straight-through formula's (the same check as tests/test_gdas.py, on the GPU)."""
-    from dnas.search import supernet
-    from tests.test_gdas import _legacy_nodes
+    from tests.straight_through import straight_through
 
     net = _search_net(space)
     w_opt = torch.optim.SGD(net.weight_parameters(), lr=0.025, momentum=0.9)
@@ -175,12 +174,8 @@ def test_gdas_search_steps_on_the_gpu(space):
     torch.backends.cudnn.allow_tf32 = False  # float32 products: only the order differs
     try:
         got = grads(1)
-        saved = supernet.sampled_nodes
-        supernet.sampled_nodes = _legacy_nodes
-        try:
+        with straight_through():
             ref = grads(1)
-        finally:
-            supernet.sampled_nodes = saved
     finally:
         torch.backends.cudnn.deterministic = False
         torch.backends.cudnn.allow_tf32 = True

@@ -7,11 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dnas.search import gdas, supernet
+from dnas.search import gdas
 from dnas.search.gdas import GDAS, tau_at
 from dnas.search.gumbel import gumbel_noise, hard_gumbel_softmax
 from dnas.search.registry import make_algorithm
 from dnas.search.supernet import DartsSupernet, MixedEdge, Nb201Supernet
+from tests.straight_through import straight_through
 
 # 99.9% quantiles of the chi-square distribution (independent tables).
 CHI2_999 = {4: 18.467, 7: 24.322}
@@ -172,33 +173,6 @@ def test_sample_per_network_or_per_cell(per, distinct):
 
 
 # --- the node function against the straight-through formula it replaces -----------------------
-#
-# Before `gdas.sampled_sum`, every edge computed op(x) * hard[k] (+ the sum of the unselected
-# hard weights) and every node summed its edges from 0. The functions below are that formula,
-# written out, so the gradients of today's supernet can be checked against it.
-
-
-def _legacy_edge(edge, x, weights, index, unselected_grad):
-    if edge.partial > 1:
-        split = x.shape[1] // edge.partial
-        x, rest = x[:, :split], x[:, split:]
-    out = edge._run(index, x) * weights[index]
-    if unselected_grad:
-        out = out + torch.cat([weights[:index], weights[index + 1 :]]).sum()
-    if edge.partial > 1:
-        out = supernet.channel_shuffle(torch.cat([out, edge.bypass(rest)], 1), edge.partial)
-    return out
-
-
-def _legacy_nodes(edges, states, node_inputs, weights, indices, unselected_grad, outputs):
-    e = 0
-    for inputs in node_inputs:
-        node = 0
-        for j in inputs:
-            node = node + _legacy_edge(edges[e], states[j], weights[e], indices[e], unselected_grad)
-            e += 1
-        states.append(node)
-    return states
 
 
 def _run(net, x, y, generator_seed, detach_alpha, tau=2.0):
@@ -215,7 +189,7 @@ def _run(net, x, y, generator_seed, detach_alpha, tau=2.0):
 @pytest.mark.parametrize("sample_per", ["network", "cell"])
 @pytest.mark.parametrize("partial", [1, 2])
 def test_sampled_sum_gradients_equal_the_straight_through_formula(
-    monkeypatch, space, unselected_grad, sample_per, partial
+    space, unselected_grad, sample_per, partial
 ):
     """float64: outputs and the gradients of every weight and alpha equal those of
     op(x) * hard[k] (+ unselected) summed per node, for several seeds and draws, including
@@ -237,8 +211,7 @@ def test_sampled_sum_gradients_equal_the_straight_through_formula(
                 a.normal_(0, 1).add_(torch.eye(1, a.shape[1])[0] * 2.5 * (seed >= 2))
         for detach_alpha in (False, True):
             out, grads = _run(net, x, y, seed, detach_alpha)
-            with monkeypatch.context() as m:
-                m.setattr(supernet, "sampled_nodes", _legacy_nodes)
+            with straight_through():
                 ref_out, ref_grads = _run(net, x, y, seed, detach_alpha)
             torch.testing.assert_close(out, ref_out, rtol=1e-12, atol=1e-12)
             assert grads.keys() == ref_grads.keys()
