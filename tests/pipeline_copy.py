@@ -1,7 +1,8 @@
 """The project's DVC pipeline in a temporary git repository, for the tests that run real DVC
-(test_pipeline.py, test_prepare_deps.py, test_hostile_params.py): copying the pipeline's
-files, an environment that keeps git and DVC off this machine's own config and caches, a
-command runner, and the first commit."""
+(test_pipeline.py, test_prepare_deps.py, test_hostile_params.py, test_readme.py,
+test_sweep_remote.py): copying the pipeline's files, an environment that keeps git and DVC off
+this machine's own config and caches, a command runner, and the first commit; and the
+environment of a subprocess that runs this checkout's code (`checkout_env`)."""
 
 from __future__ import annotations
 
@@ -32,13 +33,26 @@ def copy_pipeline(dst: Path, items: tuple[str, ...] = PIPELINE) -> None:
             shutil.copy(src, to)
 
 
+def checkout_env(**extra: str) -> dict[str, str]:
+    """This process's environment with this checkout's code importable (`dnas`, `stages`,
+    `tests`), one thread per process and no DVC analytics, then `extra`."""
+    return {
+        **os.environ,
+        "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "DVC_NO_ANALYTICS": "1",
+        **extra,
+    }
+
+
 def dvc_env(home: Path, **extra: str) -> dict[str, str]:
     """This process's environment for git and DVC in a copy: this interpreter's `dvc` first on
     PATH, DVC's site cache and global and system config under `home`, no global or system git
     config, a fixed author, no analytics, no PYTHONPATH (the stages import the copy's own
-    code), then `extra`."""
+    code), then `extra` (which may set PYTHONPATH)."""
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
         "DVC_NO_ANALYTICS": "1",
         "DVC_SITE_CACHE_DIR": str(home / "site"),
@@ -52,7 +66,6 @@ def dvc_env(home: Path, **extra: str) -> dict[str, str]:
         "GIT_COMMITTER_EMAIL": "t@example.invalid",
         **extra,
     }
-    env.pop("PYTHONPATH", None)
     return env
 
 

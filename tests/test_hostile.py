@@ -27,6 +27,7 @@ import yaml
 
 from dnas.config import parse_params
 from dnas.errors import UserError
+from tests.pipeline_copy import checkout_env
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {
@@ -78,15 +79,9 @@ _FAULTS = textwrap.dedent(
 )
 
 
-def _env() -> dict:
-    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}", "OMP_NUM_THREADS": "1"}
-    env["DVC_NO_ANALYTICS"] = "1"
-    return env
-
-
 def stage(project: Path, module: str, *args: str, fault: tuple[str, Path] | None = None):
     """Run `python -m module args` in `project`, with an injected write fault if given."""
-    env = _env()
+    env = checkout_env()
     if fault is None:
         cmd = [sys.executable, "-m", module, *args]
     else:
@@ -278,7 +273,7 @@ def test_out_of_memory_names_the_params_that_set_the_size(project):
     """The widest supernet allowed, in a process whose address space is capped at 6 GiB."""
     write_params(project, search={**TINY["search"], "channels": 2048})
     before = snapshot(project)
-    env = _env()
+    env = checkout_env()
     cap = "import resource; resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))"
     run = f"{cap}; import runpy; runpy.run_module('stages.search', run_name='__main__')"
     proc = subprocess.run(

@@ -24,19 +24,13 @@ import torch
 import yaml
 
 from dnas.errors import UserError, run_main
-from tests.pipeline_copy import copy_pipeline, dvc_env, runner
+from tests.pipeline_copy import checkout_env, copy_pipeline, dvc_env, runner
 
 ROOT = Path(__file__).resolve().parents[1]
 VALID_NB201 = (
     "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|"
     "+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
 )
-
-
-def _env() -> dict:
-    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}", "OMP_NUM_THREADS": "1"}
-    env["DVC_NO_ANALYTICS"] = "1"
-    return env
 
 
 def _one_error_line(err: str, *names: str) -> str:
@@ -287,7 +281,7 @@ def test_a_genotype_nested_thousands_deep(tmp_path, capsys, monkeypatch):
 def _timed(cmd: list[str], cwd: Path, limit: float = 30.0) -> subprocess.CompletedProcess:
     began = time.monotonic()
     proc = subprocess.run(
-        cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=limit * 4
+        cmd, cwd=cwd, env=checkout_env(), capture_output=True, text=True, timeout=limit * 4
     )
     assert time.monotonic() - began < limit, f"took {time.monotonic() - began:.0f} s"
     return proc
@@ -473,12 +467,12 @@ def test_sigterm_mid_search_says_so_then_stops_cleanly(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     prep = subprocess.run(
         [sys.executable, "-m", "stages.prepare", "--dataset", "digits"],
-        cwd=tmp_path, env=_env(), capture_output=True, timeout=300,
+        cwd=tmp_path, env=checkout_env(), capture_output=True, timeout=300,
     )  # fmt: skip
     assert prep.returncode == 0, prep.stderr
     proc = subprocess.Popen(
         [sys.executable, "-m", "stages.search"],
-        cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path, env=checkout_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
         for line in proc.stdout:  # the loop (and its handler) runs once an epoch is reported

@@ -33,7 +33,8 @@ import pytest
 import torch
 import yaml
 
-from tests.torchrun_launch import standalone, worker_env
+from tests.pipeline_copy import checkout_env
+from tests.torchrun_launch import standalone
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 300  # seconds for one launch; a rendezvous that never completes fails the test
@@ -69,7 +70,7 @@ def _two_nodes(*args, nodes: list[Path], node_ranks=None) -> list[subprocess.Com
         logs.append((out, err))
         procs.append(
             subprocess.Popen(
-                cmd, cwd=node, env=worker_env(), stdout=out, stderr=err, start_new_session=True
+                cmd, cwd=node, env=checkout_env(), stdout=out, stderr=err, start_new_session=True
             )
         )
     done = []

@@ -11,17 +11,17 @@ once. A comment line `# on another machine` moves the rest of its block to a sec
 """
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 from markdown_it import MarkdownIt
+
+from tests.pipeline_copy import dvc_env
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -159,27 +159,15 @@ def _deep_update(base: dict, over: dict) -> dict:
 
 
 def _env(home: Path, work: Path) -> dict:
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "PYTHONPATH": str(work / "src"),  # `dnas` runs the workspace's code
-        "DVC_NO_ANALYTICS": "1",
-        "DVC_SITE_CACHE_DIR": str(home / "site"),
-        "DVC_GLOBAL_CONFIG_DIR": str(home / "global"),
-        "DVC_SYSTEM_CONFIG_DIR": str(home / "system"),
-        "GIT_CONFIG_GLOBAL": str(home / ".gitconfig"),  # git; DVC's pygit2 reads HOME's
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.invalid",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.invalid",
-        "OMP_NUM_THREADS": "1",
-        "HOME": str(home),
-    }
+    """`dvc_env` with `dnas` running the workspace's code and HOME under `home`, whose git
+    config (DVC's pygit2 reads HOME's) names the author and the branch `main`."""
     (home / ".gitconfig").write_text(
         "[user]\n\tname = t\n\temail = t@example.invalid\n[init]\n\tdefaultBranch = main\n"
     )
-    return env
+    return dvc_env(
+        home, PYTHONPATH=str(work / "src"), OMP_NUM_THREADS="1", HOME=str(home),
+        GIT_CONFIG_GLOBAL=str(home / ".gitconfig"),
+    )  # fmt: skip
 
 
 class Workspace:
@@ -418,8 +406,6 @@ def test_exp_show_md_of_the_default_is_at_most_60_well_formed_columns(tmp_path):
     ours = set(_leaves(yaml.safe_load((work / "params.yaml").read_text())))
     assert ours <= set(header), ours - set(header)
     stages = ["prepare", "search", "train", "evaluate", "plots"]
-    assert {"advanced.yaml", "cells_id", *(f"data/stages/{s}.json" for s in stages)} <= set(
-        header
-    )
+    assert {"advanced.yaml", "cells_id", *(f"data/stages/{s}.json" for s in stages)} <= set(header)
     assert not [c for c in header if c.startswith(("cells.", "src/dnas/", "stages/"))], header
     assert not set(_leaves(yaml.safe_load((work / "advanced.yaml").read_text()))) & set(header)

@@ -12,7 +12,6 @@ foreground form of `dvc queue start`), the other runs `dvc exp run` directly.
 """
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -20,6 +19,8 @@ import threading
 from pathlib import Path
 
 import pytest
+
+from tests.pipeline_copy import dvc_env
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 300
@@ -51,20 +52,6 @@ stages:
 """
 
 
-def _env(home: Path) -> dict:
-    return {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "PYTHONPATH": str(ROOT / "src"),
-        "DVC_NO_ANALYTICS": "1",
-        "DVC_SITE_CACHE_DIR": str(home / "site"),
-        "DVC_GLOBAL_CONFIG_DIR": str(home / "global"),
-        "DVC_SYSTEM_CONFIG_DIR": str(home / "system"),
-        "GIT_CONFIG_GLOBAL": os.devnull,
-        "GIT_CONFIG_NOSYSTEM": "1",
-    }
-
-
 class Machine:
     """A directory standing for one machine's checkout; `sh` runs a command there."""
 
@@ -94,7 +81,7 @@ def sweep(tmp_path_factory):
     """After the sweep: (the collector's checkout, its `dvc exp show --json`, the markdown of
     its `dnas report`)."""
     root = tmp_path_factory.mktemp("sweep")
-    env = _env(root / "home")
+    env = dvc_env(root / "home", PYTHONPATH=str(ROOT / "src"))
     origin, store = root / "origin.git", root / "dvc-store"
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], check=True)
     store.mkdir()
