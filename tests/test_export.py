@@ -1,6 +1,6 @@
-"""`dnas export`: the TorchScript model and genotype.py, used where this package is not
-installed; the Python API of docs/api.md, run as written; `dnas genotype show` on the names
-`genotype info` accepts."""
+"""`dnas export`: the torch.export program, the TorchScript model and genotype.py, used where
+this package is not installed; the Python API of docs/api.md, run as written; `dnas genotype
+show` on the names `genotype info` accepts."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ from dnas.spaces.genotype import load_genotype, save_genotype
 from dnas.spaces.published import resolve_genotype
 
 ROOT = Path(__file__).resolve().parents[1]
+# model.ts is TorchScript on purpose (docs/api.md): loading it here warns that it is deprecated.
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 NB201_ARCH = (
     "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
 )
@@ -101,13 +103,19 @@ FRESH = textwrap.dedent(
     out = {}
     for folder in exports:
         model = torch.jit.load(f"{folder}/model.ts")
+        meta = {"dnas.json": ""}
+        program = torch.export.load(f"{folder}/model.pt2", extra_files=meta).module()
         with torch.no_grad():
             logits = model(x)
+            program_logits = torch.cat([program(x[:1]), program(x[1:])])  # batch 1, and the rest
         ns = {}
         exec(open(f"{folder}/genotype.py").read(), ns)
         cells = {k: ns[k] for k in ("arch", "genotype", "genotype_nodes") if k in ns}
         out[folder] = {
             "correct": int((logits.argmax(1) == y).sum()),
+            "program_correct": int((program_logits.argmax(1) == y).sum()),
+            "program_logits": program_logits.tolist(),
+            "program_meta": json.loads(meta["dnas.json"]),
             "n": len(y),
             "logits": logits.tolist(),
             "has_Genotype": "Genotype" in ns,
@@ -139,12 +147,15 @@ def fresh(ws, tmp_path_factory):
 
 def test_model_ts_reproduces_the_evaluate_stages_top1_without_dnas(ws, fresh):
     """The acceptance check: metrics/eval.json's top-1 (the evaluate stage's own code) equals
-    the exported model's on the prepared test set, loaded by torch alone; so do the logits."""
+    the exported model's on the prepared test set, loaded by torch alone; so do the logits;
+    and the torch.export program gives the same count and logits, at batch 1 and at 359."""
     eval_json = json.loads((ws / "metrics/eval.json").read_text())
     got = fresh["out"]
     assert got["n"] == eval_json["test_size"]
     # eval.json holds 6 significant digits: the count they stand for, exactly
     assert got["correct"] == round(eval_json["test"]["top1"] * got["n"] / 100)
+    assert got["program_correct"] == got["correct"]
+    torch.testing.assert_close(torch.tensor(got["program_logits"]), torch.tensor(got["logits"]))
     assert 100.0 * got["correct"] / got["n"] == pytest.approx(eval_json["test"]["top1"], rel=1e-5)
     # The same count exactly, and float-close logits, against the network in this process.
     model, _ = load_model(ws / "models/model.pt")
@@ -165,6 +176,7 @@ def test_nb201_model_ts_gives_the_networks_logits(ws, fresh):
     with torch.no_grad():
         want = torch.cat([model(x) for x, _ in eval_loader(data, torch.device("cpu"), 128)])
     torch.testing.assert_close(torch.tensor(fresh["out201"]["logits"]), want)
+    torch.testing.assert_close(torch.tensor(fresh["out201"]["program_logits"]), want)
     result = evaluate_loader(model, eval_loader(data, torch.device("cpu"), 128))
     assert fresh["out201"]["correct"] == round(result["top1"] * fresh["out201"]["n"] / 100)
 
@@ -213,6 +225,18 @@ def test_the_auxiliary_head_is_not_exported(ws):
     meta = json.loads(extra["dnas.json"])
     card = json.loads((ws / "data/prepared/digits/card.json").read_text())
     assert meta["input"]["mean"] == card["mean"] and meta["input"]["shape_chw"] == [1, 8, 8]
+    program = torch.export.load(ws / "out/model.pt2").module()
+    assert program(torch.rand(3, 1, 8, 8)).shape == (3, 10)
+
+
+def test_the_program_holds_the_same_metadata(ws, fresh):
+    """model.pt2's dnas.json, read where dnas is not installed, is model.ts's."""
+    for folder in ("out", "out201"):
+        extra = {"dnas.json": ""}
+        torch.jit.load(ws / folder / "model.ts", _extra_files=extra)
+        assert fresh[folder]["program_meta"] == json.loads(extra["dnas.json"])
+    assert fresh["out"]["program_meta"]["space"] == "darts"
+    assert fresh["out201"]["program_meta"]["space"] == "nb201"
 
 
 def _error(capsys, argv) -> str:
@@ -270,7 +294,10 @@ def test_api_docs_code_runs_as_written(ws, monkeypatch, capsys):
     eval_json = json.loads((ws / "metrics/eval.json").read_text())
     assert ns["top1"] == pytest.approx(eval_json["test"]["top1"], rel=1e-5)
     assert ns["net"](torch.zeros(2, 3, 32, 32)).shape == (2, 10)
-    assert (ws / "exported/model.ts").is_file() and (ws / "exported/genotype.py").is_file()
+    for name in ("model.pt2", "model.ts", "genotype.py"):
+        assert (ws / "exported" / name).is_file()
+    assert ns["program"](torch.zeros(1, 1, 8, 8)).shape == (1, 10)
+    assert json.loads(ns["meta"]["dnas.json"])["input"]["range"] == [0.0, 1.0]
 
 
 # --- dnas genotype show -------------------------------------------------------------------

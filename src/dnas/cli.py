@@ -16,7 +16,8 @@ dnas report [--input FILE] [--all-commits] [--out MD] [--png PNG]
 dnas nb201 lookup ARCH|GENOTYPE-FILE [--benchmark DIR] [--json]
                              a cell's recorded accuracies in NAS-Bench-201 (NATS-Bench)
 dnas export DIR [--model FILE] [--data DIR]
-                             DIR/model.ts (TorchScript) and DIR/genotype.py, for use elsewhere
+                             DIR/model.pt2 (torch.export), model.ts (TorchScript) and
+                             genotype.py, for use elsewhere
 """
 
 from __future__ import annotations
@@ -226,7 +227,8 @@ def _nb201_lookup(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    """The trained model as TorchScript and its cells as Python (dnas.export, docs/api.md);
+    """The trained model as a torch.export program and TorchScript, its cells as Python
+    (dnas.export, docs/api.md);
     the card from --data or params.yaml's train.dataset."""
     from dnas.export import export
 
@@ -239,7 +241,7 @@ def _export(args: argparse.Namespace) -> None:
             raise UserError("no params.yaml here: give --data DIR, the prepared dataset's folder")
         data = PREPARED_ROOT / load_params().train.dataset
     paths = export(args.dir, args.model, data)
-    print(f"wrote {paths['model']} and {paths['genotype']}")
+    print(f"wrote {paths['program']}, {paths['model']} and {paths['genotype']}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -311,8 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lookup.add_argument("--json", action="store_true", help="print the row as JSON")
     lookup.set_defaults(func=_nb201_lookup)
-    exp = sub.add_parser("export", help="the trained model as TorchScript, its cells as Python")
-    exp.add_argument("dir", help="output folder for model.ts and genotype.py")
+    exp = sub.add_parser(
+        "export", help="the trained model as torch.export and TorchScript, its cells as Python"
+    )
+    exp.add_argument("dir", help="output folder for model.pt2, model.ts and genotype.py")
     exp.add_argument("--model", default="models/model.pt", help="the model file")
     exp.add_argument(
         "--data",

@@ -1,18 +1,24 @@
 """`dnas export DIR`: a trained image classifier for use without this package (docs/api.md).
 
-- `DIR/model.ts`: TorchScript. Input: float images (N, C, H, W) at the prepared dataset's size,
-  pixels scaled to [0, 1]; the module normalises them with the dataset's mean and std (from its
-  `card.json`, as the evaluate stage's loader does) and returns the logits (N, classes).
-  `torch.jit.load` reads it with nothing but torch.
+- `DIR/model.pt2`: a `torch.export` program, any batch size. Input: float images (N, C, H, W)
+  at the prepared dataset's size, pixels scaled to [0, 1]; the module normalises them with the
+  dataset's mean and std (from its `card.json`, as the evaluate stage's loader does) and
+  returns the logits (N, classes). `torch.export.load(...).module()` reads it with nothing but
+  torch.
+- `DIR/model.ts`: the same module as TorchScript (`torch.jit.load`), which torch now marks
+  deprecated in favour of torch.export; kept for the runtimes that read only TorchScript.
 - `DIR/genotype.py`: the cells as plain Python. DARTS space: DARTS's `Genotype(normal=...,
   normal_concat=..., reduce=..., reduce_concat=...)` namedtuple (flat (op, input) lists) and the
   same cells in AutoDL's per-node form; NAS-Bench-201: the architecture string and AutoDL's
   per-node list.
 
-The network is traced (`torch.jit.trace`) in eval mode, so drop-path and the auxiliary head,
-which only act in training, are not part of it. The cells come from the model file itself (the
-genotype it was built from), so they match the weights even when `train.genotype` named a
-published genotype rather than the searched `genotype.json`. Language models are refused.
+The network is captured (`torch.export.export`, `torch.jit.trace`) in eval mode, so drop-path
+and the auxiliary head, which only act in training, are not part of it; each capture is
+checked against the network on another batch size. Both files hold the same metadata
+(`dnas.json`: input shape, range, mean and std, classes, dataset, genotype). The cells come
+from the model file itself (the genotype it was built from), so they match the weights even
+when `train.genotype` named a published genotype rather than the searched `genotype.json`.
+Language models are refused.
 """
 
 from __future__ import annotations
@@ -32,8 +38,9 @@ from dnas.spaces.genotype import Genotype
 from dnas.spaces.registry import get_space
 
 MODEL_FILE = "model.ts"
+PROGRAM_FILE = "model.pt2"
 GENOTYPE_FILE = "genotype.py"
-META_FILE = "dnas.json"  # stored inside model.ts (torch.jit.load's _extra_files)
+META_FILE = "dnas.json"  # stored inside both (torch.jit.load's _extra_files, torch.export's)
 
 
 class Normalised(nn.Module):
@@ -70,19 +77,39 @@ def _input_spec(card: dict, config: dict, card_path: Path) -> tuple[list[int], l
     return [c, h, w], mean, std
 
 
-def trace(model: nn.Module, mean: list, std: list, chw: list[int]) -> torch.jit.ScriptModule:
-    """The traced, normalising module, checked against the eager one on another batch size."""
-    module = Normalised(model.cpu().eval(), mean, std).eval()
+def normalised(model: nn.Module, mean: list, std: list) -> nn.Module:
+    """The network in eval mode on the CPU, behind the normalisation."""
+    return Normalised(model.cpu().eval(), mean, std).eval()
+
+
+def _check(captured, module: nn.Module, x: torch.Tensor, what: str) -> None:
+    if not torch.allclose(captured(x), module(x), rtol=1e-4, atol=1e-5):
+        raise RuntimeError(f"the {what} network differs from the network; not exported")
+
+
+def trace(module: nn.Module, chw: list[int]) -> torch.jit.ScriptModule:
+    """The traced module, checked against the eager one on another batch size."""
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad(), warnings.catch_warnings():
         # torch marks TorchScript deprecated in favour of torch.export; the format still loads
         # with torch.jit.load, which is what this file is for (docs/api.md).
         warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
         traced = torch.jit.trace(module, torch.rand(2, *chw, generator=generator))
-        check = torch.rand(3, *chw, generator=generator)
-        if not torch.allclose(traced(check), module(check), rtol=1e-4, atol=1e-5):
-            raise RuntimeError("the traced network differs from the network; not exported")
+        _check(traced, module, torch.rand(3, *chw, generator=generator), "traced")
     return traced
+
+
+def program(module: nn.Module, chw: list[int]) -> torch.export.ExportedProgram:
+    """The exported program, its batch size free (1 and up), checked against the eager module
+    on a batch of 1 and of 3."""
+    generator = torch.Generator().manual_seed(0)
+    batch = torch.export.Dim("batch", min=1)
+    example = (torch.rand(2, *chw, generator=generator),)
+    with torch.no_grad():
+        exported = torch.export.export(module, example, dynamic_shapes={"x": {0: batch}})
+        for n in (1, 3):
+            _check(exported.module(), module, torch.rand(n, *chw, generator=generator), "exported")
+    return exported
 
 
 def genotype_source(genotype: Genotype, origin: str) -> str:
@@ -96,8 +123,9 @@ def genotype_source(genotype: Genotype, origin: str) -> str:
 def export(
     out_dir: str | Path, model_path: str | Path, data_dir: str | Path
 ) -> dict[str, Path]:
-    """Write `out_dir/model.ts` and `out_dir/genotype.py` for the model at `model_path`,
-    normalised with the card of the prepared dataset `data_dir`; return the two paths."""
+    """Write `out_dir/model.pt2`, `out_dir/model.ts` and `out_dir/genotype.py` for the model at
+    `model_path`, normalised with the card of the prepared dataset `data_dir`; return the
+    paths ("program", "model", "genotype")."""
     from dnas.data.prepared import read_card
 
     model, config = load_model(model_path, "cpu")
@@ -110,7 +138,7 @@ def export(
     data_dir = Path(data_dir)
     card = read_card(data_dir)
     chw, mean, std = _input_spec(card, config, data_dir / "card.json")
-    traced = trace(model, mean, std, chw)
+    module = normalised(model, mean, std)
     meta = {
         "input": {"shape_chw": chw, "range": [0.0, 1.0], "mean": mean, "std": std},
         "num_classes": config["num_classes"],
@@ -118,12 +146,17 @@ def export(
         "space": genotype.space,
         "genotype": genotype.to_json(),
     }
-    buffer = io.BytesIO()
+    extra = {META_FILE: json.dumps(meta, sort_keys=True)}
+    exported = io.BytesIO()
+    torch.export.save(program(module, chw), exported, extra_files=extra)
+    scripted = io.BytesIO()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
-        torch.jit.save(traced, buffer, _extra_files={META_FILE: json.dumps(meta, sort_keys=True)})
+        torch.jit.save(trace(module, chw), scripted, _extra_files=extra)
     out_dir = Path(out_dir)
-    paths = {"model": out_dir / MODEL_FILE, "genotype": out_dir / GENOTYPE_FILE}
-    write_bytes(paths["model"], buffer.getvalue())
+    paths = {"program": out_dir / PROGRAM_FILE, "model": out_dir / MODEL_FILE,
+             "genotype": out_dir / GENOTYPE_FILE}  # fmt: skip
+    write_bytes(paths["program"], exported.getvalue())
+    write_bytes(paths["model"], scripted.getvalue())
     write_bytes(paths["genotype"], genotype_source(genotype, str(model_path)).encode())
     return paths
