@@ -87,6 +87,9 @@ def _tiny(raw: dict, stage: str) -> dict:
     # DrNAS's partial channels need C to split evenly (and reducing edges even per part).
     channels = math.lcm(4, *section.get("partial_channels", [1]))
     section.update(epochs=2, batch_size=4, channels=channels, layers=1 if nb201 else 3)
+    if "random_samples" in section:  # random search: a few draws, finalists among them
+        section["random_samples"] = min(section["random_samples"], 20)
+        section["random_finalists"] = min(section.get("random_finalists", 0), 3)
     if stage == "train":
         section["warmup_epochs"] = min(section.get("warmup_epochs", 0), 1)
     raw["common"] = {**raw.get("common", {}), "device": "cpu", "checkpoint_every": 1}
