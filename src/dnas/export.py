@@ -77,11 +77,6 @@ def _input_spec(card: dict, config: dict, card_path: Path) -> tuple[list[int], l
     return [c, h, w], mean, std
 
 
-def normalised(model: nn.Module, mean: list, std: list) -> nn.Module:
-    """The network in eval mode on the CPU, behind the normalisation."""
-    return Normalised(model.cpu().eval(), mean, std).eval()
-
-
 def _check(captured, module: nn.Module, x: torch.Tensor, what: str) -> None:
     if not torch.allclose(captured(x), module(x), rtol=1e-4, atol=1e-5):
         raise RuntimeError(f"the {what} network differs from the network; not exported")
@@ -138,7 +133,7 @@ def export(
     data_dir = Path(data_dir)
     card = read_card(data_dir)
     chw, mean, std = _input_spec(card, config, data_dir / "card.json")
-    module = normalised(model, mean, std)
+    module = Normalised(model.cpu().eval(), mean, std).eval()
     meta = {
         "input": {"shape_chw": chw, "range": [0.0, 1.0], "mean": mean, "std": std},
         "num_classes": config["num_classes"],
