@@ -141,12 +141,12 @@ def test_a_preset_and_its_random_search_preset_pair_up():
 def test_a_random_cell_run_is_not_scored_by_the_searched_cells_benchmark_row():
     """With search.benchmark, metrics/search.json holds the searched cell's NB201 row; a run
     that retrains a random cell (train.genotype: random) is scored by its own retraining."""
-    from dnas.report import run_value
+    from dnas.report import run_result
 
     metrics = {
         "metrics/search.json": {"benchmark": {"cifar10": {"hp200": {"test_acc": 93.5}}}},
         "metrics/train.json": {"test_acc": 88.25},
     }
     params = {"search.space": "nb201", "train.dataset": "cifar10", "train.genotype": "searched"}
-    assert run_value(params, metrics) == 93.5
-    assert run_value({**params, "train.genotype": "random"}, metrics) == 88.25
+    assert run_result(params, metrics) == (93.5, "accuracy")
+    assert run_result({**params, "train.genotype": "random"}, metrics) == (88.25, "accuracy")

@@ -178,12 +178,6 @@ def run_result(params: dict[str, Any], metrics: dict[str, dict]) -> tuple[float,
     return None
 
 
-def run_value(params: dict[str, Any], metrics: dict[str, dict]) -> float | None:
-    """The reported value of one run (`run_result`) without its measure."""
-    result = run_result(params, metrics)
-    return None if result is None else result[0]
-
-
 def search_score(metrics: dict[str, dict]) -> float | None:
     """How good the run's search was on its validation data: search-valid accuracy (CNNs) or
     minus the validation perplexity (language models); None without metrics/search.json."""
