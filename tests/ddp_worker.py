@@ -84,46 +84,53 @@ def dirs(root: Path) -> tuple[Path, Path]:
     return root / f"live{r}", root / f"ckpt{r}"
 
 
-def search(params, data, root: Path, stop: int | None = None, module=search_loop) -> dict:
-    """A search by `module` (the differentiable loop, or random search), straight through or
+def search(params, data, root: Path, stop: int | None = None) -> dict:
+    """A search as the stage runs it (`run_search`, by `search.algorithm`), straight through or
     interrupted after `stop` steps and resumed."""
-    run = module.run_search if module is search_loop else module.run_random_search
     if stop is not None:
-        with stop_after(module, stop):
+        with stop_after(search_loop, stop):
             try:
-                run(params, data, CPU, *dirs(root))
+                search_loop.run_search(params, data, CPU, *dirs(root))
             except Interrupted:
                 pass
-    result = run(params, data, CPU, *dirs(root))
+    result = search_loop.run_search(params, data, CPU, *dirs(root))
     return {
         "genotype": result.genotype.to_json(),
         "metrics": {k: v for k, v in result.metrics.items() if k != "cost"},
     }
 
 
-def random_searches(data, out: Path) -> dict:
-    """Random search with weight sharing, straight through and resumed, with its supernet's
-    weights at the start and the end of each."""
-    captured = {}
-    original = random_search.supernet_for
+@contextmanager
+def kept_supernet(module, name: str):
+    """While in it, `module.name` (the function a search builds its supernet with) keeps what
+    it built: `net`, the latest supernet, and `start`, the first one's state as built."""
+    kept: dict = {}
+    original = getattr(module, name)
 
     def keep(*args, **kwargs):
-        captured["net"] = net = original(*args, **kwargs)
-        captured.setdefault("start", {k: v.clone() for k, v in net.state_dict().items()})
+        kept["net"] = net = original(*args, **kwargs)
+        kept.setdefault("start", {k: v.clone() for k, v in net.state_dict().items()})
         return net
 
-    random_search.supernet_for = keep
+    setattr(module, name, keep)
     try:
-        p = parse_params({"search": {**SEARCH, "algorithm": "random", "random_samples": 6}})
-        result = {"random": search(p, data, out / "run-random", module=random_search)}
-        result["random_net"] = captured["net"].state_dict()
-        result["random_start"] = captured["start"]
-        result["random_resumed"] = search(
-            p, data, out / "run-random-resumed", stop=5, module=random_search
-        )
-        result["random_resumed_net"] = captured["net"].state_dict()
+        yield kept
     finally:
-        random_search.supernet_for = original
+        setattr(module, name, original)
+
+
+def searches(data, out: Path, name: str, search_params: dict, builder) -> dict:
+    """A search straight through and one stopped after 5 steps (4 steps an epoch: 718
+    search-train examples, batch 200; so in epoch 2) and resumed, each with its supernet's
+    final state, and the supernet's state as built, under `name`, `name`_net, `name`_start,
+    `name`_resumed and `name`_resumed_net. `builder`: (module, function) that builds it."""
+    p = parse_params({"search": search_params})
+    with kept_supernet(*builder) as kept:
+        result = {name: search(p, data, out / f"run-{name}")}
+        result[f"{name}_net"] = kept["net"].state_dict()
+        result[f"{name}_start"] = kept["start"]
+        result[f"{name}_resumed"] = search(p, data, out / f"run-{name}-resumed", stop=5)
+        result[f"{name}_resumed_net"] = kept["net"].state_dict()
     return result
 
 
@@ -146,24 +153,9 @@ def main() -> None:
     with distributed.session("cpu"):
         assert distributed.world_size() == 2
         result = {"gradients": gradients(data), "samples": samples(data)}
-        captured = {}
-        original = search_loop.make_supernet
-
-        def keep(*args, **kwargs):  # keep the supernet, to compare weights and alphas
-            captured["net"] = net = original(*args, **kwargs)
-            captured["alphas"] = net.alphas["cell"].detach().clone()
-            return net
-
-        search_loop.make_supernet = keep
-        p = parse_params({"search": SEARCH})
-        result["search"] = search(p, data, out / "run-search")
-        result["search_net"] = captured["net"].state_dict()
-        result["search_alphas_start"] = captured["alphas"]
-        # 4 steps an epoch (718 search-train examples, batch 200): stop in epoch 2
-        result["search_resumed"] = search(p, data, out / "run-search-resumed", stop=5)
-        result["search_resumed_net"] = captured["net"].state_dict()
-        search_loop.make_supernet = original
-        result.update(random_searches(data, out))
+        result.update(searches(data, out, "search", SEARCH, (search_loop, "make_supernet")))
+        random = {**SEARCH, "algorithm": "random", "random_samples": 6}
+        result.update(searches(data, out, "random", random, (random_search, "supernet_for")))
         p = parse_params({"train": TRAIN})
         result["train"] = train(p, data, out / "run-train")
         # 5 steps an epoch (1437 examples, batch 300): stop in epoch 2
