@@ -102,8 +102,9 @@ def program(module: nn.Module, chw: list[int]) -> torch.export.ExportedProgram:
     example = (torch.rand(2, *chw, generator=generator),)
     with torch.no_grad():
         exported = torch.export.export(module, example, dynamic_shapes={"x": {0: batch}})
+        runnable = exported.module()
         for n in (1, 3):
-            _check(exported.module(), module, torch.rand(n, *chw, generator=generator), "exported")
+            _check(runnable, module, torch.rand(n, *chw, generator=generator), "exported")
     return exported
 
 
